@@ -1,4 +1,10 @@
 //! ptxforge: architecture contracts + model dimensions -> specialised PTX decode kernels,
 //! a manifest any engine can execute, and a runtime that runs them.
 
+pub mod cli;
+pub mod ptxas;
+pub mod quant;
+pub mod reference;
+pub mod runtime;
+
 pub use ptx_gen;

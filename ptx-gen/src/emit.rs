@@ -371,3 +371,8 @@ fn print_address(out: &mut String, a: &Address) {
     }
     out.push(']');
 }
+
+/// Lowers an IR module and prints it.
+pub fn emit_module(module: &crate::ir::Module) -> String {
+    print_module(&module.lower())
+}

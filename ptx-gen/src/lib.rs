@@ -8,3 +8,11 @@ pub mod ast;
 pub mod check;
 pub mod emit;
 pub mod parse;
+pub mod ir;
+pub mod target;
+
+pub use target::Target;
+pub mod kernels;
+pub mod launch;
+
+pub use kernels::{generate, GeneratedKernel, KernelSpec};

@@ -1,0 +1,127 @@
+//! Q8_1 quantization of an f32 vector, GGML's `block_q8_1` layout:
+//! `half2 {d, s}` then `int8 qs[32]` (36 bytes per 32 values), with
+//! `d = amax / 127`, `q = roundf(x * (1/d))` (0 where d == 0), `s = d * sum(q)`
+//! (`quantize_row_q8_1_ref`). One warp quantizes one block, lane j holding value j.
+//! Every float step is IEEE-rounded (`div.rn`, `rcp.rn`, `mul.rn`) and the integer sum is
+//! exact, so the result is bit-identical to the CPU reference.
+
+use crate::ast::{StateSpace, Type};
+use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Round, Sreg, UnOp, Value};
+use crate::launch::LaunchSpec;
+use crate::target::Target;
+
+use super::reduce::warp_reduce;
+use super::spec::{Access, GenError, KernelSpec, ParamSpec, QuantizeQ8_1};
+use super::GeneratedKernel;
+
+/// Values per Q8_1 block.
+pub const Q8_1_BLOCK_VALUES: u32 = 32;
+/// Bytes per Q8_1 block: two f16 then 32 int8.
+pub const Q8_1_BLOCK_BYTES: u32 = 36;
+
+/// Warps (Q8_1 blocks) per thread block.
+const WARPS: u32 = 8;
+
+pub fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, GenError> {
+    let spec = KernelSpec::QuantizeQ8_1(*s);
+    let name = spec.name();
+    let nblocks = s.k / Q8_1_BLOCK_VALUES;
+    let mut b = KernelBuilder::new(&name, target);
+    b.header_comment(&spec.describe());
+    b.header_comment(&format!("launch: grid {} x 1 x 1, block {} x 1 x 1", nblocks.div_ceil(WARPS), WARPS * 32));
+    b.max_threads(WARPS * 32);
+    let x = b.param(Type::U64, "x");
+    let y = b.param(Type::U64, "y");
+
+    let tid = b.special(Sreg::TidX);
+    let cta = b.special(Sreg::CtaidX);
+    let lane = b.and(Type::B32, tid, 31u32);
+    let warp = b.shr(Type::U32, tid, 5u32);
+    let blk = b.mad(Type::U32, FMode::NONE, cta, WARPS, warp);
+    // Whole warps past the last block leave together: the shuffles below see full warps.
+    if nblocks % WARPS != 0 {
+        let past = b.setp(Cmp::Ge, Type::U32, blk, nblocks);
+        b.return_if(past);
+    }
+    let xp = b.global_ptr(&x);
+    let yp = b.global_ptr(&y);
+    let idx = b.mad(Type::U32, FMode::NONE, blk, Q8_1_BLOCK_VALUES, lane);
+    let xoff = b.mul_wide(Type::U32, idx, 4u32);
+    let xa = b.add(Type::U64, xp, xoff);
+    let v = b.load(StateSpace::Global, Type::F32, 1, Addr::reg(xa), &[CacheHint::NonCoherent], None)[0];
+    let yoff = b.mul_wide(Type::U32, blk, Q8_1_BLOCK_BYTES);
+    let ya = b.add(Type::U64, yp, yoff);
+    emit_block(&mut b, v, lane, ya);
+    let kernel = b.finish()?;
+    let ptx = crate::emit::emit_module(&Module::single(kernel));
+    Ok(GeneratedKernel {
+        name,
+        ptx,
+        launch: LaunchSpec::fixed(nblocks.div_ceil(WARPS), 1, WARPS * 32),
+        params: vec![
+            ParamSpec::buffer("x", format!("f32[{}]", s.k), s.k as u64 * 4, 4, Access::Read, "input vector"),
+            ParamSpec::buffer(
+                "y",
+                format!("block_q8_1[{nblocks}]"),
+                (nblocks * Q8_1_BLOCK_BYTES) as u64,
+                4,
+                Access::Write,
+                "quantized vector: per 32 values half2 {d, s} then int8 qs[32]",
+            ),
+        ],
+        spec,
+        target,
+    })
+}
+
+/// Quantizes the warp's 32 values (`v` in lane j is value j) into the Q8_1 block at `ya`.
+/// Shared with the fused norm + quantize kernels so both round identically.
+pub(crate) fn emit_block(b: &mut KernelBuilder, v: Reg, lane: Reg, ya: Reg) {
+    let a = b.un(UnOp::Abs, Type::F32, FMode::NONE, v);
+    let amax = warp_reduce(b, BinOp::Max, Type::F32, a);
+    let d = b.bin(BinOp::Div, Type::F32, FMode::rn(), amax, 127.0f32);
+    let rcp = b.un(UnOp::Rcp, Type::F32, FMode::rn(), d);
+    let zero = b.setp(Cmp::Eq, Type::F32, d, 0.0f32);
+    let id = b.selp(Type::F32, 0.0f32, rcp, zero);
+    let m = b.bin(BinOp::Mul, Type::F32, FMode::rn(), v, id);
+    // roundf: round half away from zero. m - trunc(m) is exact for |m| <= 128.
+    let t = b.cvt(Type::F32, Type::F32, rzi(), m);
+    let frac = b.bin(BinOp::Sub, Type::F32, FMode::rn(), m, t);
+    let afrac = b.un(UnOp::Abs, Type::F32, FMode::NONE, frac);
+    let up = b.setp(Cmp::Ge, Type::F32, afrac, 0.5f32);
+    let mbits = b.mov(Type::B32, m);
+    let sign = b.and(Type::B32, mbits, Value::Hex(0x8000_0000));
+    let one_bits = b.or(Type::B32, sign, Value::Hex(0x3f80_0000));
+    let one = b.mov(Type::F32, one_bits);
+    let away = b.bin(BinOp::Add, Type::F32, FMode::rn(), t, one);
+    let r = b.selp(Type::F32, away, t, up);
+    let q = b.cvt(Type::S32, Type::F32, rzi(), r);
+    let sum = warp_reduce(b, BinOp::Add, Type::S32, q);
+    let sumf = b.cvt(Type::F32, Type::S32, FMode::rn(), sum);
+    let s = b.bin(BinOp::Mul, Type::F32, FMode::rn(), sumf, d);
+    let lane0 = b.setp(Cmp::Eq, Type::U32, lane, 0u32);
+    b.if_then(lane0, |b| {
+        let dh = b.cvt(Type::F16, Type::F32, FMode::rn(), d);
+        let sh = b.cvt(Type::F16, Type::F32, FMode::rn(), s);
+        b.store(StateSpace::Global, Type::B16, Addr::reg(ya), &[dh.into(), sh.into()], &[], None);
+    });
+    // Lanes 4i gather the bytes of lanes 4i+1..4i+3 and store one 32-bit word each.
+    let q1 = b.shfl_down(q, 1);
+    let q2 = b.shfl_down(q, 2);
+    let q3 = b.shfl_down(q, 3);
+    let lo = b.prmt(None, q, q1, Value::Hex(0x0040));
+    let hi = b.prmt(None, q2, q3, Value::Hex(0x0040));
+    let word = b.prmt(None, lo, hi, Value::Hex(0x5410));
+    let lane_off = b.cvt(Type::U64, Type::U32, FMode::NONE, lane);
+    let qa = b.add(Type::U64, ya, lane_off);
+    let quad = b.and(Type::B32, lane, 3u32);
+    let first = b.setp(Cmp::Eq, Type::B32, quad, 0u32);
+    b.when(first).store(StateSpace::Global, Type::B32, Addr::reg_off(qa, 4), &[Value::Reg(word)], &[], None);
+}
+
+fn rzi() -> FMode {
+    FMode {
+        round: Some(Round::Rzi),
+        ..FMode::NONE
+    }
+}

@@ -1,0 +1,160 @@
+//! RMSNorm of an f32 vector: `y = x * (1 / sqrt(sum(x^2) / n + eps)) * (w + offset)`.
+//!
+//! One thread block per vector. The vector is read once into registers (float4 where the
+//! length allows), squared and summed per thread in a fixed order, reduced over the block
+//! (butterfly, then the warps' partials), scaled with IEEE-rounded `sqrt.rn`/`rcp.rn`,
+//! and written. Length, eps and the weight offset are immediates.
+
+use crate::ast::{StateSpace, Type};
+use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Sreg, UnOp, Value};
+use crate::launch::LaunchSpec;
+use crate::target::Target;
+
+use super::reduce::block_reduce;
+use super::spec::{Access, GenError, KernelSpec, ParamSpec, RmsNorm};
+use super::GeneratedKernel;
+
+/// How a row of `hidden` floats is spread over a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowLayout {
+    /// Floats per load (4, 2 or 1).
+    pub vec: u32,
+    /// Loads in the row: hidden / vec.
+    pub chunks: u32,
+    pub threads: u32,
+    /// Loads per thread (the last may be partial).
+    pub per_thread: u32,
+    /// Whether the row stays in registers between the two passes (else it is read twice;
+    /// the second read hits L1/L2).
+    pub resident: bool,
+}
+
+impl RowLayout {
+    pub fn new(hidden: u32) -> RowLayout {
+        let vec = [4, 2, 1].into_iter().find(|v| hidden % v == 0).unwrap_or(1);
+        let chunks = hidden / vec;
+        let threads = (chunks.div_ceil(4).div_ceil(32) * 32).clamp(32, 1024);
+        let per_thread = chunks.div_ceil(threads);
+        RowLayout {
+            vec,
+            chunks,
+            threads,
+            per_thread,
+            resident: per_thread * vec <= 16 && threads <= 512,
+        }
+    }
+
+    /// Whether load `j` of a thread may fall past the row (so it needs a bounds check).
+    pub fn partial(&self, j: u32) -> bool {
+        (j + 1) * self.threads > self.chunks
+    }
+}
+
+pub fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError> {
+    let spec = KernelSpec::RmsNorm(*s);
+    let name = spec.name();
+    let layout = RowLayout::new(s.hidden);
+    let mut b = KernelBuilder::new(&name, target);
+    b.header_comment(&spec.describe());
+    b.header_comment(&format!("launch: grid 1 x 1 x 1, block {} x 1 x 1", layout.threads));
+    b.max_threads(layout.threads);
+    let x = b.param(Type::U64, "x");
+    let w = b.param(Type::U64, "w");
+    let y = b.param(Type::U64, "y");
+    let tid = b.special(Sreg::TidX);
+    let lane = b.and(Type::B32, tid, 31u32);
+    let warp = b.shr(Type::U32, tid, 5u32);
+    let xp = b.global_ptr(&x);
+    let wp = b.global_ptr(&w);
+    let yp = b.global_ptr(&y);
+    let stride = layout.vec * 4;
+    let toff = b.mul_wide(Type::U32, tid, stride);
+    let xa = b.add(Type::U64, xp, toff);
+    let wa = b.add(Type::U64, wp, toff);
+    let ya = b.add(Type::U64, yp, toff);
+
+    // Bounds checks exist only for the loads that can pass the end of the row.
+    let guards: Vec<Option<Reg>> = (0..layout.per_thread)
+        .map(|j| {
+            layout.partial(j).then(|| {
+                let c = b.add(Type::U32, tid, j * layout.threads);
+                b.setp(Cmp::Lt, Type::U32, c, layout.chunks)
+            })
+        })
+        .collect();
+    let offset = |j: u32| (j * layout.threads * stride) as i64;
+    let acc = b.mov(Type::F32, 0.0f32);
+    let mut resident: Vec<Vec<Reg>> = Vec::new();
+    for (j, guard) in guards.iter().enumerate() {
+        let v = load_chunk(&mut b, &layout, xa, offset(j as u32), *guard);
+        for r in &v {
+            b.to(acc).fma(*r, *r, acc);
+        }
+        if layout.resident {
+            resident.push(v);
+        }
+    }
+    let total = block_reduce(&mut b, BinOp::Add, Type::F32, acc, "partials", layout.threads, lane, warp);
+    let mean = b.bin(BinOp::Div, Type::F32, FMode::rn(), total, s.hidden as f32);
+    let var = b.bin(BinOp::Add, Type::F32, FMode::rn(), mean, s.eps);
+    let root = b.un(UnOp::Sqrt, Type::F32, FMode::rn(), var);
+    let scale = b.un(UnOp::Rcp, Type::F32, FMode::rn(), root);
+
+    for (j, guard) in guards.iter().enumerate() {
+        let off = offset(j as u32);
+        let xs = match resident.get(j) {
+            Some(v) => v.clone(),
+            None => load_chunk(&mut b, &layout, xa, off, *guard),
+        };
+        let ws = load_chunk(&mut b, &layout, wa, off, *guard);
+        let out: Vec<Value> = xs
+            .iter()
+            .zip(&ws)
+            .map(|(v, wv)| {
+                let n = b.bin(BinOp::Mul, Type::F32, FMode::rn(), *v, scale);
+                let g = if s.weight_offset != 0.0 {
+                    b.bin(BinOp::Add, Type::F32, FMode::rn(), *wv, s.weight_offset)
+                } else {
+                    *wv
+                };
+                Value::Reg(b.bin(BinOp::Mul, Type::F32, FMode::rn(), n, g))
+            })
+            .collect();
+        if let Some(g) = guard {
+            b.when(*g);
+        }
+        b.store(StateSpace::Global, Type::F32, Addr::reg_off(ya, off), &out, &[], None);
+    }
+    let kernel = b.finish()?;
+    let ptx = crate::emit::emit_module(&Module::single(kernel));
+    let bytes = s.hidden as u64 * 4;
+    let layout_s = format!("f32[{}]", s.hidden);
+    let align = layout.vec * 4;
+    Ok(GeneratedKernel {
+        name,
+        ptx,
+        launch: LaunchSpec::fixed(1, 1, layout.threads),
+        params: vec![
+            ParamSpec::buffer("x", layout_s.clone(), bytes, align, Access::Read, "input vector"),
+            ParamSpec::buffer("w", layout_s.clone(), bytes, align, Access::Read, "norm weight (gamma)"),
+            ParamSpec::buffer("y", layout_s, bytes, align, Access::Write, "normalized output"),
+        ],
+        spec,
+        target,
+    })
+}
+
+/// Loads one chunk (`vec` floats) of a thread; past the end of the row (where `guard` is
+/// false) the registers hold zeros, which add nothing to the sum of squares.
+fn load_chunk(b: &mut KernelBuilder, layout: &RowLayout, base: Reg, offset: i64, guard: Option<Reg>) -> Vec<Reg> {
+    let addr = Addr::reg_off(base, offset);
+    match guard {
+        None => b.load(StateSpace::Global, Type::F32, layout.vec as usize, addr, &[CacheHint::NonCoherent], None),
+        Some(g) => {
+            let regs: Vec<Reg> = (0..layout.vec).map(|_| b.mov(Type::F32, 0.0f32)).collect();
+            b.when(g);
+            b.load_to(StateSpace::Global, Type::F32, &regs, addr, &[CacheHint::NonCoherent], None);
+            regs
+        }
+    }
+}

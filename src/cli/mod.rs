@@ -1,0 +1,48 @@
+//! The `ptxforge` command line.
+
+pub mod emit;
+
+use clap::{Parser, Subcommand};
+
+/// ptxforge: generates PTX decode kernels specialised to one model's dimensions.
+#[derive(Debug, Parser)]
+#[command(name = "ptxforge", version, about, long_about = None)]
+pub struct Cli {
+    /// Only print errors.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the PTX of one kernel for given dimensions.
+    Emit(emit::EmitArgs),
+}
+
+/// A command-line failure: a message and the process exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub code: i32,
+}
+
+impl CliError {
+    /// Bad input from the user: exit code 2.
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError { message: message.into(), code: 2 }
+    }
+
+    /// A failure of ptxforge itself: exit code 1.
+    pub fn internal(message: impl Into<String>) -> CliError {
+        CliError { message: message.into(), code: 1 }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: &Cli) -> Result<(), CliError> {
+    match &cli.command {
+        Command::Emit(args) => emit::run(args),
+    }
+}

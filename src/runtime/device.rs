@@ -1,0 +1,86 @@
+//! Opening a GPU.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaStream};
+
+use super::error::{DriverContext, RuntimeError};
+
+/// An opened GPU: its primary context and a stream.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub(crate) ctx: Arc<CudaContext>,
+    pub(crate) stream: Arc<CudaStream>,
+    name: String,
+    compute_capability: (i32, i32),
+    total_memory: usize,
+}
+
+/// Whether libcuda can be loaded. cudarc panics on first use when it cannot, so every
+/// path into cudarc goes through this check first.
+pub fn driver_present() -> bool {
+    // SAFETY: only tries to dlopen the driver library by its usual names.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+impl Device {
+    /// Opens GPU `ordinal`; a typed error when there is no driver or no such device.
+    pub fn open(ordinal: usize) -> Result<Device, RuntimeError> {
+        if !driver_present() {
+            return Err(RuntimeError::NoDriver);
+        }
+        let count = CudaContext::device_count().doing(|| "counting CUDA devices".into())?;
+        if ordinal as i64 >= count as i64 {
+            return Err(RuntimeError::NoDevice { ordinal, count });
+        }
+        let ctx = CudaContext::new(ordinal).doing(|| format!("opening CUDA device {ordinal}"))?;
+        let name = ctx.name().doing(|| "reading the device name".into())?;
+        let compute_capability = ctx.compute_capability().doing(|| "reading the compute capability".into())?;
+        let total_memory = ctx.total_mem().doing(|| "reading the device memory size".into())?;
+        let stream = ctx.default_stream();
+        tracing::info!(%name, ?compute_capability, total_memory, "opened CUDA device {ordinal}");
+        Ok(Device {
+            ctx,
+            stream,
+            name,
+            compute_capability,
+            total_memory,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// (major, minor).
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.compute_capability
+    }
+
+    /// `major * 10 + minor`, as in `sm_XX`.
+    pub fn sm(&self) -> u32 {
+        (self.compute_capability.0 * 10 + self.compute_capability.1) as u32
+    }
+
+    pub fn total_memory(&self) -> usize {
+        self.total_memory
+    }
+
+    /// Refuses a GPU below `sm_needed`.
+    pub fn require_sm(&self, sm_needed: u32) -> Result<(), RuntimeError> {
+        if self.sm() < sm_needed {
+            return Err(RuntimeError::DeviceTooOld {
+                device: self.name.clone(),
+                major: self.compute_capability.0,
+                minor: self.compute_capability.1,
+                needed: sm_needed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits for all work on the device's stream.
+    pub fn synchronize(&self) -> Result<(), RuntimeError> {
+        self.stream.synchronize().doing(|| "synchronizing the stream".into())
+    }
+}

@@ -1,0 +1,161 @@
+//! Loaded kernels and device buffers.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaFunction, CudaModule, CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::nvrtc::Ptx;
+use ptx_gen::kernels::{GeneratedKernel, ParamKind};
+use ptx_gen::launch::{LaunchSpec, RuntimeValue};
+
+use super::device::Device;
+use super::error::{DriverContext, RuntimeError};
+
+/// A device allocation of raw bytes.
+#[derive(Debug)]
+pub struct DeviceBuffer {
+    slice: CudaSlice<u8>,
+    device: Device,
+}
+
+impl DeviceBuffer {
+    /// Uploads `bytes`.
+    pub fn from_bytes(device: &Device, bytes: &[u8]) -> Result<DeviceBuffer, RuntimeError> {
+        let slice = device
+            .stream
+            .clone_htod(bytes)
+            .doing(|| format!("uploading {} bytes", bytes.len()))?;
+        Ok(DeviceBuffer { slice, device: device.clone() })
+    }
+
+    /// Uploads f32 values.
+    pub fn from_f32(device: &Device, values: &[f32]) -> Result<DeviceBuffer, RuntimeError> {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        DeviceBuffer::from_bytes(device, &bytes)
+    }
+
+    /// `len` bytes, every one set to `fill` (a poison pattern for outputs).
+    pub fn filled(device: &Device, len: usize, fill: u8) -> Result<DeviceBuffer, RuntimeError> {
+        DeviceBuffer::from_bytes(device, &vec![fill; len])
+    }
+
+    pub fn len(&self) -> usize {
+        self.slice.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slice.len() == 0
+    }
+
+    /// The device address of byte `offset` of the buffer.
+    pub fn ptr_at(&self, offset: usize) -> u64 {
+        let (ptr, _sync) = self.slice.device_ptr(&self.device.stream);
+        ptr + offset as u64
+    }
+
+    /// The device address of the buffer.
+    pub fn ptr(&self) -> u64 {
+        self.ptr_at(0)
+    }
+
+    /// Downloads the whole buffer.
+    pub fn to_vec(&self) -> Result<Vec<u8>, RuntimeError> {
+        self.device
+            .stream
+            .clone_dtoh(&self.slice)
+            .doing(|| format!("downloading {} bytes", self.slice.len()))
+    }
+}
+
+/// A kernel argument, in PTX parameter order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KernelArg {
+    /// A device address (`.u64` buffer parameter).
+    Ptr(u64),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+}
+
+/// A kernel loaded into a device: its function and launch geometry.
+#[derive(Debug, Clone)]
+pub struct LoadedKernel {
+    name: String,
+    launch: LaunchSpec,
+    params: Vec<ParamKind>,
+    function: CudaFunction,
+    _module: Arc<CudaModule>,
+    device: Device,
+}
+
+impl LoadedKernel {
+    /// JIT-loads one generated kernel on its own. Kernel sets go through the parity-gated
+    /// loader; this is for single kernels, which have no batched twin to check.
+    pub fn load_single(device: &Device, kernel: &GeneratedKernel) -> Result<LoadedKernel, RuntimeError> {
+        device.require_sm(kernel.target.sm)?;
+        let module = device
+            .ctx
+            .load_module(Ptx::from_src(kernel.ptx.clone()))
+            .doing(|| format!("loading the PTX of {}", kernel.name))?;
+        let function = module
+            .load_function(&kernel.name)
+            .doing(|| format!("finding entry {}", kernel.name))?;
+        Ok(LoadedKernel {
+            name: kernel.name.clone(),
+            launch: kernel.launch.clone(),
+            params: kernel.params.iter().map(|p| p.kind.clone()).collect(),
+            function,
+            _module: module,
+            device: device.clone(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Launches with `args` in parameter order; `runtime` answers the launch formulas.
+    pub fn launch(&self, args: &[KernelArg], runtime: impl Fn(RuntimeValue) -> u32) -> Result<(), RuntimeError> {
+        if args.len() != self.params.len() {
+            return Err(RuntimeError::Launch {
+                kernel: self.name.clone(),
+                message: format!("{} arguments given, the kernel has {} parameters", args.len(), self.params.len()),
+            });
+        }
+        for (k, (p, a)) in self.params.iter().zip(args).enumerate() {
+            let fits = match p {
+                ParamKind::Buffer(_) => matches!(a, KernelArg::Ptr(_)),
+                ParamKind::Scalar { ty } => matches!(
+                    (ty.as_str(), a),
+                    ("u32" | "b32", KernelArg::U32(_)) | ("s32", KernelArg::I32(_)) | ("f32", KernelArg::F32(_))
+                ),
+            };
+            if !fits {
+                return Err(RuntimeError::Launch {
+                    kernel: self.name.clone(),
+                    message: format!("argument {k} ({a:?}) does not match parameter {p:?}"),
+                });
+            }
+        }
+        let g = &self.launch.grid;
+        let cfg = LaunchConfig {
+            grid_dim: (g[0].eval(&runtime), g[1].eval(&runtime), g[2].eval(&runtime)),
+            block_dim: (self.launch.block[0], self.launch.block[1], self.launch.block[2]),
+            shared_mem_bytes: self.launch.dynamic_shared_bytes.eval(&runtime),
+        };
+        let mut builder = self.device.stream.launch_builder(&self.function);
+        for a in args {
+            match a {
+                KernelArg::Ptr(p) => builder.arg(p),
+                KernelArg::U32(v) => builder.arg(v),
+                KernelArg::I32(v) => builder.arg(v),
+                KernelArg::F32(v) => builder.arg(v),
+            };
+        }
+        // SAFETY: the argument count matches the kernel's parameters, scalars have the PTX
+        // types of the manifest, and buffer sizes are the caller's contract (ParamSpec bytes).
+        unsafe { builder.launch(cfg) }
+            .map(|_| ())
+            .doing(|| format!("launching {}", self.name))
+    }
+}
+
