@@ -8,3 +8,5 @@ pub mod reference;
 pub mod runtime;
 
 pub use ptx_gen;
+
+pub mod contract;

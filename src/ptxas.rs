@@ -66,10 +66,17 @@ impl Ptxas {
 
     /// Finds ptxas: `ptxas_var` (the value of `PTXAS`) when set, else the first `ptxas` in
     /// the directories of `path_var` (the value of `PATH`).
-    pub fn locate(ptxas_var: Option<OsString>, path_var: Option<OsString>) -> Result<Ptxas, PtxasError> {
+    pub fn locate(
+        ptxas_var: Option<OsString>,
+        path_var: Option<OsString>,
+    ) -> Result<Ptxas, PtxasError> {
         if let Some(p) = ptxas_var.filter(|p| !p.is_empty()) {
             let p = PathBuf::from(p);
-            return if p.is_file() { Ok(Ptxas::at(p)) } else { Err(PtxasError::NotFound) };
+            return if p.is_file() {
+                Ok(Ptxas::at(p))
+            } else {
+                Err(PtxasError::NotFound)
+            };
         }
         let path_var = path_var.ok_or(PtxasError::NotFound)?;
         std::env::split_paths(&path_var)
@@ -88,9 +95,17 @@ impl Ptxas {
         let out = Command::new(&self.path)
             .arg("--version")
             .output()
-            .map_err(|source| PtxasError::Spawn { path: self.path.clone(), source })?;
+            .map_err(|source| PtxasError::Spawn {
+                path: self.path.clone(),
+                source,
+            })?;
         let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").to_string())
+        Ok(text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .last()
+            .unwrap_or("")
+            .to_string())
     }
 
     /// Assembles `ptx` for `sm_XX` with `-v` (the cubin is discarded).
@@ -102,15 +117,24 @@ impl Ptxas {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| PtxasError::Spawn { path: self.path.clone(), source })?;
+            .map_err(|source| PtxasError::Spawn {
+                path: self.path.clone(),
+                source,
+            })?;
         if let Some(mut stdin) = child.stdin.take() {
             stdin
                 .write_all(ptx.as_bytes())
-                .map_err(|source| PtxasError::Spawn { path: self.path.clone(), source })?;
+                .map_err(|source| PtxasError::Spawn {
+                    path: self.path.clone(),
+                    source,
+                })?;
         }
         let out = child
             .wait_with_output()
-            .map_err(|source| PtxasError::Spawn { path: self.path.clone(), source })?;
+            .map_err(|source| PtxasError::Spawn {
+                path: self.path.clone(),
+                source,
+            })?;
         // ptxas writes -v info to stdout or stderr depending on the version; read both.
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -136,16 +160,24 @@ pub fn parse_verbose(text: &str, sm: u32) -> Result<AssembleReport, PtxasError> 
     let mut kernels: Vec<KernelResources> = Vec::new();
     let mut warnings = Vec::new();
     for line in text.lines() {
-        let unreadable = || PtxasError::Unreadable { sm, line: line.to_string() };
+        let unreadable = || PtxasError::Unreadable {
+            sm,
+            line: line.to_string(),
+        };
         if line.contains("ptxas warning") {
             warnings.push(line.trim().to_string());
         } else if let Some(rest) = line.split("Compiling entry function '").nth(1) {
             let name = rest.split('\'').next().ok_or_else(unreadable)?;
-            kernels.push(KernelResources { name: name.to_string(), ..Default::default() });
+            kernels.push(KernelResources {
+                name: name.to_string(),
+                ..Default::default()
+            });
         } else if line.contains("bytes stack frame") {
             let k = kernels.last_mut().ok_or_else(unreadable)?;
-            k.stack_frame_bytes = number_before(line, "bytes stack frame").ok_or_else(unreadable)?;
-            k.spill_store_bytes = number_before(line, "bytes spill stores").ok_or_else(unreadable)?;
+            k.stack_frame_bytes =
+                number_before(line, "bytes stack frame").ok_or_else(unreadable)?;
+            k.spill_store_bytes =
+                number_before(line, "bytes spill stores").ok_or_else(unreadable)?;
             k.spill_load_bytes = number_before(line, "bytes spill loads").ok_or_else(unreadable)?;
         } else if line.contains("Used ") && line.contains("registers") {
             let k = kernels.last_mut().ok_or_else(unreadable)?;
@@ -154,5 +186,9 @@ pub fn parse_verbose(text: &str, sm: u32) -> Result<AssembleReport, PtxasError> 
             k.shared_bytes = number_before(line, "bytes smem").unwrap_or(0);
         }
     }
-    Ok(AssembleReport { sm, kernels, warnings })
+    Ok(AssembleReport {
+        sm,
+        kernels,
+        warnings,
+    })
 }

@@ -7,8 +7,8 @@
 pub mod ast;
 pub mod check;
 pub mod emit;
-pub mod parse;
 pub mod ir;
+pub mod parse;
 pub mod target;
 
 pub use target::Target;

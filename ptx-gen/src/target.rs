@@ -9,7 +9,9 @@ use std::fmt;
 pub const PTX_VERSION: (u32, u32) = (7, 8);
 
 /// A PTX target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Target {
     /// Compute capability times ten plus minor: 61, 75, 80, 86, 89, 90.
     pub sm: u32,
@@ -99,6 +101,10 @@ impl Default for Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sm_{} (PTX {}.{})", self.sm, self.ptx_version.0, self.ptx_version.1)
+        write!(
+            f,
+            "sm_{} (PTX {}.{})",
+            self.sm, self.ptx_version.0, self.ptx_version.1
+        )
     }
 }

@@ -25,11 +25,19 @@ pub struct EmitArgs {
     pub describe: bool,
 }
 
-fn dim<T: std::str::FromStr>(args: &EmitArgs, i: usize, what: &str, default: Option<T>) -> Result<T, CliError> {
+fn dim<T: std::str::FromStr>(
+    args: &EmitArgs,
+    i: usize,
+    what: &str,
+    default: Option<T>,
+) -> Result<T, CliError> {
     match args.dims.get(i) {
-        Some(s) => s
-            .parse()
-            .map_err(|_| CliError::usage(format!("{}: {what} must be a number, got `{s}`", args.kernel))),
+        Some(s) => s.parse().map_err(|_| {
+            CliError::usage(format!(
+                "{}: {what} must be a number, got `{s}`",
+                args.kernel
+            ))
+        }),
         None => default.ok_or_else(|| CliError::usage(format!("{}: missing {what}", args.kernel))),
     }
 }
@@ -37,7 +45,12 @@ fn dim<T: std::str::FromStr>(args: &EmitArgs, i: usize, what: &str, default: Opt
 /// The spec named on the command line.
 pub fn spec_from_args(args: &EmitArgs) -> Result<KernelSpec, CliError> {
     let (spec, max_dims) = match args.kernel.as_str() {
-        "quantize_q8_1" => (KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: dim(args, 0, "K", None)? }), 1),
+        "quantize_q8_1" => (
+            KernelSpec::QuantizeQ8_1(QuantizeQ8_1 {
+                k: dim(args, 0, "K", None)?,
+            }),
+            1,
+        ),
         "rmsnorm" => (
             KernelSpec::RmsNorm(RmsNorm {
                 hidden: dim(args, 0, "HIDDEN", None)?,
@@ -48,18 +61,29 @@ pub fn spec_from_args(args: &EmitArgs) -> Result<KernelSpec, CliError> {
         ),
         other => {
             let known: Vec<&str> = kernels::families().iter().map(|(n, _)| *n).collect();
-            return Err(CliError::usage(format!("unknown kernel `{other}`; known kernels: {}", known.join(", "))));
+            return Err(CliError::usage(format!(
+                "unknown kernel `{other}`; known kernels: {}",
+                known.join(", ")
+            )));
         }
     };
     if args.dims.len() > max_dims {
-        return Err(CliError::usage(format!("{}: takes at most {max_dims} dimension(s), got {}", args.kernel, args.dims.len())));
+        return Err(CliError::usage(format!(
+            "{}: takes at most {max_dims} dimension(s), got {}",
+            args.kernel,
+            args.dims.len()
+        )));
     }
     Ok(spec)
 }
 
 pub fn run(args: &EmitArgs) -> Result<(), CliError> {
-    let target = Target::parse(&args.target)
-        .ok_or_else(|| CliError::usage(format!("--target: expected sm_XX (e.g. sm_61, sm_90), got `{}`", args.target)))?;
+    let target = Target::parse(&args.target).ok_or_else(|| {
+        CliError::usage(format!(
+            "--target: expected sm_XX (e.g. sm_61, sm_90), got `{}`",
+            args.target
+        ))
+    })?;
     let spec = spec_from_args(args)?;
     let kernel = kernels::generate(&spec, target).map_err(|e| CliError::usage(e.to_string()))?;
     if args.describe {
@@ -70,7 +94,10 @@ pub fn run(args: &EmitArgs) -> Result<(), CliError> {
             "launch": kernel.launch,
             "params": kernel.params,
         });
-        println!("{}", serde_json::to_string_pretty(&json).map_err(|e| CliError::internal(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).map_err(|e| CliError::internal(e.to_string()))?
+        );
     } else {
         print!("{}", kernel.ptx);
     }

@@ -31,12 +31,18 @@ pub struct CliError {
 impl CliError {
     /// Bad input from the user: exit code 2.
     pub fn usage(message: impl Into<String>) -> CliError {
-        CliError { message: message.into(), code: 2 }
+        CliError {
+            message: message.into(),
+            code: 2,
+        }
     }
 
     /// A failure of ptxforge itself: exit code 1.
     pub fn internal(message: impl Into<String>) -> CliError {
-        CliError { message: message.into(), code: 1 }
+        CliError {
+            message: message.into(),
+            code: 1,
+        }
     }
 }
 

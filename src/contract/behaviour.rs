@@ -10,7 +10,7 @@ use serde::de::{self, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The weight formats a contract names tensors and metadata for.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// A GGUF file (llama.cpp conventions).
@@ -125,7 +125,8 @@ pub enum QkNorm {
 }
 
 /// Where the 1/sqrt(query_pre_attn_scalar) attention scale is applied. The two are equal in
-/// exact arithmetic; kernels that must match a reference bit for bit need to know which.
+/// exact arithmetic; kernels that must match a reference closely need to know which (llama.cpp
+/// scales Gemma's Q, HF scales Gemma's scores).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QueryScale {

@@ -99,7 +99,10 @@ impl<'de> Deserialize<'de> for Dim {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dim, E> {
                 Dim::from_name(v).ok_or_else(|| {
                     let names: Vec<&str> = Dim::ALL.iter().map(|d| d.name()).collect();
-                    E::custom(format!("unknown dimension `{v}` (expected one of {})", names.join(", ")))
+                    E::custom(format!(
+                        "unknown dimension `{v}` (expected one of {})",
+                        names.join(", ")
+                    ))
                 })
             }
         }

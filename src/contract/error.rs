@@ -16,7 +16,11 @@ pub struct SourcePos {
 
 impl SourcePos {
     pub fn new(file: &Path, line: u64, column: u64) -> SourcePos {
-        SourcePos { file: file.to_path_buf(), line, column }
+        SourcePos {
+            file: file.to_path_buf(),
+            line,
+            column,
+        }
     }
 
     /// The position of a spanned YAML node.
@@ -52,14 +56,26 @@ pub enum YamlProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum ContractError {
     #[error("{}: cannot read: {source}", file.display())]
-    Io { file: PathBuf, source: std::io::Error },
+    Io {
+        file: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("{pos}: {message}")]
-    Yaml { pos: SourcePos, problem: YamlProblem, message: String },
+    Yaml {
+        pos: SourcePos,
+        problem: YamlProblem,
+        message: String,
+    },
 
     /// A tensor role the contract's own flags or FFN/attention layout need is not declared.
     #[error("{pos}: contract `{contract}` has no `{role}` tensor, which {because}")]
-    MissingRole { pos: SourcePos, contract: String, role: super::Role, because: String },
+    MissingRole {
+        pos: SourcePos,
+        contract: String,
+        role: super::Role,
+        because: String,
+    },
 
     /// A tensor rule that contradicts itself or the contract's flags.
     #[error("{pos}: {message}")]
@@ -71,11 +87,21 @@ pub enum ContractError {
 
     /// Two contracts claim the same architecture name.
     #[error("{pos}: architecture name `{name}` is already claimed by contract `{other}`")]
-    DuplicateName { pos: SourcePos, name: String, other: String },
+    DuplicateName {
+        pos: SourcePos,
+        name: String,
+        other: String,
+    },
 
     /// A preset names an architecture no contract defines.
-    #[error("{pos}: preset `{preset}` names architecture `{architecture}`, which no contract defines")]
-    UnknownArchitecture { pos: SourcePos, preset: String, architecture: String },
+    #[error(
+        "{pos}: preset `{preset}` names architecture `{architecture}`, which no contract defines"
+    )]
+    UnknownArchitecture {
+        pos: SourcePos,
+        preset: String,
+        architecture: String,
+    },
 
     /// A preset asked for by name that does not exist.
     #[error("no preset named `{name}` (known: {known})")]
@@ -87,7 +113,11 @@ pub enum ContractError {
 
     /// A preset's dimensions fail the contract's derivation or validation.
     #[error("{}: preset `{preset}`: {source}", file.display())]
-    PresetDims { file: PathBuf, preset: String, source: DimsError },
+    PresetDims {
+        file: PathBuf,
+        preset: String,
+        source: DimsError,
+    },
 }
 
 impl ContractError {
@@ -95,10 +125,22 @@ impl ContractError {
     pub fn code(&self) -> &'static str {
         match self {
             ContractError::Io { .. } => "contract.io",
-            ContractError::Yaml { problem: YamlProblem::Syntax, .. } => "contract.yaml",
-            ContractError::Yaml { problem: YamlProblem::UnknownField, .. } => "contract.unknown_field",
-            ContractError::Yaml { problem: YamlProblem::DuplicateKey, .. } => "contract.duplicate_key",
-            ContractError::Yaml { problem: YamlProblem::MissingField, .. } => "contract.missing_field",
+            ContractError::Yaml {
+                problem: YamlProblem::Syntax,
+                ..
+            } => "contract.yaml",
+            ContractError::Yaml {
+                problem: YamlProblem::UnknownField,
+                ..
+            } => "contract.unknown_field",
+            ContractError::Yaml {
+                problem: YamlProblem::DuplicateKey,
+                ..
+            } => "contract.duplicate_key",
+            ContractError::Yaml {
+                problem: YamlProblem::MissingField,
+                ..
+            } => "contract.missing_field",
             ContractError::MissingRole { .. } => "contract.missing_role",
             ContractError::BadTensorRule { .. } => "contract.bad_tensor_rule",
             ContractError::BadDimRule { .. } => "contract.bad_dim_rule",
@@ -113,20 +155,31 @@ impl ContractError {
     /// Converts a serde-saphyr error into one line with the file position.
     pub(crate) fn from_yaml(file: &Path, err: &serde_saphyr::Error) -> ContractError {
         let inner = err.without_snippet();
-        let (line, column) = inner.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        let (line, column) = inner
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
         let problem = match inner {
             serde_saphyr::Error::SerdeUnknownField { .. } => YamlProblem::UnknownField,
             serde_saphyr::Error::DuplicateMappingKey { .. } => YamlProblem::DuplicateKey,
             serde_saphyr::Error::SerdeMissingField { .. } => YamlProblem::MissingField,
             _ => YamlProblem::Syntax,
         };
-        ContractError::Yaml { pos: SourcePos::new(file, line, column), problem, message: one_line(&inner.to_string()) }
+        ContractError::Yaml {
+            pos: SourcePos::new(file, line, column),
+            problem,
+            message: one_line(&inner.to_string()),
+        }
     }
 }
 
 /// Collapses a multi-line message to its first non-empty line, trimmed of a trailing location
 /// (ours is already in front).
 fn one_line(message: &str) -> String {
-    let first = message.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("invalid YAML");
+    let first = message
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("invalid YAML");
     first.to_string()
 }

@@ -71,23 +71,36 @@ const MAX_DEPTH: usize = 32;
 impl Formula {
     /// Parses `text`.
     pub fn parse(text: &str) -> Result<Formula, FormulaSyntaxError> {
-        let mut p = Parser { text, pos: 0, depth: 0 };
+        let mut p = Parser {
+            text,
+            pos: 0,
+            depth: 0,
+        };
         let expr = p.cond()?;
         p.skip_ws();
         if p.pos != text.len() {
             return Err(p.error("unexpected trailing input"));
         }
-        Ok(Formula { text: text.to_string(), expr })
+        Ok(Formula {
+            text: text.to_string(),
+            expr,
+        })
     }
 
     /// A formula that is just a constant.
     pub fn constant(value: f64) -> Formula {
-        Formula { text: format!("{value}"), expr: Expr::Num(value) }
+        Formula {
+            text: format!("{value}"),
+            expr: Expr::Num(value),
+        }
     }
 
     /// A formula that is just one dimension.
     pub fn dim(dim: Dim) -> Formula {
-        Formula { text: dim.name().to_string(), expr: Expr::Dim(dim) }
+        Formula {
+            text: dim.name().to_string(),
+            expr: Expr::Dim(dim),
+        }
     }
 
     /// The source text.
@@ -128,20 +141,32 @@ impl Formula {
         if v.is_finite() {
             Ok(v)
         } else {
-            Err(FormulaEvalError::NotFinite { formula: self.text.clone() })
+            Err(FormulaEvalError::NotFinite {
+                formula: self.text.clone(),
+            })
         }
     }
 
     /// Evaluates and requires a whole number in `0..=2^53`.
     pub fn eval_count(&self, value: &dyn Fn(Dim) -> Option<f64>) -> Result<u64, FormulaEvalError> {
         let v = self.eval(value)?;
-        as_count(v).ok_or_else(|| FormulaEvalError::NotACount { formula: self.text.clone(), value: v })
+        as_count(v).ok_or_else(|| FormulaEvalError::NotACount {
+            formula: self.text.clone(),
+            value: v,
+        })
     }
 
-    fn eval_expr(&self, e: &Expr, value: &dyn Fn(Dim) -> Option<f64>) -> Result<f64, FormulaEvalError> {
+    fn eval_expr(
+        &self,
+        e: &Expr,
+        value: &dyn Fn(Dim) -> Option<f64>,
+    ) -> Result<f64, FormulaEvalError> {
         Ok(match e {
             Expr::Num(n) => *n,
-            Expr::Dim(d) => value(*d).ok_or(FormulaEvalError::Unset { formula: self.text.clone(), dim: *d })?,
+            Expr::Dim(d) => value(*d).ok_or(FormulaEvalError::Unset {
+                formula: self.text.clone(),
+                dim: *d,
+            })?,
             Expr::Neg(a) => -self.eval_expr(a, value)?,
             Expr::Cond(c, a, b) => {
                 if self.eval_expr(c, value)? != 0.0 {
@@ -158,7 +183,9 @@ impl Formula {
                     Op::Sub => x - y,
                     Op::Mul => x * y,
                     Op::Div | Op::Rem if y == 0.0 => {
-                        return Err(FormulaEvalError::DivisionByZero { formula: self.text.clone() })
+                        return Err(FormulaEvalError::DivisionByZero {
+                            formula: self.text.clone(),
+                        })
                     }
                     Op::Div => x / y,
                     Op::Rem => x % y,
@@ -202,13 +229,22 @@ impl<'de> Deserialize<'de> for Formula {
                 Formula::parse(v).map_err(E::custom)
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Formula, E> {
-                Ok(Formula { text: v.to_string(), expr: Expr::Num(v as f64) })
+                Ok(Formula {
+                    text: v.to_string(),
+                    expr: Expr::Num(v as f64),
+                })
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Formula, E> {
-                Ok(Formula { text: v.to_string(), expr: Expr::Num(v as f64) })
+                Ok(Formula {
+                    text: v.to_string(),
+                    expr: Expr::Num(v as f64),
+                })
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Formula, E> {
-                Ok(Formula { text: v.to_string(), expr: Expr::Num(v) })
+                Ok(Formula {
+                    text: v.to_string(),
+                    expr: Expr::Num(v),
+                })
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -223,7 +259,11 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn error(&self, problem: &str) -> FormulaSyntaxError {
-        FormulaSyntaxError { text: self.text.to_string(), problem: problem.to_string(), at: self.pos }
+        FormulaSyntaxError {
+            text: self.text.to_string(),
+            problem: problem.to_string(),
+            at: self.pos,
+        }
     }
 
     fn rest(&self) -> &str {
@@ -269,9 +309,14 @@ impl Parser<'_> {
     fn cmp(&mut self) -> Result<Expr, FormulaSyntaxError> {
         let a = self.sum()?;
         // Two-character operators first so `<=` is not read as `<`.
-        for (tok, op) in
-            [("==", Op::Eq), ("!=", Op::Ne), ("<=", Op::Le), (">=", Op::Ge), ("<", Op::Lt), (">", Op::Gt)]
-        {
+        for (tok, op) in [
+            ("==", Op::Eq),
+            ("!=", Op::Ne),
+            ("<=", Op::Le),
+            (">=", Op::Ge),
+            ("<", Op::Lt),
+            (">", Op::Gt),
+        ] {
             if self.eat(tok) {
                 let b = self.sum()?;
                 return Ok(Expr::Bin(op, Box::new(a), Box::new(b)));
@@ -335,7 +380,10 @@ impl Parser<'_> {
         }
         self.skip_ws();
         let rest = self.rest();
-        let first = rest.chars().next().ok_or_else(|| self.error("expected a number or a dimension"))?;
+        let first = rest
+            .chars()
+            .next()
+            .ok_or_else(|| self.error("expected a number or a dimension"))?;
         if first.is_ascii_digit() || first == '.' {
             // Digits, one optional fraction and exponent: what `f64::from_str` accepts.
             let len = rest
@@ -345,17 +393,25 @@ impl Parser<'_> {
                         || c == '.'
                         || c == 'e'
                         || c == 'E'
-                        || ((c == '-' || c == '+') && i > 0 && matches!(rest.as_bytes()[i - 1], b'e' | b'E'))
+                        || ((c == '-' || c == '+')
+                            && i > 0
+                            && matches!(rest.as_bytes()[i - 1], b'e' | b'E'))
                 })
                 .count();
-            let n: f64 = rest[..len].parse().map_err(|_| self.error("malformed number"))?;
+            let n: f64 = rest[..len]
+                .parse()
+                .map_err(|_| self.error("malformed number"))?;
             self.pos += len;
             return Ok(Expr::Num(n));
         }
         if first.is_ascii_alphabetic() || first == '_' {
-            let len = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').count();
+            let len = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .count();
             let name = &rest[..len];
-            let dim = Dim::from_name(name).ok_or_else(|| self.error(&format!("unknown dimension `{name}`")))?;
+            let dim = Dim::from_name(name)
+                .ok_or_else(|| self.error(&format!("unknown dimension `{name}`")))?;
             self.pos += len;
             return Ok(Expr::Dim(dim));
         }
@@ -393,7 +449,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_text() {
-        for bad in ["", "heads *", "bogus + 1", "(heads", "heads heads", "1..2", "#"] {
+        for bad in [
+            "",
+            "heads *",
+            "bogus + 1",
+            "(heads",
+            "heads heads",
+            "1..2",
+            "#",
+        ] {
             assert!(Formula::parse(bad).is_err(), "{bad}");
         }
         let deep = format!("{}1{}", "(".repeat(100), ")".repeat(100));
@@ -405,9 +469,21 @@ mod tests {
     #[test]
     fn eval_errors_are_typed() {
         let e = |s: &str| Formula::parse(s).unwrap().eval_count(&dims).unwrap_err();
-        assert!(matches!(e("vocab * 2"), FormulaEvalError::Unset { dim: Dim::Vocab, .. }));
-        assert!(matches!(e("hidden / 0"), FormulaEvalError::DivisionByZero { .. }));
-        assert!(matches!(e("hidden / 3"), FormulaEvalError::NotACount { .. }));
+        assert!(matches!(
+            e("vocab * 2"),
+            FormulaEvalError::Unset {
+                dim: Dim::Vocab,
+                ..
+            }
+        ));
+        assert!(matches!(
+            e("hidden / 0"),
+            FormulaEvalError::DivisionByZero { .. }
+        ));
+        assert!(matches!(
+            e("hidden / 3"),
+            FormulaEvalError::NotACount { .. }
+        ));
         assert!(matches!(e("0 - 1"), FormulaEvalError::NotACount { .. }));
     }
 }

@@ -155,7 +155,10 @@ impl TensorKey {
     }
 
     pub const fn layer(role: Role, layer: u32) -> TensorKey {
-        TensorKey { role, layer: Some(layer) }
+        TensorKey {
+            role,
+            layer: Some(layer),
+        }
     }
 }
 

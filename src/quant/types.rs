@@ -231,7 +231,10 @@ mod tests {
         for t in GgmlType::ALL {
             assert_eq!(GgmlType::from_id(t.id()), Some(t));
             assert_eq!(GgmlType::from_name(t.name()), Some(t));
-            assert!(GgmlType::foreign_name(t.id()).is_none(), "{t} is also foreign");
+            assert!(
+                GgmlType::foreign_name(t.id()).is_none(),
+                "{t} is also foreign"
+            );
         }
     }
 
@@ -263,7 +266,10 @@ mod tests {
 
     #[test]
     fn tensor_bytes_checks_rows_and_overflow() {
-        assert_eq!(GgmlType::Q4K.tensor_bytes(&[640, 1024]), Some(640 * 4 * 144));
+        assert_eq!(
+            GgmlType::Q4K.tensor_bytes(&[640, 1024]),
+            Some(640 * 4 * 144)
+        );
         assert_eq!(GgmlType::Q4K.tensor_bytes(&[640, 640]), None);
         assert_eq!(GgmlType::F32.tensor_bytes(&[u64::MAX, 2]), None);
         assert_eq!(GgmlType::F32.tensor_bytes(&[]), None);

@@ -35,8 +35,12 @@ impl Device {
         }
         let ctx = CudaContext::new(ordinal).doing(|| format!("opening CUDA device {ordinal}"))?;
         let name = ctx.name().doing(|| "reading the device name".into())?;
-        let compute_capability = ctx.compute_capability().doing(|| "reading the compute capability".into())?;
-        let total_memory = ctx.total_mem().doing(|| "reading the device memory size".into())?;
+        let compute_capability = ctx
+            .compute_capability()
+            .doing(|| "reading the compute capability".into())?;
+        let total_memory = ctx
+            .total_mem()
+            .doing(|| "reading the device memory size".into())?;
         let stream = ctx.default_stream();
         tracing::info!(%name, ?compute_capability, total_memory, "opened CUDA device {ordinal}");
         Ok(Device {
@@ -81,6 +85,8 @@ impl Device {
 
     /// Waits for all work on the device's stream.
     pub fn synchronize(&self) -> Result<(), RuntimeError> {
-        self.stream.synchronize().doing(|| "synchronizing the stream".into())
+        self.stream
+            .synchronize()
+            .doing(|| "synchronizing the stream".into())
     }
 }

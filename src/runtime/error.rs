@@ -9,7 +9,9 @@ pub enum RuntimeError {
     NoDriver,
     #[error("no CUDA device {ordinal}: the driver reports {count} device(s)")]
     NoDevice { ordinal: usize, count: i32 },
-    #[error("{device} has compute capability {major}.{minor}; the kernels need sm_{needed} or newer")]
+    #[error(
+        "{device} has compute capability {major}.{minor}; the kernels need sm_{needed} or newer"
+    )]
     DeviceTooOld {
         device: String,
         major: i32,
@@ -33,6 +35,9 @@ pub(crate) trait DriverContext<T> {
 
 impl<T> DriverContext<T> for Result<T, DriverError> {
     fn doing(self, what: impl FnOnce() -> String) -> Result<T, RuntimeError> {
-        self.map_err(|source| RuntimeError::Driver { doing: what(), source })
+        self.map_err(|source| RuntimeError::Driver {
+            doing: what(),
+            source,
+        })
     }
 }

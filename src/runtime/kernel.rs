@@ -24,7 +24,10 @@ impl DeviceBuffer {
             .stream
             .clone_htod(bytes)
             .doing(|| format!("uploading {} bytes", bytes.len()))?;
-        Ok(DeviceBuffer { slice, device: device.clone() })
+        Ok(DeviceBuffer {
+            slice,
+            device: device.clone(),
+        })
     }
 
     /// Uploads f32 values.
@@ -90,7 +93,10 @@ pub struct LoadedKernel {
 impl LoadedKernel {
     /// JIT-loads one generated kernel on its own. Kernel sets go through the parity-gated
     /// loader; this is for single kernels, which have no batched twin to check.
-    pub fn load_single(device: &Device, kernel: &GeneratedKernel) -> Result<LoadedKernel, RuntimeError> {
+    pub fn load_single(
+        device: &Device,
+        kernel: &GeneratedKernel,
+    ) -> Result<LoadedKernel, RuntimeError> {
         device.require_sm(kernel.target.sm)?;
         let module = device
             .ctx
@@ -114,11 +120,19 @@ impl LoadedKernel {
     }
 
     /// Launches with `args` in parameter order; `runtime` answers the launch formulas.
-    pub fn launch(&self, args: &[KernelArg], runtime: impl Fn(RuntimeValue) -> u32) -> Result<(), RuntimeError> {
+    pub fn launch(
+        &self,
+        args: &[KernelArg],
+        runtime: impl Fn(RuntimeValue) -> u32,
+    ) -> Result<(), RuntimeError> {
         if args.len() != self.params.len() {
             return Err(RuntimeError::Launch {
                 kernel: self.name.clone(),
-                message: format!("{} arguments given, the kernel has {} parameters", args.len(), self.params.len()),
+                message: format!(
+                    "{} arguments given, the kernel has {} parameters",
+                    args.len(),
+                    self.params.len()
+                ),
             });
         }
         for (k, (p, a)) in self.params.iter().zip(args).enumerate() {
@@ -126,7 +140,9 @@ impl LoadedKernel {
                 ParamKind::Buffer(_) => matches!(a, KernelArg::Ptr(_)),
                 ParamKind::Scalar { ty } => matches!(
                     (ty.as_str(), a),
-                    ("u32" | "b32", KernelArg::U32(_)) | ("s32", KernelArg::I32(_)) | ("f32", KernelArg::F32(_))
+                    ("u32" | "b32", KernelArg::U32(_))
+                        | ("s32", KernelArg::I32(_))
+                        | ("f32", KernelArg::F32(_))
                 ),
             };
             if !fits {
@@ -138,8 +154,16 @@ impl LoadedKernel {
         }
         let g = &self.launch.grid;
         let cfg = LaunchConfig {
-            grid_dim: (g[0].eval(&runtime), g[1].eval(&runtime), g[2].eval(&runtime)),
-            block_dim: (self.launch.block[0], self.launch.block[1], self.launch.block[2]),
+            grid_dim: (
+                g[0].eval(&runtime),
+                g[1].eval(&runtime),
+                g[2].eval(&runtime),
+            ),
+            block_dim: (
+                self.launch.block[0],
+                self.launch.block[1],
+                self.launch.block[2],
+            ),
             shared_mem_bytes: self.launch.dynamic_shared_bytes.eval(&runtime),
         };
         let mut builder = self.device.stream.launch_builder(&self.function);
@@ -158,4 +182,3 @@ impl LoadedKernel {
             .doing(|| format!("launching {}", self.name))
     }
 }
-

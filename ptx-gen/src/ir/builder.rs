@@ -222,7 +222,9 @@ impl KernelBuilder {
 
     fn push(&mut self, op: Op) {
         if self.next_dst.take().is_some() {
-            self.fail(format!("`to(..)` given for an instruction without a result: {op:?}"));
+            self.fail(format!(
+                "`to(..)` given for an instruction without a result: {op:?}"
+            ));
         }
         let guard = self.next_guard.take();
         self.body.push(Instr { guard, op });
@@ -304,7 +306,10 @@ impl KernelBuilder {
     /// Loads a scalar kernel parameter.
     pub fn load_param(&mut self, p: &Param) -> Reg {
         if !self.params.contains(p) {
-            self.fail(format!("parameter `{}` is not a parameter of this kernel", p.name));
+            self.fail(format!(
+                "parameter `{}` is not a parameter of this kernel",
+                p.name
+            ));
         }
         let dst = self.dst("ld.param", p.ty);
         self.push_value(Op::Ld {
@@ -335,7 +340,10 @@ impl KernelBuilder {
     /// The 32-bit shared-window address of a shared variable.
     pub fn shared_base(&mut self, v: &SharedVar) -> Reg {
         if !self.shared.contains(v) {
-            self.fail(format!("shared variable `{}` is not declared in this kernel", v.name));
+            self.fail(format!(
+                "shared variable `{}` is not declared in this kernel",
+                v.name
+            ));
         }
         let dst = self.dst("mov", Type::U32);
         self.push_value(Op::MovSymbol {
@@ -356,7 +364,12 @@ impl KernelBuilder {
             for (k, p) in parts.iter().enumerate() {
                 if p.ty.bits() != part_bits {
                     let name = format!("part {k}");
-                    self.mismatch("mov (pack)", &name, ty, format!("{}-bit {}", p.ty.bits(), p.ty.name()));
+                    self.mismatch(
+                        "mov (pack)",
+                        &name,
+                        ty,
+                        format!("{}-bit {}", p.ty.bits(), p.ty.name()),
+                    );
                 }
             }
         }
@@ -580,7 +593,14 @@ impl KernelBuilder {
     }
 
     /// `red.space.op.ty [addr], b`.
-    pub fn red(&mut self, space: StateSpace, op: AtomOp, ty: Type, addr: Addr, b: impl Into<Value>) {
+    pub fn red(
+        &mut self,
+        space: StateSpace,
+        op: AtomOp,
+        ty: Type,
+        addr: Addr,
+        b: impl Into<Value>,
+    ) {
         let b = b.into();
         self.check_addr("red", space, &addr);
         self.check("red", "operand", b, ty);
@@ -599,7 +619,14 @@ impl KernelBuilder {
     // ---- arithmetic --------------------------------------------------------------------
 
     /// A two-operand instruction (`add`, `mul`, `min`, `shl`, ...).
-    pub fn bin(&mut self, op: BinOp, ty: Type, mode: FMode, a: impl Into<Value>, b: impl Into<Value>) -> Reg {
+    pub fn bin(
+        &mut self,
+        op: BinOp,
+        ty: Type,
+        mode: FMode,
+        a: impl Into<Value>,
+        b: impl Into<Value>,
+    ) -> Reg {
         let (a, b) = (a.into(), b.into());
         let name = format!("{op:?}").to_lowercase();
         let shift = matches!(op, BinOp::Shl | BinOp::Shr);
@@ -610,11 +637,17 @@ impl KernelBuilder {
             BinOp::MulHi | BinOp::Rem => &[TypeClass::Unsigned, TypeClass::Signed],
             _ => &[TypeClass::Unsigned, TypeClass::Signed, TypeClass::Float],
         };
-        if !allowed.contains(&ty.class()) || (ty.bits() == 8 && ty != Type::Pred) || ty == Type::B128 {
+        if !allowed.contains(&ty.class())
+            || (ty.bits() == 8 && ty != Type::Pred)
+            || ty == Type::B128
+        {
             self.fail(format!("{name} is not defined for {ty}"));
         }
         if !ty.is_float() && (mode.approx || mode.ftz || mode.round.is_some()) {
-            self.fail(format!("{name}.{}: float modes on an integer instruction", ty.name()));
+            self.fail(format!(
+                "{name}.{}: float modes on an integer instruction",
+                ty.name()
+            ));
         }
         if ty.is_float() && matches!(op, BinOp::Div) && ty == Type::F32 && mode == FMode::NONE {
             self.fail("div.f32 needs .approx, .full or a rounding mode".into());
@@ -691,12 +724,22 @@ impl KernelBuilder {
     }
 
     /// `mad.wide.{u32,s32}`: a * b + c with a 64-bit c and result.
-    pub fn mad_wide(&mut self, ty: Type, a: impl Into<Value>, b: impl Into<Value>, c: impl Into<Value>) -> Reg {
+    pub fn mad_wide(
+        &mut self,
+        ty: Type,
+        a: impl Into<Value>,
+        b: impl Into<Value>,
+        c: impl Into<Value>,
+    ) -> Reg {
         let (a, b, c) = (a.into(), b.into(), c.into());
         if !matches!(ty, Type::U32 | Type::S32) {
             self.fail(format!("mad.wide is not defined for {ty}"));
         }
-        let wide = if ty == Type::U32 { Type::U64 } else { Type::S64 };
+        let wide = if ty == Type::U32 {
+            Type::U64
+        } else {
+            Type::S64
+        };
         self.check("mad.wide", "a", a, ty);
         self.check("mad.wide", "b", b, ty);
         self.check("mad.wide", "c", c, wide);
@@ -711,15 +754,29 @@ impl KernelBuilder {
         let name = format!("{op:?}").to_lowercase();
         let special = matches!(
             op,
-            UnOp::Rcp | UnOp::Rsqrt | UnOp::Sqrt | UnOp::Ex2 | UnOp::Lg2 | UnOp::Sin | UnOp::Cos | UnOp::Tanh
+            UnOp::Rcp
+                | UnOp::Rsqrt
+                | UnOp::Sqrt
+                | UnOp::Ex2
+                | UnOp::Lg2
+                | UnOp::Sin
+                | UnOp::Cos
+                | UnOp::Tanh
         );
         if special && !ty.is_float() {
             self.fail(format!("{name} is not defined for {ty}"));
         }
         if special && !mode.approx && mode.round.is_none() {
-            self.fail(format!("{name}.{} needs .approx or a rounding mode", ty.name()));
+            self.fail(format!(
+                "{name}.{} needs .approx or a rounding mode",
+                ty.name()
+            ));
         }
-        if matches!(op, UnOp::Ex2 | UnOp::Lg2 | UnOp::Sin | UnOp::Cos | UnOp::Tanh | UnOp::Rsqrt) && !mode.approx {
+        if matches!(
+            op,
+            UnOp::Ex2 | UnOp::Lg2 | UnOp::Sin | UnOp::Cos | UnOp::Tanh | UnOp::Rsqrt
+        ) && !mode.approx
+        {
             self.fail(format!("{name} exists only as .approx"));
         }
         if op == UnOp::Tanh {
@@ -735,14 +792,31 @@ impl KernelBuilder {
             self.fail(format!("{name} is not defined for {ty}"));
         }
         self.check(&name, "a", a, ty);
-        let dst_ty = if matches!(op, UnOp::Popc | UnOp::Clz) { Type::U32 } else { ty };
+        let dst_ty = if matches!(op, UnOp::Popc | UnOp::Clz) {
+            Type::U32
+        } else {
+            ty
+        };
         let dst = self.dst(&name, dst_ty);
-        self.push_value(Op::Un { op, ty, mode, dst, a });
+        self.push_value(Op::Un {
+            op,
+            ty,
+            mode,
+            dst,
+            a,
+        });
         dst
     }
 
     /// d = a * b + c: `fma.rn` for floats (pass the rounding in `mode`), `mad.lo` for integers.
-    pub fn mad(&mut self, ty: Type, mode: FMode, a: impl Into<Value>, b: impl Into<Value>, c: impl Into<Value>) -> Reg {
+    pub fn mad(
+        &mut self,
+        ty: Type,
+        mode: FMode,
+        a: impl Into<Value>,
+        b: impl Into<Value>,
+        c: impl Into<Value>,
+    ) -> Reg {
         let (a, b, c) = (a.into(), b.into(), c.into());
         if ty.is_float() && mode.round.is_none() {
             self.fail(format!("fma.{} needs a rounding mode", ty.name()));
@@ -754,7 +828,14 @@ impl KernelBuilder {
         self.check("mad", "b", b, ty);
         self.check("mad", "c", c, ty);
         let dst = self.dst("mad", ty);
-        self.push_value(Op::Mad { ty, mode, dst, a, b, c });
+        self.push_value(Op::Mad {
+            ty,
+            mode,
+            dst,
+            a,
+            b,
+            c,
+        });
         dst
     }
 
@@ -764,7 +845,14 @@ impl KernelBuilder {
     }
 
     /// `dp4a.atype.btype d, a, b, c`: c + the dot product of the four bytes of a and b.
-    pub fn dp4a(&mut self, a_ty: Type, b_ty: Type, a: impl Into<Value>, b: impl Into<Value>, c: impl Into<Value>) -> Reg {
+    pub fn dp4a(
+        &mut self,
+        a_ty: Type,
+        b_ty: Type,
+        a: impl Into<Value>,
+        b: impl Into<Value>,
+        c: impl Into<Value>,
+    ) -> Reg {
         self.require(Feature::Dp4a);
         let (a, b, c) = (a.into(), b.into(), c.into());
         for t in [a_ty, b_ty] {
@@ -774,26 +862,55 @@ impl KernelBuilder {
         }
         self.check("dp4a", "a", a, a_ty);
         self.check("dp4a", "b", b, b_ty);
-        let acc = if a_ty == Type::U32 && b_ty == Type::U32 { Type::U32 } else { Type::S32 };
+        let acc = if a_ty == Type::U32 && b_ty == Type::U32 {
+            Type::U32
+        } else {
+            Type::S32
+        };
         self.check("dp4a", "c", c, acc);
         let dst = self.dst("dp4a", acc);
-        self.push_value(Op::Dp4a { a_ty, b_ty, dst, a, b, c });
+        self.push_value(Op::Dp4a {
+            a_ty,
+            b_ty,
+            dst,
+            a,
+            b,
+            c,
+        });
         dst
     }
 
     /// `prmt.b32{.mode} d, a, b, sel`: byte permute.
-    pub fn prmt(&mut self, mode: Option<PrmtMode>, a: impl Into<Value>, b: impl Into<Value>, sel: impl Into<Value>) -> Reg {
+    pub fn prmt(
+        &mut self,
+        mode: Option<PrmtMode>,
+        a: impl Into<Value>,
+        b: impl Into<Value>,
+        sel: impl Into<Value>,
+    ) -> Reg {
         let (a, b, sel) = (a.into(), b.into(), sel.into());
         self.check("prmt", "a", a, Type::B32);
         self.check("prmt", "b", b, Type::B32);
         self.check("prmt", "selector", sel, Type::B32);
         let dst = self.dst("prmt", Type::B32);
-        self.push_value(Op::Prmt { mode, dst, a, b, sel });
+        self.push_value(Op::Prmt {
+            mode,
+            dst,
+            a,
+            b,
+            sel,
+        });
         dst
     }
 
     /// `bfe.ty d, a, pos, len`: extract a bit field (sign-extended for signed types).
-    pub fn bfe(&mut self, ty: Type, a: impl Into<Value>, pos: impl Into<Value>, len: impl Into<Value>) -> Reg {
+    pub fn bfe(
+        &mut self,
+        ty: Type,
+        a: impl Into<Value>,
+        pos: impl Into<Value>,
+        len: impl Into<Value>,
+    ) -> Reg {
         let (a, pos, len) = (a.into(), pos.into(), len.into());
         if !matches!(ty, Type::U32 | Type::S32 | Type::U64 | Type::S64) {
             self.fail(format!("bfe is not defined for {ty}"));
@@ -802,12 +919,25 @@ impl KernelBuilder {
         self.check("bfe", "pos", pos, Type::U32);
         self.check("bfe", "len", len, Type::U32);
         let dst = self.dst("bfe", ty);
-        self.push_value(Op::Bfe { ty, dst, a, pos, len });
+        self.push_value(Op::Bfe {
+            ty,
+            dst,
+            a,
+            pos,
+            len,
+        });
         dst
     }
 
     /// `bfi.ty d, a, b, pos, len`: insert the low `len` bits of a into b at `pos`.
-    pub fn bfi(&mut self, ty: Type, a: impl Into<Value>, b: impl Into<Value>, pos: impl Into<Value>, len: impl Into<Value>) -> Reg {
+    pub fn bfi(
+        &mut self,
+        ty: Type,
+        a: impl Into<Value>,
+        b: impl Into<Value>,
+        pos: impl Into<Value>,
+        len: impl Into<Value>,
+    ) -> Reg {
         let (a, b, pos, len) = (a.into(), b.into(), pos.into(), len.into());
         if !matches!(ty, Type::B32 | Type::B64) {
             self.fail(format!("bfi is not defined for {ty}"));
@@ -817,12 +947,25 @@ impl KernelBuilder {
         self.check("bfi", "pos", pos, Type::U32);
         self.check("bfi", "len", len, Type::U32);
         let dst = self.dst("bfi", ty);
-        self.push_value(Op::Bfi { ty, dst, a, b, pos, len });
+        self.push_value(Op::Bfi {
+            ty,
+            dst,
+            a,
+            b,
+            pos,
+            len,
+        });
         dst
     }
 
     /// `lop3.b32 d, a, b, c, lut`: any 3-input logic function.
-    pub fn lop3(&mut self, a: impl Into<Value>, b: impl Into<Value>, c: impl Into<Value>, lut: u8) -> Reg {
+    pub fn lop3(
+        &mut self,
+        a: impl Into<Value>,
+        b: impl Into<Value>,
+        c: impl Into<Value>,
+        lut: u8,
+    ) -> Reg {
         let (a, b, c) = (a.into(), b.into(), c.into());
         self.check("lop3", "a", a, Type::B32);
         self.check("lop3", "b", b, Type::B32);
@@ -849,17 +992,37 @@ impl KernelBuilder {
         let needs_float_round = dst_ty.is_float()
             && (src_ty.is_int() || (src_ty.is_float() && dst_ty.bits() < src_ty.bits()));
         match mode.round {
-            Some(r) if needs_int_round && !r.is_integer() => {
-                self.fail(format!("cvt.{}.{} needs an integer rounding mode (.rni, .rzi, ...)", dst_ty.name(), src_ty.name()))
+            Some(r) if needs_int_round && !r.is_integer() => self.fail(format!(
+                "cvt.{}.{} needs an integer rounding mode (.rni, .rzi, ...)",
+                dst_ty.name(),
+                src_ty.name()
+            )),
+            Some(r)
+                if !needs_int_round
+                    && r.is_integer()
+                    && !(dst_ty.is_float() && src_ty.is_float()) =>
+            {
+                self.fail(format!(
+                    "cvt.{}.{} takes no integer rounding mode",
+                    dst_ty.name(),
+                    src_ty.name()
+                ))
             }
-            Some(r) if !needs_int_round && r.is_integer() && !(dst_ty.is_float() && src_ty.is_float()) => {
-                self.fail(format!("cvt.{}.{} takes no integer rounding mode", dst_ty.name(), src_ty.name()))
-            }
-            None if needs_int_round || needs_float_round => {
-                self.fail(format!("cvt.{}.{} needs a rounding mode", dst_ty.name(), src_ty.name()))
-            }
-            Some(_) if !needs_int_round && !needs_float_round && !(dst_ty.is_float() && src_ty == dst_ty) => {
-                self.fail(format!("cvt.{}.{} takes no rounding mode", dst_ty.name(), src_ty.name()))
+            None if needs_int_round || needs_float_round => self.fail(format!(
+                "cvt.{}.{} needs a rounding mode",
+                dst_ty.name(),
+                src_ty.name()
+            )),
+            Some(_)
+                if !needs_int_round
+                    && !needs_float_round
+                    && !(dst_ty.is_float() && src_ty == dst_ty) =>
+            {
+                self.fail(format!(
+                    "cvt.{}.{} takes no rounding mode",
+                    dst_ty.name(),
+                    src_ty.name()
+                ))
             }
             _ => {}
         }
@@ -868,7 +1031,13 @@ impl KernelBuilder {
             v => self.check("cvt", "source", v, src_ty),
         }
         let dst = self.dst("cvt", dst_ty);
-        self.push_value(Op::Cvt { dst_ty, src_ty, mode, dst, src });
+        self.push_value(Op::Cvt {
+            dst_ty,
+            src_ty,
+            mode,
+            dst,
+            src,
+        });
         dst
     }
 
@@ -882,7 +1051,13 @@ impl KernelBuilder {
         self.check("cvt (pack)", "hi", hi, Type::F32);
         self.check("cvt (pack)", "lo", lo, Type::F32);
         let dst = self.dst("cvt (pack)", dst_ty);
-        self.push_value(Op::CvtPack { dst_ty, mode: FMode::rn(), dst, hi, lo });
+        self.push_value(Op::CvtPack {
+            dst_ty,
+            mode: FMode::rn(),
+            dst,
+            hi,
+            lo,
+        });
         dst
     }
 
@@ -912,13 +1087,26 @@ impl KernelBuilder {
         self.check("selp", "b", b, ty);
         self.check_reg("selp", "predicate", pred, Type::Pred);
         let dst = self.dst("selp", ty);
-        self.push_value(Op::Selp { ty, dst, a, b, pred });
+        self.push_value(Op::Selp {
+            ty,
+            dst,
+            a,
+            b,
+            pred,
+        });
         dst
     }
 
     /// `shfl.sync.mode.b32 d, a, b, c, mask` over the full warp; `c` is the clamp/segment
     /// value (31 for up-to-full-warp shuffles down/bfly/idx, 0 for up).
-    pub fn shfl(&mut self, mode: ShflMode, a: impl Into<Value>, b: impl Into<Value>, c: impl Into<Value>, mask: impl Into<Value>) -> Reg {
+    pub fn shfl(
+        &mut self,
+        mode: ShflMode,
+        a: impl Into<Value>,
+        b: impl Into<Value>,
+        c: impl Into<Value>,
+        mask: impl Into<Value>,
+    ) -> Reg {
         self.require(Feature::ShflSync);
         let (a, b, c, mask) = (a.into(), b.into(), c.into(), mask.into());
         self.check("shfl.sync", "a", a, Type::B32);
@@ -931,7 +1119,15 @@ impl KernelBuilder {
             _ => Type::B32,
         };
         let dst = self.dst("shfl.sync", dst_ty);
-        self.push_value(Op::Shfl { mode, dst, pred_out: None, a, b, c, mask });
+        self.push_value(Op::Shfl {
+            mode,
+            dst,
+            pred_out: None,
+            a,
+            b,
+            c,
+            mask,
+        });
         dst
     }
 
@@ -966,7 +1162,10 @@ impl KernelBuilder {
     pub fn label(&mut self, hint: &str) -> Label {
         let n = self.labels;
         self.labels += 1;
-        let hint: String = hint.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let hint: String = hint
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
         Label(format!("$L{n}_{hint}"))
     }
 
@@ -979,19 +1178,28 @@ impl KernelBuilder {
             self.fail(format!("guard or destination pending at label {}", l.0));
         }
         self.placed.push(l.clone());
-        self.body.push(Instr { guard: None, op: Op::Label(l.clone()) });
+        self.body.push(Instr {
+            guard: None,
+            op: Op::Label(l.clone()),
+        });
     }
 
     /// `bra target` (guard it with [`Self::when`]/[`Self::unless`]).
     pub fn bra(&mut self, target: &Label) {
         self.used_labels.push(target.clone());
-        self.push(Op::Bra { target: target.clone(), uni: false });
+        self.push(Op::Bra {
+            target: target.clone(),
+            uni: false,
+        });
     }
 
     /// `bra.uni target`: the caller asserts all threads of the warp take it together.
     pub fn bra_uni(&mut self, target: &Label) {
         self.used_labels.push(target.clone());
-        self.push(Op::Bra { target: target.clone(), uni: true });
+        self.push(Op::Bra {
+            target: target.clone(),
+            uni: true,
+        });
     }
 
     pub fn ret(&mut self) {
@@ -1016,7 +1224,12 @@ impl KernelBuilder {
     }
 
     /// Runs `then` where `pred` holds and `otherwise` elsewhere.
-    pub fn if_else(&mut self, pred: Reg, then: impl FnOnce(&mut Self), otherwise: impl FnOnce(&mut Self)) {
+    pub fn if_else(
+        &mut self,
+        pred: Reg,
+        then: impl FnOnce(&mut Self),
+        otherwise: impl FnOnce(&mut Self),
+    ) {
         let else_l = self.label("else");
         let end = self.label("endif");
         self.unless(pred).bra(&else_l);
@@ -1065,7 +1278,10 @@ impl KernelBuilder {
 
     /// A comment line in the body.
     pub fn comment(&mut self, text: &str) {
-        self.body.push(Instr { guard: None, op: Op::Comment(text.to_string()) });
+        self.body.push(Instr {
+            guard: None,
+            op: Op::Comment(text.to_string()),
+        });
     }
 
     /// Validates the kernel and returns it. Appends `ret` when the body does not already end
@@ -1080,11 +1296,20 @@ impl KernelBuilder {
             }
         }
         let ends = matches!(
-            self.body.iter().rev().find(|i| !matches!(i.op, Op::Comment(_))),
-            Some(Instr { guard: None, op: Op::Ret | Op::Exit | Op::Bra { .. } })
+            self.body
+                .iter()
+                .rev()
+                .find(|i| !matches!(i.op, Op::Comment(_))),
+            Some(Instr {
+                guard: None,
+                op: Op::Ret | Op::Exit | Op::Bra { .. }
+            })
         );
         if !ends {
-            self.body.push(Instr { guard: None, op: Op::Ret });
+            self.body.push(Instr {
+                guard: None,
+                op: Op::Ret,
+            });
         }
         if let Some(e) = self.errors.into_iter().next() {
             return Err(e);
@@ -1097,7 +1322,10 @@ impl KernelBuilder {
             shared: self.shared,
             directives: self.directives,
             body: self.body,
-            reg_counts: Bank::ALL.iter().map(|b| (*b, self.counts[bank_slot(*b)])).collect(),
+            reg_counts: Bank::ALL
+                .iter()
+                .map(|b| (*b, self.counts[bank_slot(*b)]))
+                .collect(),
         })
     }
 

@@ -668,7 +668,13 @@ fn mods(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-fn mem_mods(space: StateSpace, hints: &[CacheHint], width: usize, policy: bool, ty: Type) -> Vec<String> {
+fn mem_mods(
+    space: StateSpace,
+    hints: &[CacheHint],
+    width: usize,
+    policy: bool,
+    ty: Type,
+) -> Vec<String> {
     let mut m = vec![space.name().to_string()];
     m.extend(hints.iter().map(|h| h.modifier().to_string()));
     if policy {
@@ -700,8 +706,12 @@ impl Instr {
                 mods(&[ty.name()]),
                 vec![reg(*dst), Operand::Symbol(symbol.clone())],
             ),
-            Op::Pack { ty, dst, parts } => ("mov", mods(&[ty.name()]), vec![reg(*dst), regs(parts)]),
-            Op::Unpack { ty, parts, src } => ("mov", mods(&[ty.name()]), vec![regs(parts), reg(*src)]),
+            Op::Pack { ty, dst, parts } => {
+                ("mov", mods(&[ty.name()]), vec![reg(*dst), regs(parts)])
+            }
+            Op::Unpack { ty, parts, src } => {
+                ("mov", mods(&[ty.name()]), vec![regs(parts), reg(*src)])
+            }
             Op::Ld {
                 space,
                 hints,
@@ -714,7 +724,11 @@ impl Instr {
                 if let Some(p) = policy {
                     ops.push(reg(*p));
                 }
-                ("ld", mem_mods(*space, hints, dst.len(), policy.is_some(), *ty), ops)
+                (
+                    "ld",
+                    mem_mods(*space, hints, dst.len(), policy.is_some(), *ty),
+                    ops,
+                )
             }
             Op::St {
                 space,
@@ -728,7 +742,11 @@ impl Instr {
                 if let Some(p) = policy {
                     ops.push(reg(*p));
                 }
-                ("st", mem_mods(*space, hints, src.len(), policy.is_some(), *ty), ops)
+                (
+                    "st",
+                    mem_mods(*space, hints, src.len(), policy.is_some(), *ty),
+                    ops,
+                )
             }
             Op::CreatePolicy { evict, dst } => {
                 let e = match evict {
@@ -742,9 +760,11 @@ impl Instr {
                     vec![reg(*dst), Operand::F32(1.0f32.to_bits())],
                 )
             }
-            Op::CvtaToGlobal { dst, src } => {
-                ("cvta", mods(&["to", "global", "u64"]), vec![reg(*dst), reg(*src)])
-            }
+            Op::CvtaToGlobal { dst, src } => (
+                "cvta",
+                mods(&["to", "global", "u64"]),
+                vec![reg(*dst), reg(*src)],
+            ),
             Op::Bin {
                 op,
                 ty,
@@ -827,7 +847,11 @@ impl Instr {
                 if let Some(md) = mode {
                     m.push(md.modifier().into());
                 }
-                ("prmt", m, vec![reg(*dst), value(*a), value(*b), value(*sel)])
+                (
+                    "prmt",
+                    m,
+                    vec![reg(*dst), value(*a), value(*b), value(*sel)],
+                )
             }
             Op::Bfe {
                 ty,

@@ -6,7 +6,9 @@
 //! exact, so the result is bit-identical to the CPU reference.
 
 use crate::ast::{StateSpace, Type};
-use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Round, Sreg, UnOp, Value};
+use crate::ir::{
+    Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Round, Sreg, UnOp, Value,
+};
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
@@ -28,7 +30,11 @@ pub fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, Gen
     let nblocks = s.k / Q8_1_BLOCK_VALUES;
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
-    b.header_comment(&format!("launch: grid {} x 1 x 1, block {} x 1 x 1", nblocks.div_ceil(WARPS), WARPS * 32));
+    b.header_comment(&format!(
+        "launch: grid {} x 1 x 1, block {} x 1 x 1",
+        nblocks.div_ceil(WARPS),
+        WARPS * 32
+    ));
     b.max_threads(WARPS * 32);
     let x = b.param(Type::U64, "x");
     let y = b.param(Type::U64, "y");
@@ -48,7 +54,14 @@ pub fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, Gen
     let idx = b.mad(Type::U32, FMode::NONE, blk, Q8_1_BLOCK_VALUES, lane);
     let xoff = b.mul_wide(Type::U32, idx, 4u32);
     let xa = b.add(Type::U64, xp, xoff);
-    let v = b.load(StateSpace::Global, Type::F32, 1, Addr::reg(xa), &[CacheHint::NonCoherent], None)[0];
+    let v = b.load(
+        StateSpace::Global,
+        Type::F32,
+        1,
+        Addr::reg(xa),
+        &[CacheHint::NonCoherent],
+        None,
+    )[0];
     let yoff = b.mul_wide(Type::U32, blk, Q8_1_BLOCK_BYTES);
     let ya = b.add(Type::U64, yp, yoff);
     emit_block(&mut b, v, lane, ya);
@@ -59,7 +72,14 @@ pub fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, Gen
         ptx,
         launch: LaunchSpec::fixed(nblocks.div_ceil(WARPS), 1, WARPS * 32),
         params: vec![
-            ParamSpec::buffer("x", format!("f32[{}]", s.k), s.k as u64 * 4, 4, Access::Read, "input vector"),
+            ParamSpec::buffer(
+                "x",
+                format!("f32[{}]", s.k),
+                s.k as u64 * 4,
+                4,
+                Access::Read,
+                "input vector",
+            ),
             ParamSpec::buffer(
                 "y",
                 format!("block_q8_1[{nblocks}]"),
@@ -103,7 +123,14 @@ pub(crate) fn emit_block(b: &mut KernelBuilder, v: Reg, lane: Reg, ya: Reg) {
     b.if_then(lane0, |b| {
         let dh = b.cvt(Type::F16, Type::F32, FMode::rn(), d);
         let sh = b.cvt(Type::F16, Type::F32, FMode::rn(), s);
-        b.store(StateSpace::Global, Type::B16, Addr::reg(ya), &[dh.into(), sh.into()], &[], None);
+        b.store(
+            StateSpace::Global,
+            Type::B16,
+            Addr::reg(ya),
+            &[dh.into(), sh.into()],
+            &[],
+            None,
+        );
     });
     // Lanes 4i gather the bytes of lanes 4i+1..4i+3 and store one 32-bit word each.
     let q1 = b.shfl_down(q, 1);
@@ -116,7 +143,14 @@ pub(crate) fn emit_block(b: &mut KernelBuilder, v: Reg, lane: Reg, ya: Reg) {
     let qa = b.add(Type::U64, ya, lane_off);
     let quad = b.and(Type::B32, lane, 3u32);
     let first = b.setp(Cmp::Eq, Type::B32, quad, 0u32);
-    b.when(first).store(StateSpace::Global, Type::B32, Addr::reg_off(qa, 4), &[Value::Reg(word)], &[], None);
+    b.when(first).store(
+        StateSpace::Global,
+        Type::B32,
+        Addr::reg_off(qa, 4),
+        &[Value::Reg(word)],
+        &[],
+        None,
+    );
 }
 
 fn rzi() -> FMode {

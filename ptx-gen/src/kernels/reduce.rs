@@ -42,8 +42,14 @@ pub fn block_reduce(
     let elem = ty.bytes();
     let is_lane0 = b.setp(crate::ir::Cmp::Eq, Type::U32, lane, 0u32);
     let slot = b.mad(Type::U32, FMode::NONE, warp, elem, base);
-    b.when(is_lane0)
-        .store(StateSpace::Shared, ty, Addr::reg(slot), &[partial.into()], &[], None);
+    b.when(is_lane0).store(
+        StateSpace::Shared,
+        ty,
+        Addr::reg(slot),
+        &[partial.into()],
+        &[],
+        None,
+    );
     b.bar_sync(0);
     // Each warp reduces the partials again, lanes past the last warp contributing the identity.
     let identity = match (op, ty) {

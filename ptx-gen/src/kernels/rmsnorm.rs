@@ -6,7 +6,9 @@
 //! and written. Length, eps and the weight offset are immediates.
 
 use crate::ast::{StateSpace, Type};
-use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Sreg, UnOp, Value};
+use crate::ir::{
+    Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Sreg, UnOp, Value,
+};
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
@@ -56,7 +58,10 @@ pub fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError
     let layout = RowLayout::new(s.hidden);
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
-    b.header_comment(&format!("launch: grid 1 x 1 x 1, block {} x 1 x 1", layout.threads));
+    b.header_comment(&format!(
+        "launch: grid 1 x 1 x 1, block {} x 1 x 1",
+        layout.threads
+    ));
     b.max_threads(layout.threads);
     let x = b.param(Type::U64, "x");
     let w = b.param(Type::U64, "w");
@@ -94,7 +99,16 @@ pub fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError
             resident.push(v);
         }
     }
-    let total = block_reduce(&mut b, BinOp::Add, Type::F32, acc, "partials", layout.threads, lane, warp);
+    let total = block_reduce(
+        &mut b,
+        BinOp::Add,
+        Type::F32,
+        acc,
+        "partials",
+        layout.threads,
+        lane,
+        warp,
+    );
     let mean = b.bin(BinOp::Div, Type::F32, FMode::rn(), total, s.hidden as f32);
     let var = b.bin(BinOp::Add, Type::F32, FMode::rn(), mean, s.eps);
     let root = b.un(UnOp::Sqrt, Type::F32, FMode::rn(), var);
@@ -123,7 +137,14 @@ pub fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError
         if let Some(g) = guard {
             b.when(*g);
         }
-        b.store(StateSpace::Global, Type::F32, Addr::reg_off(ya, off), &out, &[], None);
+        b.store(
+            StateSpace::Global,
+            Type::F32,
+            Addr::reg_off(ya, off),
+            &out,
+            &[],
+            None,
+        );
     }
     let kernel = b.finish()?;
     let ptx = crate::emit::emit_module(&Module::single(kernel));
@@ -135,9 +156,30 @@ pub fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError
         ptx,
         launch: LaunchSpec::fixed(1, 1, layout.threads),
         params: vec![
-            ParamSpec::buffer("x", layout_s.clone(), bytes, align, Access::Read, "input vector"),
-            ParamSpec::buffer("w", layout_s.clone(), bytes, align, Access::Read, "norm weight (gamma)"),
-            ParamSpec::buffer("y", layout_s, bytes, align, Access::Write, "normalized output"),
+            ParamSpec::buffer(
+                "x",
+                layout_s.clone(),
+                bytes,
+                align,
+                Access::Read,
+                "input vector",
+            ),
+            ParamSpec::buffer(
+                "w",
+                layout_s.clone(),
+                bytes,
+                align,
+                Access::Read,
+                "norm weight (gamma)",
+            ),
+            ParamSpec::buffer(
+                "y",
+                layout_s,
+                bytes,
+                align,
+                Access::Write,
+                "normalized output",
+            ),
         ],
         spec,
         target,
@@ -146,14 +188,34 @@ pub fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError
 
 /// Loads one chunk (`vec` floats) of a thread; past the end of the row (where `guard` is
 /// false) the registers hold zeros, which add nothing to the sum of squares.
-fn load_chunk(b: &mut KernelBuilder, layout: &RowLayout, base: Reg, offset: i64, guard: Option<Reg>) -> Vec<Reg> {
+fn load_chunk(
+    b: &mut KernelBuilder,
+    layout: &RowLayout,
+    base: Reg,
+    offset: i64,
+    guard: Option<Reg>,
+) -> Vec<Reg> {
     let addr = Addr::reg_off(base, offset);
     match guard {
-        None => b.load(StateSpace::Global, Type::F32, layout.vec as usize, addr, &[CacheHint::NonCoherent], None),
+        None => b.load(
+            StateSpace::Global,
+            Type::F32,
+            layout.vec as usize,
+            addr,
+            &[CacheHint::NonCoherent],
+            None,
+        ),
         Some(g) => {
             let regs: Vec<Reg> = (0..layout.vec).map(|_| b.mov(Type::F32, 0.0f32)).collect();
             b.when(g);
-            b.load_to(StateSpace::Global, Type::F32, &regs, addr, &[CacheHint::NonCoherent], None);
+            b.load_to(
+                StateSpace::Global,
+                Type::F32,
+                &regs,
+                addr,
+                &[CacheHint::NonCoherent],
+                None,
+            );
             regs
         }
     }

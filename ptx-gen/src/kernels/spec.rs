@@ -43,7 +43,12 @@ pub enum KernelSpec {
     RmsNorm(RmsNorm),
 }
 
-fn invalid(kernel: &'static str, field: &'static str, expected: &str, found: impl ToString) -> GenError {
+fn invalid(
+    kernel: &'static str,
+    field: &'static str,
+    expected: &str,
+    found: impl ToString,
+) -> GenError {
     GenError::InvalidSpec {
         kernel,
         field,
@@ -81,7 +86,9 @@ impl KernelSpec {
     /// A one-line description for the PTX header.
     pub fn describe(&self) -> String {
         match self {
-            KernelSpec::QuantizeQ8_1(s) => format!("quantize_q8_1: f32[{}] -> {} Q8_1 blocks", s.k, s.k / 32),
+            KernelSpec::QuantizeQ8_1(s) => {
+                format!("quantize_q8_1: f32[{}] -> {} Q8_1 blocks", s.k, s.k / 32)
+            }
             KernelSpec::RmsNorm(s) => format!(
                 "rmsnorm: f32[{}], eps = {:e} (0x{:08x}), weight offset = {}",
                 s.hidden,
@@ -97,18 +104,33 @@ impl KernelSpec {
         match self {
             KernelSpec::QuantizeQ8_1(s) => {
                 if s.k == 0 || s.k % 32 != 0 {
-                    return Err(invalid("quantize_q8_1", "k", "a positive multiple of 32 (the Q8_1 block)", s.k));
+                    return Err(invalid(
+                        "quantize_q8_1",
+                        "k",
+                        "a positive multiple of 32 (the Q8_1 block)",
+                        s.k,
+                    ));
                 }
             }
             KernelSpec::RmsNorm(s) => {
                 if s.hidden == 0 || s.hidden > RMSNORM_MAX_HIDDEN {
-                    return Err(invalid("rmsnorm", "hidden", &format!("in 1..={RMSNORM_MAX_HIDDEN}"), s.hidden));
+                    return Err(invalid(
+                        "rmsnorm",
+                        "hidden",
+                        &format!("in 1..={RMSNORM_MAX_HIDDEN}"),
+                        s.hidden,
+                    ));
                 }
                 if !(s.eps.is_finite() && s.eps > 0.0) {
                     return Err(invalid("rmsnorm", "eps", "a positive finite number", s.eps));
                 }
                 if !s.weight_offset.is_finite() {
-                    return Err(invalid("rmsnorm", "weight_offset", "a finite number", s.weight_offset));
+                    return Err(invalid(
+                        "rmsnorm",
+                        "weight_offset",
+                        "a finite number",
+                        s.weight_offset,
+                    ));
                 }
             }
         }
@@ -155,7 +177,14 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
-    pub fn buffer(name: &str, layout: String, bytes: u64, align: u32, access: Access, meaning: &str) -> ParamSpec {
+    pub fn buffer(
+        name: &str,
+        layout: String,
+        bytes: u64,
+        align: u32,
+        access: Access,
+        meaning: &str,
+    ) -> ParamSpec {
         ParamSpec {
             name: name.to_string(),
             kind: ParamKind::Buffer(BufferParam {

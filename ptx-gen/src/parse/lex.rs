@@ -309,6 +309,55 @@ pub(crate) fn u64_value(i: &str) -> PResult<'_, u64> {
     unsigned(i).map(|(rest, (v, _))| (rest, v))
 }
 
+/// `open item, item, ... close` with whitespace and comments anywhere between; may be empty.
+/// Ends right after `close`.
+pub(crate) fn delimited_list<'a, O>(
+    i: &'a str,
+    open: char,
+    close: char,
+    mut item: impl FnMut(&'a str) -> PResult<'a, O>,
+) -> PResult<'a, Vec<O>> {
+    let Some(rest) = i.strip_prefix(open) else {
+        return fail(i, format!("`{open}`"));
+    };
+    let mut out = Vec::new();
+    let (mut rest, ()) = sp(rest)?;
+    if let Some(r) = rest.strip_prefix(close) {
+        return Ok((r, out));
+    }
+    loop {
+        let (r, x) = item(rest)?;
+        out.push(x);
+        let (r, ()) = sp(r)?;
+        if let Some(r) = r.strip_prefix(',') {
+            rest = sp(r)?.0;
+        } else if let Some(r) = r.strip_prefix(close) {
+            return Ok((r, out));
+        } else {
+            return fail(r, format!("`,` or `{close}`"));
+        }
+    }
+}
+
+/// `item, item, ...` (at least one), ending right after the last item so that the
+/// whitespace after it, a newline perhaps, stays for the caller.
+pub(crate) fn comma_list<'a, O>(
+    i: &'a str,
+    mut item: impl FnMut(&'a str) -> PResult<'a, O>,
+) -> PResult<'a, Vec<O>> {
+    let (mut rest, first) = item(i)?;
+    let mut out = vec![first];
+    loop {
+        let (ahead, ()) = sp(rest)?;
+        let Some(after_comma) = ahead.strip_prefix(',') else {
+            return Ok((rest, out));
+        };
+        let (r, x) = item(sp(after_comma)?.0)?;
+        out.push(x);
+        rest = r;
+    }
+}
+
 /// A `"..."` string literal with `\` escapes; returns the rest after the closing quote.
 fn skip_string(i: &str) -> PResult<'_, ()> {
     let Some(body) = i.strip_prefix('"') else {
@@ -348,8 +397,7 @@ fn scan_raw(i: &str) -> PResult<'_, RawStop> {
                 failure(rest, "`}` closing this directive's group")
             };
         };
-        if depth == 0
-            && (c == ';' || c == '\n' || rest.starts_with("//") || rest.starts_with("/*"))
+        if depth == 0 && (c == ';' || c == '\n' || rest.starts_with("//") || rest.starts_with("/*"))
         {
             let stop = if c == ';' {
                 RawStop::Semicolon
@@ -417,10 +465,7 @@ mod tests {
         let got = comments_in("add /* one */ %r1, // two\n %r2");
         assert_eq!(
             got,
-            vec![
-                Comment::Block(" one ".into()),
-                Comment::Line(" two".into())
-            ]
+            vec![Comment::Block(" one ".into()), Comment::Line(" two".into())]
         );
     }
 
@@ -428,7 +473,10 @@ mod tests {
     fn register_components_and_modifiers() {
         assert_eq!(name_with_component("%tid.x, 1").unwrap(), (", 1", "%tid.x"));
         assert_eq!(name_with_component("foo.x").unwrap(), (".x", "foo"));
-        assert_eq!(modifier("L1::no_allocate.v4").unwrap(), (".v4", "L1::no_allocate"));
+        assert_eq!(
+            modifier("L1::no_allocate.v4").unwrap(),
+            (".v4", "L1::no_allocate")
+        );
         assert!(modifier("L1::").is_err());
     }
 
@@ -456,7 +504,8 @@ mod tests {
             raw_args("\t1 2 3 // c\n", "loc").unwrap(),
             ("// c\n", ("1 2 3".to_string(), false))
         );
-        let (rest, (args, semi)) = raw_args("\t.debug_str\n\t{\nL:\n.b8 1 // }\n\n\t}\nX", "section").unwrap();
+        let (rest, (args, semi)) =
+            raw_args("\t.debug_str\n\t{\nL:\n.b8 1 // }\n\n\t}\nX", "section").unwrap();
         assert_eq!(rest, "\nX");
         assert_eq!(args, ".debug_str\n\t{\nL:\n.b8 1 // }\n\n\t}");
         assert!(!semi);
