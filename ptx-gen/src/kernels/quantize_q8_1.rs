@@ -13,7 +13,7 @@ use crate::launch::LaunchSpec;
 use crate::target::Target;
 
 use super::reduce::warp_reduce;
-use super::spec::{Access, GenError, KernelSpec, ParamSpec, QuantizeQ8_1};
+use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
 
 /// Values per Q8_1 block.
@@ -24,7 +24,46 @@ pub const Q8_1_BLOCK_BYTES: u32 = 36;
 /// Warps (Q8_1 blocks) per thread block.
 const WARPS: u32 = 8;
 
-pub fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, GenError> {
+/// Q8_1 quantization of an f32 vector of length `k`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QuantizeQ8_1 {
+    pub k: u32,
+}
+
+impl FamilySpec for QuantizeQ8_1 {
+    const FAMILY: &'static str = "quantize_q8_1";
+    const CLI_DIMS: &'static str = "K: f32[K] -> Q8_1 blocks (K % 32 == 0)";
+
+    fn from_cli(dims: &[String]) -> Result<Self, String> {
+        cli_max(dims, 1)?;
+        Ok(QuantizeQ8_1 { k: cli_dim(dims, 0, "K", None)? })
+    }
+
+    fn name(&self) -> String {
+        format!("quantize_q8_1_k{}", self.k)
+    }
+
+    fn describe(&self) -> String {
+        format!("quantize_q8_1: f32[{}] -> {} Q8_1 blocks", self.k, self.k / Q8_1_BLOCK_VALUES)
+    }
+
+    fn validate(&self) -> Result<(), GenError> {
+        if self.k == 0 || self.k % Q8_1_BLOCK_VALUES != 0 {
+            return Err(invalid(Self::FAMILY, "k", "a positive multiple of 32 (the Q8_1 block)", self.k));
+        }
+        Ok(())
+    }
+
+    fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
+        generate(self, target)
+    }
+
+    fn samples() -> Vec<Self> {
+        [32, 96, 576, 640, 896, 1536, 2048, 4096, 4864, 14336].map(|k| QuantizeQ8_1 { k }).to_vec()
+    }
+}
+
+fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, GenError> {
     let spec = KernelSpec::QuantizeQ8_1(*s);
     let name = spec.name();
     let nblocks = s.k / Q8_1_BLOCK_VALUES;

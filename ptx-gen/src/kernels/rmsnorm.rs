@@ -13,8 +13,88 @@ use crate::launch::LaunchSpec;
 use crate::target::Target;
 
 use super::reduce::block_reduce;
-use super::spec::{Access, GenError, KernelSpec, ParamSpec, RmsNorm};
+use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
+
+/// Largest row the kernel takes (16 float4 per thread at 1024 threads).
+pub const RMSNORM_MAX_HIDDEN: u32 = 65536;
+
+/// RMSNorm of an f32 vector: `y = x / sqrt(mean(x^2) + eps) * (w + weight_offset)`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RmsNorm {
+    pub hidden: u32,
+    pub eps: f32,
+    /// Added to every weight (1.0 for checkpoints that store `w - 1`, as HF Gemma does).
+    pub weight_offset: f32,
+}
+
+impl FamilySpec for RmsNorm {
+    const FAMILY: &'static str = "rmsnorm";
+    const CLI_DIMS: &'static str = "HIDDEN [EPS] [WEIGHT_OFFSET]: y = x / rms(x) * (w + offset); EPS 1e-5, offset 0 by default";
+
+    fn from_cli(dims: &[String]) -> Result<Self, String> {
+        cli_max(dims, 3)?;
+        Ok(RmsNorm {
+            hidden: cli_dim(dims, 0, "HIDDEN", None)?,
+            eps: cli_dim(dims, 1, "EPS", Some(1e-5))?,
+            weight_offset: cli_dim(dims, 2, "WEIGHT_OFFSET", Some(0.0))?,
+        })
+    }
+
+    fn name(&self) -> String {
+        let mut n = format!("rmsnorm_f32_n{}_eps{:08x}", self.hidden, self.eps.to_bits());
+        if self.weight_offset != 0.0 {
+            n.push_str(&format!("_woff{:08x}", self.weight_offset.to_bits()));
+        }
+        n
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "rmsnorm: f32[{}], eps = {:e} (0x{:08x}), weight offset = {}",
+            self.hidden,
+            self.eps,
+            self.eps.to_bits(),
+            self.weight_offset
+        )
+    }
+
+    fn validate(&self) -> Result<(), GenError> {
+        if self.hidden == 0 || self.hidden > RMSNORM_MAX_HIDDEN {
+            return Err(invalid(Self::FAMILY, "hidden", &format!("in 1..={RMSNORM_MAX_HIDDEN}"), self.hidden));
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(invalid(Self::FAMILY, "eps", "a positive finite number", self.eps));
+        }
+        if !self.weight_offset.is_finite() {
+            return Err(invalid(Self::FAMILY, "weight_offset", "a finite number", self.weight_offset));
+        }
+        Ok(())
+    }
+
+    fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
+        generate(self, target)
+    }
+
+    fn samples() -> Vec<Self> {
+        [
+            (64, 1e-5, 0.0),
+            (99, 1e-6, 0.0),
+            (130, 1e-5, 1.0),
+            (576, 1e-5, 0.0),
+            (640, 1e-6, 0.0),
+            (896, 1e-6, 0.0),
+            (2048, 1e-5, 0.0),
+            (3072, 1e-5, 0.0),
+            (4096, 1e-5, 0.0),
+            (8192, 1e-5, 0.0),
+            (16384, 1e-6, 0.0),
+            (65536, 1e-5, 0.0),
+        ]
+        .map(|(hidden, eps, weight_offset)| RmsNorm { hidden, eps, weight_offset })
+        .to_vec()
+    }
+}
 
 /// How a row of `hidden` floats is spread over a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +132,7 @@ impl RowLayout {
     }
 }
 
-pub fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError> {
+fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError> {
     let spec = KernelSpec::RmsNorm(*s);
     let name = spec.name();
     let layout = RowLayout::new(s.hidden);

@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ast::Type;
 use crate::ir::IrError;
+use crate::target::Target;
+
+use super::GeneratedKernel;
 
 /// Why a kernel could not be generated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,35 +23,88 @@ pub enum GenError {
     Ir(#[from] IrError),
 }
 
-/// Q8_1 quantization of an f32 vector of length `k`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct QuantizeQ8_1 {
-    pub k: u32,
+/// What every kernel family's spec provides. A family is one file in `kernels/` holding its
+/// spec type and generator; it is listed once in [`KernelSpec`] and in `for_each_family!`.
+pub trait FamilySpec: Sized {
+    /// The family name used by the CLI and at the start of kernel names.
+    const FAMILY: &'static str;
+    /// The CLI's dimension list for `ptxforge emit FAMILY DIMS...`.
+    const CLI_DIMS: &'static str;
+    /// Parses the CLI's dimensions (strings in `CLI_DIMS` order).
+    fn from_cli(dims: &[String]) -> Result<Self, String>;
+    /// The PTX entry name, encoding every field of the spec (floats by their bits).
+    fn name(&self) -> String;
+    /// A one-line description for the PTX header.
+    fn describe(&self) -> String;
+    /// Checks the dimensions against what the generator can do.
+    fn validate(&self) -> Result<(), GenError>;
+    /// Generates the kernel; called only on a validated spec.
+    fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError>;
+    /// Specs at the shapes of the reference models and at edge sizes (tests assemble each).
+    fn samples() -> Vec<Self>;
 }
 
-/// RMSNorm of an f32 vector: `y = x / sqrt(mean(x^2) + eps) * (w + weight_offset)`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct RmsNorm {
-    pub hidden: u32,
-    pub eps: f32,
-    /// Added to every weight (1.0 for checkpoints that store `w - 1`, as HF Gemma does).
-    pub weight_offset: f32,
+/// Calls `$m!(Variant, Type)` for every family: the one list of families.
+macro_rules! for_each_family {
+    ($m:ident) => {
+        $m! {
+            QuantizeQ8_1 => crate::kernels::quantize_q8_1::QuantizeQ8_1,
+            RmsNorm => crate::kernels::rmsnorm::RmsNorm,
+        }
+    };
 }
 
-/// The exact input of a kernel generator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum KernelSpec {
-    QuantizeQ8_1(QuantizeQ8_1),
-    RmsNorm(RmsNorm),
+macro_rules! define_kernel_spec {
+    ($($variant:ident => $ty:path,)*) => {
+        /// The exact input of a kernel generator.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        pub enum KernelSpec {
+            $($variant($ty),)*
+        }
+
+        impl KernelSpec {
+            pub fn family(&self) -> &'static str {
+                match self { $(KernelSpec::$variant(_) => <$ty as FamilySpec>::FAMILY,)* }
+            }
+            pub fn name(&self) -> String {
+                match self { $(KernelSpec::$variant(s) => s.name(),)* }
+            }
+            pub fn describe(&self) -> String {
+                match self { $(KernelSpec::$variant(s) => s.describe(),)* }
+            }
+            pub fn validate(&self) -> Result<(), GenError> {
+                match self { $(KernelSpec::$variant(s) => s.validate(),)* }
+            }
+            pub(crate) fn generate_validated(&self, target: Target) -> Result<GeneratedKernel, GenError> {
+                match self { $(KernelSpec::$variant(s) => s.generate(target),)* }
+            }
+            /// Every family: (name, CLI dimension list).
+            pub fn families() -> Vec<(&'static str, &'static str)> {
+                vec![$((<$ty as FamilySpec>::FAMILY, <$ty as FamilySpec>::CLI_DIMS),)*]
+            }
+            /// The spec of `family` from CLI dimension strings.
+            pub fn from_cli(family: &str, dims: &[String]) -> Result<KernelSpec, String> {
+                $(if family == <$ty as FamilySpec>::FAMILY {
+                    return <$ty as FamilySpec>::from_cli(dims).map(KernelSpec::$variant);
+                })*
+                let known: Vec<&str> = vec![$(<$ty as FamilySpec>::FAMILY,)*];
+                Err(format!("unknown kernel `{family}`; known kernels: {}", known.join(", ")))
+            }
+            /// Every family's sample specs.
+            pub fn samples() -> Vec<KernelSpec> {
+                let mut all = Vec::new();
+                $(all.extend(<$ty as FamilySpec>::samples().into_iter().map(KernelSpec::$variant));)*
+                all
+            }
+        }
+    };
 }
 
-fn invalid(
-    kernel: &'static str,
-    field: &'static str,
-    expected: &str,
-    found: impl ToString,
-) -> GenError {
+for_each_family!(define_kernel_spec);
+
+/// A spec error naming the kernel family, the field, what was expected and what was found.
+pub(crate) fn invalid(kernel: &'static str, field: &'static str, expected: &str, found: impl ToString) -> GenError {
     GenError::InvalidSpec {
         kernel,
         field,
@@ -57,85 +113,20 @@ fn invalid(
     }
 }
 
-/// Largest RMSNorm row the register-resident kernel holds (16 float4 per thread, 1024 threads).
-pub const RMSNORM_MAX_HIDDEN: u32 = 65536;
-
-impl KernelSpec {
-    /// The family name used by the CLI and in kernel names.
-    pub fn family(&self) -> &'static str {
-        match self {
-            KernelSpec::QuantizeQ8_1(_) => "quantize_q8_1",
-            KernelSpec::RmsNorm(_) => "rmsnorm",
-        }
+/// Reads CLI dimension `i`, or `default` when it is absent (`None`: required).
+pub(crate) fn cli_dim<T: std::str::FromStr>(dims: &[String], i: usize, what: &str, default: Option<T>) -> Result<T, String> {
+    match dims.get(i) {
+        Some(s) => s.parse().map_err(|_| format!("{what} must be a number, got `{s}`")),
+        None => default.ok_or_else(|| format!("missing {what}")),
     }
+}
 
-    /// The PTX entry name, which encodes every field of the spec (floats by their bits).
-    pub fn name(&self) -> String {
-        match self {
-            KernelSpec::QuantizeQ8_1(s) => format!("quantize_q8_1_k{}", s.k),
-            KernelSpec::RmsNorm(s) => {
-                let mut n = format!("rmsnorm_f32_n{}_eps{:08x}", s.hidden, s.eps.to_bits());
-                if s.weight_offset != 0.0 {
-                    n.push_str(&format!("_woff{:08x}", s.weight_offset.to_bits()));
-                }
-                n
-            }
-        }
+/// Refuses more CLI dimensions than a family takes.
+pub(crate) fn cli_max(dims: &[String], max: usize) -> Result<(), String> {
+    if dims.len() > max {
+        return Err(format!("takes at most {max} dimension(s), got {}", dims.len()));
     }
-
-    /// A one-line description for the PTX header.
-    pub fn describe(&self) -> String {
-        match self {
-            KernelSpec::QuantizeQ8_1(s) => {
-                format!("quantize_q8_1: f32[{}] -> {} Q8_1 blocks", s.k, s.k / 32)
-            }
-            KernelSpec::RmsNorm(s) => format!(
-                "rmsnorm: f32[{}], eps = {:e} (0x{:08x}), weight offset = {}",
-                s.hidden,
-                s.eps,
-                s.eps.to_bits(),
-                s.weight_offset
-            ),
-        }
-    }
-
-    /// Checks the dimensions against what the generator can do.
-    pub fn validate(&self) -> Result<(), GenError> {
-        match self {
-            KernelSpec::QuantizeQ8_1(s) => {
-                if s.k == 0 || s.k % 32 != 0 {
-                    return Err(invalid(
-                        "quantize_q8_1",
-                        "k",
-                        "a positive multiple of 32 (the Q8_1 block)",
-                        s.k,
-                    ));
-                }
-            }
-            KernelSpec::RmsNorm(s) => {
-                if s.hidden == 0 || s.hidden > RMSNORM_MAX_HIDDEN {
-                    return Err(invalid(
-                        "rmsnorm",
-                        "hidden",
-                        &format!("in 1..={RMSNORM_MAX_HIDDEN}"),
-                        s.hidden,
-                    ));
-                }
-                if !(s.eps.is_finite() && s.eps > 0.0) {
-                    return Err(invalid("rmsnorm", "eps", "a positive finite number", s.eps));
-                }
-                if !s.weight_offset.is_finite() {
-                    return Err(invalid(
-                        "rmsnorm",
-                        "weight_offset",
-                        "a finite number",
-                        s.weight_offset,
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// How a kernel touches a buffer.
