@@ -1,6 +1,7 @@
 //! ptxforge: architecture contracts + model dimensions -> specialised PTX decode kernels,
 //! a manifest any engine can execute, and a runtime that runs them.
 
+pub mod bench;
 pub mod cli;
 pub mod ptxas;
 pub mod quant;
@@ -10,3 +11,4 @@ pub mod runtime;
 pub use ptx_gen;
 
 pub mod contract;
+pub mod model;

@@ -1,5 +1,6 @@
 //! The `ptxforge` command line.
 
+pub mod bench;
 pub mod emit;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the PTX of one kernel for given dimensions.
     Emit(emit::EmitArgs),
+    /// Time kernels on the GPU (DRAM-bound numbers, next to a copy's bandwidth).
+    Bench(bench::BenchArgs),
 }
 
 /// A command-line failure: a message and the process exit code.
@@ -50,5 +53,6 @@ impl CliError {
 pub fn run(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Emit(args) => emit::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

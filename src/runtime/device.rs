@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaStream};
+use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
+use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
 
 use super::error::{DriverContext, RuntimeError};
 
@@ -81,6 +82,31 @@ impl Device {
             });
         }
         Ok(())
+    }
+
+    /// Bytes of L2 cache.
+    pub fn l2_bytes(&self) -> Result<u64, RuntimeError> {
+        let v = self
+            .ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
+            .doing(|| "reading the L2 cache size".into())?;
+        Ok(v.max(0) as u64)
+    }
+
+    /// Two events able to time the work recorded between them.
+    pub fn timing_events(&self) -> Result<(CudaEvent, CudaEvent), RuntimeError> {
+        let make = || self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT));
+        Ok((make().doing(|| "creating an event".into())?, make().doing(|| "creating an event".into())?))
+    }
+
+    /// Records `event` on the device's stream.
+    pub fn record(&self, event: &CudaEvent) -> Result<(), RuntimeError> {
+        event.record(&self.stream).doing(|| "recording an event".into())
+    }
+
+    /// Milliseconds between two recorded events (waits for both).
+    pub fn elapsed_ms(&self, start: &CudaEvent, end: &CudaEvent) -> Result<f32, RuntimeError> {
+        start.elapsed_ms(end).doing(|| "reading an event time".into())
     }
 
     /// Waits for all work on the device's stream.

@@ -36,6 +36,26 @@ impl DeviceBuffer {
         DeviceBuffer::from_bytes(device, &bytes)
     }
 
+    /// `len` zero bytes, without a host copy.
+    pub fn zeroed(device: &Device, len: usize) -> Result<DeviceBuffer, RuntimeError> {
+        let slice = device.stream.alloc_zeros::<u8>(len).doing(|| format!("allocating {len} bytes"))?;
+        Ok(DeviceBuffer { slice, device: device.clone() })
+    }
+
+    /// Copies `src` into this buffer on the device (the lengths must match).
+    pub fn copy_from(&mut self, src: &DeviceBuffer) -> Result<(), RuntimeError> {
+        if src.len() != self.len() {
+            return Err(RuntimeError::Launch {
+                kernel: "memcpy".into(),
+                message: format!("copy of {} bytes into a buffer of {}", src.len(), self.len()),
+            });
+        }
+        self.device
+            .stream
+            .memcpy_dtod(&src.slice, &mut self.slice)
+            .doing(|| format!("copying {} bytes", src.len()))
+    }
+
     /// `len` bytes, every one set to `fill` (a poison pattern for outputs).
     pub fn filled(device: &Device, len: usize, fill: u8) -> Result<DeviceBuffer, RuntimeError> {
         DeviceBuffer::from_bytes(device, &vec![fill; len])

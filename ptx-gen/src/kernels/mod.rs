@@ -1,6 +1,13 @@
 //! Kernel generators, one file per family. Each takes a spec holding the model's
 //! dimensions (all baked into the PTX as immediates) and returns a [`GeneratedKernel`].
 
+mod gemv;
+mod gemv_q4_1;
+mod gemv_q4_k;
+mod gemv_q5_0;
+mod gemv_q6_k;
+mod gemv_q8_0;
+mod loads;
 mod quantize_q8_1;
 mod reduce;
 mod rmsnorm;
@@ -8,6 +15,7 @@ mod spec;
 
 pub use rmsnorm::RowLayout;
 
+pub use gemv::{Gemv, WeightType};
 pub use quantize_q8_1::{QuantizeQ8_1, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
 pub use rmsnorm::{RmsNorm, RMSNORM_MAX_HIDDEN};
 pub use spec::{Access, BufferParam, FamilySpec, GenError, KernelSpec, ParamKind, ParamSpec};

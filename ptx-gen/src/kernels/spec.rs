@@ -50,6 +50,7 @@ macro_rules! for_each_family {
         $m! {
             QuantizeQ8_1 => crate::kernels::quantize_q8_1::QuantizeQ8_1,
             RmsNorm => crate::kernels::rmsnorm::RmsNorm,
+            Gemv => crate::kernels::gemv::Gemv,
         }
     };
 }

@@ -1,0 +1,325 @@
+//! GEMV `y = W x` with W in a GGML block format (rows of blocks exactly as stored in GGUF)
+//! and x in Q8_1, integer dot products with `dp4a`, f32 out, optional fused bias and
+//! residual adds: `y[r] = (dot(W[r], x) + bias[r]) + residual[r]`.
+//!
+//! One warp per row, `WARPS` rows per block. A weight block is shared by
+//! `threads_per_block` lanes (each a fixed part of it), so one pass of the warp covers
+//! `32 / threads_per_block` blocks; passes go along the row, the last one guarded when the
+//! block count is not a multiple. Each lane sums its parts in order, then the warp sums
+//! the lanes with the fixed butterfly. The per-type math lives in `gemv_<type>.rs`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ast::Type;
+use crate::ir::{Addr, BinOp, Cmp, FMode, KernelBuilder, Module, Reg, Sreg};
+use crate::launch::LaunchSpec;
+use crate::target::Target;
+
+use super::quantize_q8_1::{Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
+use super::reduce::warp_reduce;
+use super::spec::{cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
+use super::{gemv_q4_1, gemv_q4_k, gemv_q5_0, gemv_q6_k, gemv_q8_0, GeneratedKernel};
+
+/// Rows (warps) per thread block.
+const WARPS: u32 = 4;
+
+/// The weight formats the GEMV reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightType {
+    Q4K,
+    Q6K,
+    Q5_0,
+    Q8_0,
+    Q4_1,
+}
+
+impl WeightType {
+    pub const ALL: [WeightType; 5] = [WeightType::Q4K, WeightType::Q6K, WeightType::Q5_0, WeightType::Q8_0, WeightType::Q4_1];
+
+    /// GGML's name: `q4_k`, `q8_0`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightType::Q4K => "q4_k",
+            WeightType::Q6K => "q6_k",
+            WeightType::Q5_0 => "q5_0",
+            WeightType::Q8_0 => "q8_0",
+            WeightType::Q4_1 => "q4_1",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<WeightType> {
+        WeightType::ALL.into_iter().find(|t| t.name() == s.to_ascii_lowercase())
+    }
+
+    /// Values per block.
+    pub fn block_values(self) -> u32 {
+        match self {
+            WeightType::Q4K | WeightType::Q6K => 256,
+            _ => 32,
+        }
+    }
+
+    /// Bytes per block (GGML's `block_*` structs).
+    pub fn block_bytes(self) -> u32 {
+        match self {
+            WeightType::Q4K => 144,
+            WeightType::Q6K => 210,
+            WeightType::Q5_0 => 22,
+            WeightType::Q8_0 => 34,
+            WeightType::Q4_1 => 20,
+        }
+    }
+
+    /// Lanes sharing one block.
+    pub fn threads_per_block(self) -> u32 {
+        match self {
+            WeightType::Q4K => 16,
+            WeightType::Q6K => 32,
+            WeightType::Q5_0 | WeightType::Q8_0 | WeightType::Q4_1 => 4,
+        }
+    }
+
+    /// The alignment every block start has (the largest power of two dividing the size).
+    pub fn block_align(self) -> u32 {
+        1 << self.block_bytes().trailing_zeros().min(4)
+    }
+}
+
+/// `y = W x` for an `n x k` weight matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Gemv {
+    pub weight: WeightType,
+    /// Rows of W (outputs).
+    pub n: u32,
+    /// Columns of W (inputs); a multiple of the weight block.
+    pub k: u32,
+    /// Adds `bias[row]` (f32).
+    pub bias: bool,
+    /// Adds `residual[row]` (f32); `y` may be the same buffer as `residual`.
+    pub residual: bool,
+}
+
+/// Inputs of one lane's part of one weight block, for the per-type dot products.
+pub(crate) struct DotInputs {
+    /// Address of the weight block.
+    pub wblk: Reg,
+    /// Which part of the block this lane takes: 0 .. threads_per_block.
+    pub part: Reg,
+    /// Address of the Q8_1 block holding the weight block's first 32 inputs.
+    pub xblk: Reg,
+}
+
+/// Address of field `offset` of Q8_1 block `index` after `xblk` (index may be a register).
+pub(crate) fn q8_1_addr(b: &mut KernelBuilder, xblk: Reg, index: Reg) -> Reg {
+    let off = b.mul_wide(Type::U32, index, Q8_1_BLOCK_BYTES);
+    b.add(Type::U64, xblk, off)
+}
+
+impl FamilySpec for Gemv {
+    const FAMILY: &'static str = "gemv";
+    const CLI_DIMS: &'static str = "TYPE N K [bias] [residual]: y[N] = W[N x K] x, TYPE one of q4_k q6_k q5_0 q8_0 q4_1";
+
+    fn from_cli(dims: &[String]) -> Result<Self, String> {
+        cli_max(dims, 5)?;
+        let ty = dims.first().ok_or("missing TYPE")?;
+        let weight = WeightType::from_name(ty).ok_or_else(|| format!("TYPE must be one of q4_k q6_k q5_0 q8_0 q4_1, got `{ty}`"))?;
+        let num = |i: usize, what: &str| -> Result<u32, String> {
+            let s = dims.get(i).ok_or_else(|| format!("missing {what}"))?;
+            s.parse().map_err(|_| format!("{what} must be a number, got `{s}`"))
+        };
+        let mut spec = Gemv { weight, n: num(1, "N")?, k: num(2, "K")?, bias: false, residual: false };
+        for flag in &dims[3..] {
+            match flag.as_str() {
+                "bias" => spec.bias = true,
+                "residual" => spec.residual = true,
+                other => return Err(format!("unknown option `{other}` (expected bias or residual)")),
+            }
+        }
+        Ok(spec)
+    }
+
+    fn name(&self) -> String {
+        let mut s = format!("gemv_{}_q8_1_n{}_k{}", self.weight.name(), self.n, self.k);
+        if self.bias {
+            s.push_str("_bias");
+        }
+        if self.residual {
+            s.push_str("_res");
+        }
+        s
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "gemv: y[{n}] = W[{n} x {k}] ({w}, {bpr} blocks of {bv} per row) * x[{k}] (Q8_1){}{}",
+            if self.bias { " + bias" } else { "" },
+            if self.residual { " + residual" } else { "" },
+            n = self.n,
+            k = self.k,
+            w = self.weight.name(),
+            bpr = self.k / self.weight.block_values(),
+            bv = self.weight.block_values(),
+        )
+    }
+
+    fn validate(&self) -> Result<(), GenError> {
+        if self.n == 0 || self.n > 1 << 24 {
+            return Err(invalid(Self::FAMILY, "n", "in 1..=16777216", self.n));
+        }
+        let bv = self.weight.block_values();
+        if self.k == 0 || self.k % bv != 0 || self.k > 1 << 20 {
+            let expected = format!("a positive multiple of {bv} (the {} block) up to 1048576", self.weight.name());
+            return Err(invalid(Self::FAMILY, "k", &expected, self.k));
+        }
+        Ok(())
+    }
+
+    fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
+        generate(self, target)
+    }
+
+    fn samples() -> Vec<Self> {
+        let shapes: [(u32, u32); 9] = [
+            (4096, 4096),
+            (14336, 4096),
+            (4096, 14336),
+            (4864, 896),
+            (896, 4864),
+            (640, 2048),
+            (2048, 640),
+            (576, 1536),
+            (1536, 576),
+        ];
+        let mut out = Vec::new();
+        for weight in WeightType::ALL {
+            for (n, k) in shapes {
+                if k % weight.block_values() == 0 {
+                    out.push(Gemv { weight, n, k, bias: false, residual: false });
+                }
+            }
+            out.push(Gemv { weight, n: 1000, k: 7 * weight.block_values(), bias: true, residual: true });
+        }
+        out.push(Gemv { weight: WeightType::Q8_0, n: 896, k: 896, bias: true, residual: false });
+        out
+    }
+}
+
+fn generate(s: &Gemv, target: Target) -> Result<GeneratedKernel, GenError> {
+    let spec = KernelSpec::Gemv(*s);
+    let name = spec.name();
+    let w = s.weight;
+    let blocks = s.k / w.block_values();
+    let tpb = w.threads_per_block();
+    let per_pass = 32 / tpb;
+    let passes = blocks.div_ceil(per_pass);
+    let grid = s.n.div_ceil(WARPS);
+    let mut b = KernelBuilder::new(&name, target);
+    b.header_comment(&spec.describe());
+    b.header_comment(&format!("launch: grid {grid} x 1 x 1, block {} x 1 x 1; one warp per row", WARPS * 32));
+    b.max_threads(WARPS * 32);
+    let wp = b.param(Type::U64, "w");
+    let xp = b.param(Type::U64, "x");
+    let bias = s.bias.then(|| b.param(Type::U64, "bias"));
+    let residual = s.residual.then(|| b.param(Type::U64, "residual"));
+    let yp = b.param(Type::U64, "y");
+
+    let tid = b.special(Sreg::TidX);
+    let cta = b.special(Sreg::CtaidX);
+    let lane = b.and(Type::B32, tid, 31u32);
+    let warp = b.shr(Type::U32, tid, 5u32);
+    let row = b.mad(Type::U32, FMode::NONE, cta, WARPS, warp);
+    if s.n % WARPS != 0 {
+        let past = b.setp(Cmp::Ge, Type::U32, row, s.n);
+        b.return_if(past);
+    }
+    let w_base = b.global_ptr(&wp);
+    let x_base = b.global_ptr(&xp);
+    let row_bytes = blocks * w.block_bytes();
+    let row_addr = b.mad_wide(Type::U32, row, row_bytes, w_base);
+    // Lane -> (block within the pass, part of that block).
+    let slot = b.shr(Type::U32, lane, tpb.trailing_zeros());
+    let part = b.and(Type::B32, lane, tpb - 1);
+    let w_lane = b.mad_wide(Type::U32, slot, w.block_bytes(), row_addr);
+    let x_per_block = w.block_values() / Q8_1_BLOCK_VALUES;
+    let x_lane = b.mad_wide(Type::U32, slot, x_per_block * Q8_1_BLOCK_BYTES, x_base);
+
+    let acc = b.mov(Type::F32, 0.0f32);
+    for pass in 0..passes {
+        let w_off = (pass * per_pass * w.block_bytes()) as i64;
+        let x_off = (pass * per_pass * x_per_block * Q8_1_BLOCK_BYTES) as i64;
+        let emit = |b: &mut KernelBuilder| {
+            let wblk = b.add(Type::U64, w_lane, w_off);
+            let xblk = b.add(Type::U64, x_lane, x_off);
+            let inputs = DotInputs { wblk, part, xblk };
+            let partial = match w {
+                WeightType::Q4K => gemv_q4_k::dot(b, &inputs),
+                WeightType::Q6K => gemv_q6_k::dot(b, &inputs),
+                WeightType::Q5_0 => gemv_q5_0::dot(b, &inputs),
+                WeightType::Q8_0 => gemv_q8_0::dot(b, &inputs),
+                WeightType::Q4_1 => gemv_q4_1::dot(b, &inputs),
+            };
+            b.to(acc).bin(BinOp::Add, Type::F32, FMode::rn(), acc, partial);
+        };
+        let first_block = pass * per_pass;
+        if first_block + per_pass <= blocks {
+            emit(&mut b);
+        } else {
+            // The last pass: lanes whose block is past the row's end add nothing.
+            let valid = b.setp(Cmp::Lt, Type::U32, slot, blocks - first_block);
+            b.if_then(valid, emit);
+        }
+    }
+    let total = warp_reduce(&mut b, BinOp::Add, Type::F32, acc);
+    let lane0 = b.setp(Cmp::Eq, Type::U32, lane, 0u32);
+    b.if_then(lane0, |b| {
+        let off = b.mul_wide(Type::U32, row, 4u32);
+        let mut y = total;
+        for p in [&bias, &residual].into_iter().flatten() {
+            let base = b.global_ptr(p);
+            let a = b.add(Type::U64, base, off);
+            // Plain loads: the residual may be the output buffer itself.
+            let v = b.ld_global(Type::F32, Addr::reg(a));
+            y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, v);
+        }
+        let base = b.global_ptr(&yp);
+        let a = b.add(Type::U64, base, off);
+        b.st_global(Type::F32, Addr::reg(a), y);
+    });
+    let kernel = b.finish()?;
+    let ptx = crate::emit::emit_module(&Module::single(kernel));
+    let vec_bytes = s.n as u64 * 4;
+    let mut params = vec![
+        ParamSpec::buffer(
+            "w",
+            format!("block_{}[{}][{}]", w.name(), s.n, blocks),
+            s.n as u64 * row_bytes as u64,
+            w.block_align(),
+            Access::Read,
+            "weight matrix, rows of GGML blocks as stored in GGUF",
+        ),
+        ParamSpec::buffer(
+            "x",
+            format!("block_q8_1[{}]", s.k / Q8_1_BLOCK_VALUES),
+            (s.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES) as u64,
+            4,
+            Access::Read,
+            "input vector, Q8_1",
+        ),
+    ];
+    if s.bias {
+        params.push(ParamSpec::buffer("bias", format!("f32[{}]", s.n), vec_bytes, 4, Access::Read, "bias added to every output"));
+    }
+    if s.residual {
+        params.push(ParamSpec::buffer("residual", format!("f32[{}]", s.n), vec_bytes, 4, Access::Read, "residual added last; may be y itself"));
+    }
+    params.push(ParamSpec::buffer("y", format!("f32[{}]", s.n), vec_bytes, 4, Access::Write, "output vector"));
+    Ok(GeneratedKernel {
+        name,
+        ptx,
+        launch: LaunchSpec::fixed(grid, 1, WARPS * 32),
+        params,
+        spec,
+        target,
+    })
+}

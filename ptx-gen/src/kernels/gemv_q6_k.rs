@@ -1,0 +1,77 @@
+//! Q6_K x Q8_1 dot product. `block_q6_K` = `{u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}`
+//! (210 bytes, 2-byte aligned), 256 values in 16 groups of 16 with signed 8-bit scales.
+//! In half n (values 128n..128n+127), for l in 0..32, with ql, qh, sc offset by 64n, 32n, 8n:
+//! value l      = (ql[l] & 15      | (qh[l] >> 0 & 3) << 4) - 32, scale sc[l/16]
+//! value l + 32 = (ql[l + 32] & 15 | (qh[l] >> 2 & 3) << 4) - 32, scale sc[l/16 + 2]
+//! value l + 64 = (ql[l] >> 4      | (qh[l] >> 4 & 3) << 4) - 32, scale sc[l/16 + 4]
+//! value l + 96 = (ql[l + 32] >> 4 | (qh[l] >> 6 & 3) << 4) - 32, scale sc[l/16 + 6]
+//! times d. A whole warp takes one block: lane t (n = t/16, j = t%16, k = j%8, h = j/8) takes
+//! l = 4k..4k+3 of quarters h and h + 2 of half n. As GGML's `vec_dot_q6_K_q8_1`:
+//! `d * sum_g(d_x[g] * (sum((q - 32) * q_x) * sc[g]))`, the integer sums exact.
+
+use crate::ast::{StateSpace, Type};
+use crate::ir::{Addr, BinOp, CacheHint, FMode, KernelBuilder, Reg, Value};
+
+use super::gemv::{q8_1_addr, DotInputs};
+use super::loads::{half_as_f32, word2, word4};
+
+const ONES: Value = Value::Hex(0x0101_0101);
+
+pub(crate) fn dot(b: &mut KernelBuilder, i: &DotInputs) -> Reg {
+    let n = b.shr(Type::U32, i.part, 4u32);
+    let j = b.and(Type::B32, i.part, 15u32);
+    let k = b.and(Type::B32, j, 7u32);
+    let h = b.shr(Type::U32, j, 3u32);
+    // ql word at 64n + 32h + 4k, qh word at 128 + 32n + 4k.
+    let ql_off = b.shl(Type::B32, n, 6u32);
+    let ql_off = b.mad(Type::U32, FMode::NONE, h, 32u32, ql_off);
+    let k4 = b.shl(Type::B32, k, 2u32);
+    let ql_off = b.add(Type::U32, ql_off, k4);
+    let ql_off = b.cvt(Type::U64, Type::U32, FMode::NONE, ql_off);
+    let qh_off = b.mad(Type::U32, FMode::NONE, n, 32u32, k4);
+    let qh_off = b.cvt(Type::U64, Type::U32, FMode::NONE, qh_off);
+    let ql_a = b.add(Type::U64, i.wblk, ql_off);
+    let qh_a = b.add(Type::U64, i.wblk, qh_off);
+    let ql = word2(b, Addr::reg(ql_a));
+    let qh = word2(b, Addr::reg_off(qh_a, 128));
+    // Scale index of quarter h: 8n + k/4 + 2h; quarter h + 2 is four further.
+    let sc_idx = b.shl(Type::B32, n, 3u32);
+    let k_half = b.shr(Type::U32, k, 2u32);
+    let sc_idx = b.add(Type::U32, sc_idx, k_half);
+    let sc_idx = b.mad(Type::U32, FMode::NONE, h, 2u32, sc_idx);
+    let sc_idx = b.cvt(Type::U64, Type::U32, FMode::NONE, sc_idx);
+    let sc_a = b.add(Type::U64, i.wblk, sc_idx);
+    // The Q8_1 block of quarter h of half n is 4n + h; the lane's inputs start at byte 4k.
+    let xq_idx = b.shl(Type::B32, n, 2u32);
+    let xq_idx = b.add(Type::U32, xq_idx, h);
+    let k4_64 = b.cvt(Type::U64, Type::U32, FMode::NONE, k4);
+    let two_bits = b.shl(Type::B32, h, 1u32);
+
+    let mut terms = Vec::new();
+    for quarter in 0..2u32 {
+        // Quarter h: low nibbles, qh bits 2h..2h+1; quarter h + 2: high nibbles, bits 4 + 2h.
+        let nib = if quarter == 0 { ql } else { b.shr(Type::U32, ql, 4u32) };
+        let nib = b.and(Type::B32, nib, Value::Hex(0x0F0F_0F0F));
+        let shift = if quarter == 0 { two_bits } else { b.add(Type::U32, two_bits, 4u32) };
+        let hb = b.shr(Type::U32, qh, shift);
+        let hb = b.and(Type::B32, hb, Value::Hex(0x0303_0303));
+        let hb = b.shl(Type::B32, hb, 4u32);
+        let q = b.or(Type::B32, nib, hb);
+        let xi = if quarter == 0 { xq_idx } else { b.add(Type::U32, xq_idx, 2u32) };
+        let xb = q8_1_addr(b, i.xblk, xi);
+        let xq = b.add(Type::U64, xb, k4_64);
+        let x = word4(b, Addr::reg_off(xq, 4));
+        let dot = b.dp4a(Type::S32, Type::S32, q, x, 0i32);
+        let xs = b.dp4a(Type::U32, Type::S32, ONES, x, 0i32);
+        let dot = b.mad(Type::S32, FMode::NONE, xs, -32i32, dot);
+        let sc = b.reg(Type::S32);
+        b.load_to(StateSpace::Global, Type::S8, &[sc], Addr::reg_off(sc_a, 192 + 4 * quarter as i64), &[CacheHint::NonCoherent], None);
+        let ds = b.mul(Type::S32, dot, sc);
+        let dsf = b.cvt(Type::F32, Type::S32, FMode::rn(), ds);
+        let dx = half_as_f32(b, Addr::reg(xb));
+        terms.push(b.bin(BinOp::Mul, Type::F32, FMode::rn(), dx, dsf));
+    }
+    let sum = b.bin(BinOp::Add, Type::F32, FMode::rn(), terms[0], terms[1]);
+    let d = half_as_f32(b, Addr::reg_off(i.wblk, 208));
+    b.bin(BinOp::Mul, Type::F32, FMode::rn(), d, sum)
+}

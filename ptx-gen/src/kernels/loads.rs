@@ -1,0 +1,35 @@
+//! Loads of GGML block fields whose alignment is only what the block size allows
+//! (34-, 22- and 210-byte blocks keep 2-byte alignment), shared by the block-format kernels.
+
+use crate::ast::{StateSpace, Type};
+use crate::ir::{Addr, CacheHint, FMode, KernelBuilder, Reg};
+
+/// Read-only weight data: the non-coherent path.
+const RO: &[CacheHint] = &[CacheHint::NonCoherent];
+
+/// A 32-bit word at an address that is 4-byte aligned.
+pub fn word4(b: &mut KernelBuilder, addr: Addr) -> Reg {
+    b.load(StateSpace::Global, Type::B32, 1, addr, RO, None)[0]
+}
+
+/// A 32-bit word at an address that is only 2-byte aligned: two 16-bit loads, low first.
+pub fn word2(b: &mut KernelBuilder, addr: Addr) -> Reg {
+    let lo = b.load(StateSpace::Global, Type::B16, 1, addr.clone(), RO, None)[0];
+    let hi = b.load(StateSpace::Global, Type::B16, 1, addr.plus(2), RO, None)[0];
+    b.pack(Type::B32, &[lo, hi])
+}
+
+/// An f16 at a 2-byte-aligned address, widened to f32 (exact).
+pub fn half_as_f32(b: &mut KernelBuilder, addr: Addr) -> Reg {
+    let h = b.load(StateSpace::Global, Type::B16, 1, addr, RO, None)[0];
+    b.cvt(Type::F32, Type::F16, FMode::NONE, h)
+}
+
+/// The two f16 halves of a 4-byte-aligned word, widened to f32: (low, high).
+pub fn half2_as_f32(b: &mut KernelBuilder, addr: Addr) -> (Reg, Reg) {
+    let w = word4(b, addr);
+    let parts = b.unpack(Type::B32, w, Type::B16);
+    let lo = b.cvt(Type::F32, Type::F16, FMode::NONE, parts[0]);
+    let hi = b.cvt(Type::F32, Type::F16, FMode::NONE, parts[1]);
+    (lo, hi)
+}

@@ -1,0 +1,125 @@
+//! GPU benchmarks: kernels timed with CUDA events after warm-up (median of many launches)
+//! with their weights rotated over buffers larger than twice the L2 cache, so the numbers
+//! are DRAM numbers, next to a device-to-device copy measured in the same run.
+
+mod timing;
+
+use serde::Serialize;
+
+use ptx_gen::kernels::{generate, Gemv, KernelSpec, WeightType};
+use ptx_gen::Target;
+
+use crate::runtime::{Device, DeviceBuffer, KernelArg, LoadedKernel, RuntimeError};
+
+pub use timing::{copy_bandwidth, median_launch_us, Timing};
+
+/// One measured kernel and shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    pub kernel: String,
+    pub shape: String,
+    /// Vectors per launch.
+    pub m: u32,
+    pub median_us: f64,
+    /// Bytes the kernel must move (weights once, activations, outputs).
+    pub bytes: u64,
+    pub gb_per_s: f64,
+    /// Achieved bandwidth over the copy bandwidth measured in the same run, in percent.
+    pub percent_of_copy: f64,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub device: String,
+    pub l2_bytes: u64,
+    pub copy_gb_per_s: f64,
+    pub launches_per_row: usize,
+    pub rows: Vec<BenchRow>,
+}
+
+impl BenchReport {
+    /// A plain-text table.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "device: {}  L2: {} MB  copy: {:.0} GB/s  (median of {} launches, weights rotated over > 2x L2)\n",
+            self.device,
+            self.l2_bytes / 1_000_000,
+            self.copy_gb_per_s,
+            self.launches_per_row
+        );
+        s.push_str(&format!("{:<40} {:<14} {:>3} {:>10} {:>9} {:>7}\n", "kernel", "shape", "M", "us", "GB/s", "% copy"));
+        for r in &self.rows {
+            s.push_str(&format!(
+                "{:<40} {:<14} {:>3} {:>10.2} {:>9.0} {:>6.1}%\n",
+                r.kernel, r.shape, r.m, r.median_us, r.gb_per_s, r.percent_of_copy
+            ));
+        }
+        s
+    }
+}
+
+/// Launches per measured row.
+pub const LAUNCHES: usize = 100;
+
+/// Pseudo-random bytes (the content does not change the timing of integer kernels).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// Benchmarks the single-vector GEMV of every weight type at the given shapes (`n x k`).
+pub fn gemv(device: &Device, shapes: &[(u32, u32)], target: Target) -> Result<BenchReport, RuntimeError> {
+    let l2 = device.l2_bytes()?;
+    let copy = copy_bandwidth(device)?;
+    let mut rows = Vec::new();
+    for &(n, k) in shapes {
+        for weight in WeightType::ALL {
+            let spec = Gemv { weight, n, k, bias: false, residual: false };
+            let kernel = generate(&KernelSpec::Gemv(spec), target).map_err(|e| RuntimeError::Launch {
+                kernel: format!("gemv {} {n}x{k}", weight.name()),
+                message: e.to_string(),
+            })?;
+            let loaded = LoadedKernel::load_single(device, &kernel)?;
+            let w_bytes = (n as u64) * (k / weight.block_values()) as u64 * weight.block_bytes() as u64;
+            let rotations = ((2 * l2) / w_bytes.max(1) + 2) as usize;
+            let weights: Vec<DeviceBuffer> = (0..rotations)
+                .map(|r| DeviceBuffer::from_bytes(device, &noise(w_bytes as usize, r as u64 + 7)))
+                .collect::<Result<_, _>>()?;
+            let x = DeviceBuffer::from_bytes(device, &noise((k as usize / 32) * 36, 3))?;
+            let y = DeviceBuffer::filled(device, n as usize * 4, 0)?;
+            let t = median_launch_us(device, LAUNCHES, |i| {
+                loaded.launch(
+                    &[KernelArg::Ptr(weights[i % rotations].ptr()), KernelArg::Ptr(x.ptr()), KernelArg::Ptr(y.ptr())],
+                    |_| 0,
+                )
+            })?;
+            let bytes = w_bytes + (k as u64 / 32) * 36 + n as u64 * 4;
+            let gbps = bytes as f64 / (t.median_us * 1e3);
+            rows.push(BenchRow {
+                kernel: kernel.name.clone(),
+                shape: format!("{n}x{k}"),
+                m: 1,
+                median_us: t.median_us,
+                bytes,
+                gb_per_s: gbps,
+                percent_of_copy: 100.0 * gbps / copy,
+            });
+            tracing::info!("{}: {:.2} us, {:.0} GB/s", kernel.name, t.median_us, gbps);
+        }
+    }
+    Ok(BenchReport {
+        device: device.name().to_string(),
+        l2_bytes: l2,
+        copy_gb_per_s: copy,
+        launches_per_row: LAUNCHES,
+        rows,
+    })
+}
