@@ -75,14 +75,14 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Benchmarks the single-vector GEMV of every weight type at the given shapes (`n x k`).
-pub fn gemv(device: &Device, shapes: &[(u32, u32)], target: Target) -> Result<BenchReport, RuntimeError> {
+/// Benchmarks the GEMV of every weight type at the given shapes (`n x k`) and batch sizes.
+pub fn gemv(device: &Device, shapes: &[(u32, u32)], batches: &[u32], target: Target) -> Result<BenchReport, RuntimeError> {
     let l2 = device.l2_bytes()?;
     let copy = copy_bandwidth(device)?;
     let mut rows = Vec::new();
     for &(n, k) in shapes {
-        for weight in WeightType::ALL {
-            let spec = Gemv { weight, n, k, bias: false, residual: false };
+        for (weight, m) in WeightType::ALL.into_iter().flat_map(|w| batches.iter().map(move |m| (w, *m))) {
+            let spec = Gemv { weight, n, k, bias: false, residual: false, m };
             let kernel = generate(&KernelSpec::Gemv(spec), target).map_err(|e| RuntimeError::Launch {
                 kernel: format!("gemv {} {n}x{k}", weight.name()),
                 message: e.to_string(),
@@ -93,20 +93,22 @@ pub fn gemv(device: &Device, shapes: &[(u32, u32)], target: Target) -> Result<Be
             let weights: Vec<DeviceBuffer> = (0..rotations)
                 .map(|r| DeviceBuffer::from_bytes(device, &noise(w_bytes as usize, r as u64 + 7)))
                 .collect::<Result<_, _>>()?;
-            let x = DeviceBuffer::from_bytes(device, &noise((k as usize / 32) * 36, 3))?;
-            let y = DeviceBuffer::filled(device, n as usize * 4, 0)?;
+            let x_bytes = (k as u64 / 32) * 36 * m as u64;
+            let y_bytes = n as u64 * 4 * m as u64;
+            let x = DeviceBuffer::from_bytes(device, &noise(x_bytes as usize, 3))?;
+            let y = DeviceBuffer::filled(device, y_bytes as usize, 0)?;
             let t = median_launch_us(device, LAUNCHES, |i| {
                 loaded.launch(
                     &[KernelArg::Ptr(weights[i % rotations].ptr()), KernelArg::Ptr(x.ptr()), KernelArg::Ptr(y.ptr())],
                     |_| 0,
                 )
             })?;
-            let bytes = w_bytes + (k as u64 / 32) * 36 + n as u64 * 4;
+            let bytes = w_bytes + x_bytes + y_bytes;
             let gbps = bytes as f64 / (t.median_us * 1e3);
             rows.push(BenchRow {
                 kernel: kernel.name.clone(),
                 shape: format!("{n}x{k}"),
-                m: 1,
+                m,
                 median_us: t.median_us,
                 bytes,
                 gb_per_s: gbps,

@@ -17,6 +17,9 @@ pub struct BenchArgs {
     /// Shapes `NxK` (rows x columns of W).
     #[arg(long, value_delimiter = ',', default_value = "14336x4096,4096x14336")]
     pub shapes: Vec<String>,
+    /// Batch sizes (vectors per launch).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    pub batches: Vec<u32>,
     /// PTX target of the generated kernels.
     #[arg(long, default_value = "sm_61")]
     pub target: String,
@@ -39,7 +42,7 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
         RuntimeError::NoDriver | RuntimeError::NoDevice { .. } => CliError::usage(format!("bench needs a CUDA GPU: {e}")),
         other => CliError::internal(other.to_string()),
     })?;
-    let report = bench::gemv(&device, &shapes, target).map_err(|e| CliError::internal(e.to_string()))?;
+    let report = bench::gemv(&device, &shapes, &args.batches, target).map_err(|e| CliError::internal(e.to_string()))?;
     print!("{}", report.table());
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::internal(e.to_string()))?;

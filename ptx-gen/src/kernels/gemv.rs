@@ -2,6 +2,10 @@
 //! and x in Q8_1, integer dot products with `dp4a`, f32 out, optional fused bias and
 //! residual adds: `y[r] = (dot(W[r], x) + bias[r]) + residual[r]`.
 //!
+//! Batched (`m` > 1): M input vectors `x[m]` and outputs `y[m]`; each weight block is read
+//! once and its part dotted with every vector, each vector through exactly the instructions
+//! the single-vector kernel (`m` = 1, the same generator) uses.
+//!
 //! One warp per row, `WARPS` rows per block. A weight block is shared by
 //! `threads_per_block` lanes (each a fixed part of it), so one pass of the warp covers
 //! `32 / threads_per_block` blocks; passes go along the row, the last one guarded when the
@@ -10,8 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ast::Type;
-use crate::ir::{Addr, BinOp, Cmp, FMode, KernelBuilder, Module, Reg, Sreg};
+use crate::ast::{StateSpace, Type};
+use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Sreg};
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
@@ -98,19 +102,46 @@ pub struct Gemv {
     pub bias: bool,
     /// Adds `residual[row]` (f32); `y` may be the same buffer as `residual`.
     pub residual: bool,
+    /// Vectors per launch: 1 (single) or a batch of up to [`GEMV_MAX_BATCH`].
+    pub m: u32,
 }
 
-/// Inputs of one lane's part of one weight block, for the per-type dot products.
-pub(crate) struct DotInputs {
-    /// Address of the weight block.
-    pub wblk: Reg,
-    /// Which part of the block this lane takes: 0 .. threads_per_block.
-    pub part: Reg,
-    /// Address of the Q8_1 block holding the weight block's first 32 inputs.
-    pub xblk: Reg,
+/// The largest batch the batched GEMV takes.
+pub const GEMV_MAX_BATCH: u32 = 16;
+
+/// One lane's part of one weight block, loaded once for every vector.
+enum Loaded {
+    Q4K(gemv_q4_k::Part),
+    Q6K(gemv_q6_k::Part),
+    Q5_0(gemv_q5_0::Part),
+    Q8_0(gemv_q8_0::Part),
+    Q4_1(gemv_q4_1::Part),
 }
 
-/// Address of field `offset` of Q8_1 block `index` after `xblk` (index may be a register).
+impl Loaded {
+    fn load(b: &mut KernelBuilder, w: WeightType, wblk: Reg, part: Reg) -> Loaded {
+        match w {
+            WeightType::Q4K => Loaded::Q4K(gemv_q4_k::load(b, wblk, part)),
+            WeightType::Q6K => Loaded::Q6K(gemv_q6_k::load(b, wblk, part)),
+            WeightType::Q5_0 => Loaded::Q5_0(gemv_q5_0::load(b, wblk, part)),
+            WeightType::Q8_0 => Loaded::Q8_0(gemv_q8_0::load(b, wblk, part)),
+            WeightType::Q4_1 => Loaded::Q4_1(gemv_q4_1::load(b, wblk, part)),
+        }
+    }
+
+    /// The lane's partial dot product with the Q8_1 blocks at `xblk`.
+    fn dot(&self, b: &mut KernelBuilder, xblk: Reg) -> Reg {
+        match self {
+            Loaded::Q4K(p) => gemv_q4_k::dot(b, p, xblk),
+            Loaded::Q6K(p) => gemv_q6_k::dot(b, p, xblk),
+            Loaded::Q5_0(p) => gemv_q5_0::dot(b, p, xblk),
+            Loaded::Q8_0(p) => gemv_q8_0::dot(b, p, xblk),
+            Loaded::Q4_1(p) => gemv_q4_1::dot(b, p, xblk),
+        }
+    }
+}
+
+/// Address of Q8_1 block `index` after `xblk`.
 pub(crate) fn q8_1_addr(b: &mut KernelBuilder, xblk: Reg, index: Reg) -> Reg {
     let off = b.mul_wide(Type::U32, index, Q8_1_BLOCK_BYTES);
     b.add(Type::U64, xblk, off)
@@ -118,19 +149,21 @@ pub(crate) fn q8_1_addr(b: &mut KernelBuilder, xblk: Reg, index: Reg) -> Reg {
 
 impl FamilySpec for Gemv {
     const FAMILY: &'static str = "gemv";
-    const CLI_DIMS: &'static str = "TYPE N K [bias] [residual]: y[N] = W[N x K] x, TYPE one of q4_k q6_k q5_0 q8_0 q4_1";
+    const CLI_DIMS: &'static str =
+        "TYPE N K [M] [bias] [residual]: y[M][N] = W[N x K] x[M], TYPE one of q4_k q6_k q5_0 q8_0 q4_1, M 1..=16 (default 1)";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 5)?;
+        cli_max(dims, 6)?;
         let ty = dims.first().ok_or("missing TYPE")?;
         let weight = WeightType::from_name(ty).ok_or_else(|| format!("TYPE must be one of q4_k q6_k q5_0 q8_0 q4_1, got `{ty}`"))?;
         let num = |i: usize, what: &str| -> Result<u32, String> {
             let s = dims.get(i).ok_or_else(|| format!("missing {what}"))?;
             s.parse().map_err(|_| format!("{what} must be a number, got `{s}`"))
         };
-        let mut spec = Gemv { weight, n: num(1, "N")?, k: num(2, "K")?, bias: false, residual: false };
-        for flag in &dims[3..] {
+        let mut spec = Gemv { weight, n: num(1, "N")?, k: num(2, "K")?, bias: false, residual: false, m: 1 };
+        for flag in dims.iter().skip(3) {
             match flag.as_str() {
+                m if m.parse::<u32>().is_ok() => spec.m = m.parse().unwrap_or(1),
                 "bias" => spec.bias = true,
                 "residual" => spec.residual = true,
                 other => return Err(format!("unknown option `{other}` (expected bias or residual)")),
@@ -147,14 +180,18 @@ impl FamilySpec for Gemv {
         if self.residual {
             s.push_str("_res");
         }
+        if self.m > 1 {
+            s.push_str(&format!("_m{}", self.m));
+        }
         s
     }
 
     fn describe(&self) -> String {
         format!(
-            "gemv: y[{n}] = W[{n} x {k}] ({w}, {bpr} blocks of {bv} per row) * x[{k}] (Q8_1){}{}",
+            "gemv: y[{m}][{n}] = W[{n} x {k}] ({w}, {bpr} blocks of {bv} per row) * x[{m}][{k}] (Q8_1){}{}",
             if self.bias { " + bias" } else { "" },
             if self.residual { " + residual" } else { "" },
+            m = self.m,
             n = self.n,
             k = self.k,
             w = self.weight.name(),
@@ -166,6 +203,9 @@ impl FamilySpec for Gemv {
     fn validate(&self) -> Result<(), GenError> {
         if self.n == 0 || self.n > 1 << 24 {
             return Err(invalid(Self::FAMILY, "n", "in 1..=16777216", self.n));
+        }
+        if self.m == 0 || self.m > GEMV_MAX_BATCH {
+            return Err(invalid(Self::FAMILY, "m", &format!("in 1..={GEMV_MAX_BATCH}"), self.m));
         }
         let bv = self.weight.block_values();
         if self.k == 0 || self.k % bv != 0 || self.k > 1 << 20 {
@@ -195,12 +235,15 @@ impl FamilySpec for Gemv {
         for weight in WeightType::ALL {
             for (n, k) in shapes {
                 if k % weight.block_values() == 0 {
-                    out.push(Gemv { weight, n, k, bias: false, residual: false });
+                    out.push(Gemv { weight, n, k, bias: false, residual: false, m: 1 });
                 }
             }
-            out.push(Gemv { weight, n: 1000, k: 7 * weight.block_values(), bias: true, residual: true });
+            out.push(Gemv { weight, n: 1000, k: 7 * weight.block_values(), bias: true, residual: true, m: 1 });
+            for m in [2, 8, 16] {
+                out.push(Gemv { weight, n: 4096, k: 14336 / 256 * weight.block_values(), bias: false, residual: m == 8, m });
+            }
         }
-        out.push(Gemv { weight: WeightType::Q8_0, n: 896, k: 896, bias: true, residual: false });
+        out.push(Gemv { weight: WeightType::Q8_0, n: 896, k: 896, bias: true, residual: false, m: 1 });
         out
     }
 }
@@ -244,22 +287,19 @@ fn generate(s: &Gemv, target: Target) -> Result<GeneratedKernel, GenError> {
     let x_per_block = w.block_values() / Q8_1_BLOCK_VALUES;
     let x_lane = b.mad_wide(Type::U32, slot, x_per_block * Q8_1_BLOCK_BYTES, x_base);
 
-    let acc = b.mov(Type::F32, 0.0f32);
+    let x_bytes = s.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES;
+    let accs: Vec<Reg> = (0..s.m).map(|_| b.mov(Type::F32, 0.0f32)).collect();
     for pass in 0..passes {
         let w_off = (pass * per_pass * w.block_bytes()) as i64;
         let x_off = (pass * per_pass * x_per_block * Q8_1_BLOCK_BYTES) as i64;
         let emit = |b: &mut KernelBuilder| {
             let wblk = b.add(Type::U64, w_lane, w_off);
-            let xblk = b.add(Type::U64, x_lane, x_off);
-            let inputs = DotInputs { wblk, part, xblk };
-            let partial = match w {
-                WeightType::Q4K => gemv_q4_k::dot(b, &inputs),
-                WeightType::Q6K => gemv_q6_k::dot(b, &inputs),
-                WeightType::Q5_0 => gemv_q5_0::dot(b, &inputs),
-                WeightType::Q8_0 => gemv_q8_0::dot(b, &inputs),
-                WeightType::Q4_1 => gemv_q4_1::dot(b, &inputs),
-            };
-            b.to(acc).bin(BinOp::Add, Type::F32, FMode::rn(), acc, partial);
+            let loaded = Loaded::load(b, w, wblk, part);
+            for (v, acc) in accs.iter().enumerate() {
+                let xblk = b.add(Type::U64, x_lane, x_off + (v as u32 * x_bytes) as i64);
+                let partial = loaded.dot(b, xblk);
+                b.to(*acc).bin(BinOp::Add, Type::F32, FMode::rn(), *acc, partial);
+            }
         };
         let first_block = pass * per_pass;
         if first_block + per_pass <= blocks {
@@ -270,25 +310,39 @@ fn generate(s: &Gemv, target: Target) -> Result<GeneratedKernel, GenError> {
             b.if_then(valid, emit);
         }
     }
-    let total = warp_reduce(&mut b, BinOp::Add, Type::F32, acc);
+    let totals: Vec<Reg> = accs.iter().map(|acc| warp_reduce(&mut b, BinOp::Add, Type::F32, *acc)).collect();
     let lane0 = b.setp(Cmp::Eq, Type::U32, lane, 0u32);
     b.if_then(lane0, |b| {
         let off = b.mul_wide(Type::U32, row, 4u32);
-        let mut y = total;
-        for p in [&bias, &residual].into_iter().flatten() {
+        let bias_v = bias.as_ref().map(|p| {
             let base = b.global_ptr(p);
             let a = b.add(Type::U64, base, off);
-            // Plain loads: the residual may be the output buffer itself.
-            let v = b.ld_global(Type::F32, Addr::reg(a));
-            y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, v);
+            b.load(StateSpace::Global, Type::F32, 1, Addr::reg(a), &[CacheHint::NonCoherent], None)[0]
+        });
+        let res_row = residual.as_ref().map(|p| {
+            let base = b.global_ptr(p);
+            b.add(Type::U64, base, off)
+        });
+        let y_base = b.global_ptr(&yp);
+        let y_row = b.add(Type::U64, y_base, off);
+        for (v, total) in totals.iter().enumerate() {
+            let vec_off = (v as u64 * s.n as u64 * 4) as i64;
+            let mut y = *total;
+            if let Some(bv) = bias_v {
+                y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, bv);
+            }
+            if let Some(r) = res_row {
+                // A plain load: the residual may be the output buffer itself.
+                let rv = b.ld_global(Type::F32, Addr::reg_off(r, vec_off));
+                y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, rv);
+            }
+            b.st_global(Type::F32, Addr::reg_off(y_row, vec_off), y);
         }
-        let base = b.global_ptr(&yp);
-        let a = b.add(Type::U64, base, off);
-        b.st_global(Type::F32, Addr::reg(a), y);
     });
     let kernel = b.finish()?;
     let ptx = crate::emit::emit_module(&Module::single(kernel));
-    let vec_bytes = s.n as u64 * 4;
+    let vec_bytes = s.n as u64 * 4 * s.m as u64;
+    let m_dim = if s.m > 1 { format!("[{}]", s.m) } else { String::new() };
     let mut params = vec![
         ParamSpec::buffer(
             "w",
@@ -300,20 +354,20 @@ fn generate(s: &Gemv, target: Target) -> Result<GeneratedKernel, GenError> {
         ),
         ParamSpec::buffer(
             "x",
-            format!("block_q8_1[{}]", s.k / Q8_1_BLOCK_VALUES),
-            (s.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES) as u64,
+            format!("block_q8_1{m_dim}[{}]", s.k / Q8_1_BLOCK_VALUES),
+            x_bytes as u64 * s.m as u64,
             4,
             Access::Read,
             "input vector, Q8_1",
         ),
     ];
     if s.bias {
-        params.push(ParamSpec::buffer("bias", format!("f32[{}]", s.n), vec_bytes, 4, Access::Read, "bias added to every output"));
+        params.push(ParamSpec::buffer("bias", format!("f32[{}]", s.n), s.n as u64 * 4, 4, Access::Read, "bias added to every output"));
     }
     if s.residual {
-        params.push(ParamSpec::buffer("residual", format!("f32[{}]", s.n), vec_bytes, 4, Access::Read, "residual added last; may be y itself"));
+        params.push(ParamSpec::buffer("residual", format!("f32{m_dim}[{}]", s.n), vec_bytes, 4, Access::Read, "residual added last; may be y itself"));
     }
-    params.push(ParamSpec::buffer("y", format!("f32[{}]", s.n), vec_bytes, 4, Access::Write, "output vector"));
+    params.push(ParamSpec::buffer("y", format!("f32{m_dim}[{}]", s.n), vec_bytes, 4, Access::Write, "output vectors"));
     Ok(GeneratedKernel {
         name,
         ptx,

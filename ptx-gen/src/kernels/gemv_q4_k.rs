@@ -11,7 +11,7 @@
 use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Reg, Value};
 
-use super::gemv::{q8_1_addr, DotInputs};
+use super::gemv::q8_1_addr;
 use super::loads::{half2_as_f32, half_as_f32, word4};
 
 const NIBBLES: Value = Value::Hex(0x0F0F_0F0F);
@@ -49,31 +49,45 @@ fn scales_mins(b: &mut KernelBuilder, wblk: Reg, c: Reg) -> [(Reg, Reg); 2] {
     [out[0], out[1]]
 }
 
-pub(crate) fn dot(b: &mut KernelBuilder, i: &DotInputs) -> Reg {
-    let off = b.mul_wide(Type::U32, i.part, 8u32);
-    let wq = b.add(Type::U64, i.wblk, off);
+/// The lane's part of a weight block, loaded once for all vectors.
+pub(crate) struct Part {
+    /// Low and high nibbles of the lane's eight bytes: sub-blocks 2c and 2c + 1.
+    v: [[Reg; 2]; 2],
+    scales: [(Reg, Reg); 2],
+    d: Reg,
+    dmin: Reg,
+    c: Reg,
+    /// Byte offset of the lane's inputs inside a Q8_1 block's `qs`: 8 * (part % 4).
+    x_in: Reg,
+}
+
+pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
+    let off = b.mul_wide(Type::U32, part, 8u32);
+    let wq = b.add(Type::U64, wblk, off);
     let w = b.load(StateSpace::Global, Type::B32, 2, Addr::reg_off(wq, 16), &[CacheHint::NonCoherent], None);
-    let c = b.shr(Type::U32, i.part, 2u32);
-    let quarter = b.and(Type::B32, i.part, 3u32);
+    let c = b.shr(Type::U32, part, 2u32);
+    let quarter = b.and(Type::B32, part, 3u32);
     let x_in = b.shl(Type::B32, quarter, 3u32);
     let x_in = b.cvt(Type::U64, Type::U32, FMode::NONE, x_in);
-    let scales = scales_mins(b, i.wblk, c);
+    let scales = scales_mins(b, wblk, c);
+    let lo = [b.and(Type::B32, w[0], NIBBLES), b.and(Type::B32, w[1], NIBBLES)];
+    let h0 = b.shr(Type::U32, w[0], 4u32);
+    let h1 = b.shr(Type::U32, w[1], 4u32);
+    let hi = [b.and(Type::B32, h0, NIBBLES), b.and(Type::B32, h1, NIBBLES)];
+    let (d, dmin) = half2_as_f32(b, Addr::reg(wblk));
+    Part { v: [lo, hi], scales, d, dmin, c, x_in }
+}
 
+pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, xblk: Reg) -> Reg {
     let mut terms = Vec::new();
-    for (half, (sc, m)) in scales.into_iter().enumerate() {
+    for (half, (sc, m)) in w.scales.into_iter().enumerate() {
         // Sub-block 2c + half: its Q8_1 block and the lane's eight inputs in it.
-        let sub = b.mad(Type::U32, FMode::NONE, c, 2u32, half as u32);
-        let xb = q8_1_addr(b, i.xblk, sub);
-        let xq = b.add(Type::U64, xb, x_in);
+        let sub = b.mad(Type::U32, FMode::NONE, w.c, 2u32, half as u32);
+        let xb = q8_1_addr(b, xblk, sub);
+        let xq = b.add(Type::U64, xb, w.x_in);
         let x0 = word4(b, Addr::reg_off(xq, 4));
         let x1 = word4(b, Addr::reg_off(xq, 8));
-        let (v0, v1) = if half == 0 {
-            (b.and(Type::B32, w[0], NIBBLES), b.and(Type::B32, w[1], NIBBLES))
-        } else {
-            let h0 = b.shr(Type::U32, w[0], 4u32);
-            let h1 = b.shr(Type::U32, w[1], 4u32);
-            (b.and(Type::B32, h0, NIBBLES), b.and(Type::B32, h1, NIBBLES))
-        };
+        let [v0, v1] = w.v[half];
         let dot = b.dp4a(Type::S32, Type::S32, v0, x0, 0i32);
         let dot = b.dp4a(Type::S32, Type::S32, v1, x1, dot);
         let xs = b.dp4a(Type::U32, Type::S32, ONES, x0, 0i32);
@@ -89,8 +103,7 @@ pub(crate) fn dot(b: &mut KernelBuilder, i: &DotInputs) -> Reg {
     }
     let sum_d = b.bin(BinOp::Add, Type::F32, FMode::rn(), terms[0].0, terms[1].0);
     let sum_m = b.bin(BinOp::Add, Type::F32, FMode::rn(), terms[0].1, terms[1].1);
-    let (d, dmin) = half2_as_f32(b, Addr::reg(i.wblk));
-    let a = b.bin(BinOp::Mul, Type::F32, FMode::rn(), d, sum_d);
-    let m = b.bin(BinOp::Mul, Type::F32, FMode::rn(), dmin, sum_m);
+    let a = b.bin(BinOp::Mul, Type::F32, FMode::rn(), w.d, sum_d);
+    let m = b.bin(BinOp::Mul, Type::F32, FMode::rn(), w.dmin, sum_m);
     b.bin(BinOp::Sub, Type::F32, FMode::rn(), a, m)
 }

@@ -8,8 +8,16 @@
 use crate::ast::Type;
 use crate::ir::{Addr, BinOp, Cmp, FMode, KernelBuilder, Reg, Value};
 
-use super::gemv::DotInputs;
 use super::loads::{half2_as_f32, half_as_f32, word2, word4};
+
+/// The lane's part of a weight block, loaded once for all vectors.
+pub(crate) struct Part {
+    lo: Reg,
+    hi: Reg,
+    d: Reg,
+    first: Reg,
+    off: Reg,
+}
 
 /// Moves bits 0..3 of `bits` to bit 4 of bytes 0..3 and ORs them into `nibbles`.
 fn add_fifth_bits(b: &mut KernelBuilder, nibbles: Reg, bits: Reg) -> Reg {
@@ -22,13 +30,12 @@ fn add_fifth_bits(b: &mut KernelBuilder, nibbles: Reg, bits: Reg) -> Reg {
     v
 }
 
-pub(crate) fn dot(b: &mut KernelBuilder, i: &DotInputs) -> Reg {
-    let off = b.mul_wide(Type::U32, i.part, 4u32);
-    let wq = b.add(Type::U64, i.wblk, off);
-    let xq = b.add(Type::U64, i.xblk, off);
+pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
+    let off = b.mul_wide(Type::U32, part, 4u32);
+    let wq = b.add(Type::U64, wblk, off);
     let q = word2(b, Addr::reg_off(wq, 6));
-    let qh = word2(b, Addr::reg_off(i.wblk, 2));
-    let shift = b.shl(Type::B32, i.part, 2u32);
+    let qh = word2(b, Addr::reg_off(wblk, 2));
+    let shift = b.shl(Type::B32, part, 2u32);
     let qh_lo = b.shr(Type::U32, qh, shift);
     let qh_hi = b.shr(Type::U32, qh_lo, 16u32);
     let lo = b.and(Type::B32, q, Value::Hex(0x0F0F_0F0F));
@@ -36,17 +43,22 @@ pub(crate) fn dot(b: &mut KernelBuilder, i: &DotInputs) -> Reg {
     let q_hi = b.shr(Type::U32, q, 4u32);
     let hi = b.and(Type::B32, q_hi, Value::Hex(0x0F0F_0F0F));
     let hi = add_fifth_bits(b, hi, qh_hi);
+    let d = half_as_f32(b, Addr::reg(wblk));
+    let first = b.setp(Cmp::Eq, Type::U32, part, 0u32);
+    Part { lo, hi, d, first, off }
+}
+
+pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, xblk: Reg) -> Reg {
+    let xq = b.add(Type::U64, xblk, w.off);
     let x_lo = word4(b, Addr::reg_off(xq, 4));
     let x_hi = word4(b, Addr::reg_off(xq, 20));
-    let s = b.dp4a(Type::S32, Type::S32, lo, x_lo, 0i32);
-    let s = b.dp4a(Type::S32, Type::S32, hi, x_hi, s);
-    let d = half_as_f32(b, Addr::reg(i.wblk));
-    let (dx, sx) = half2_as_f32(b, Addr::reg(i.xblk));
+    let s = b.dp4a(Type::S32, Type::S32, w.lo, x_lo, 0i32);
+    let s = b.dp4a(Type::S32, Type::S32, w.hi, x_hi, s);
+    let (dx, sx) = half2_as_f32(b, Addr::reg(xblk));
     let sf = b.cvt(Type::F32, Type::S32, FMode::rn(), s);
     let t = b.bin(BinOp::Mul, Type::F32, FMode::rn(), dx, sf);
-    let first = b.setp(Cmp::Eq, Type::U32, i.part, 0u32);
     let sx16 = b.bin(BinOp::Mul, Type::F32, FMode::rn(), sx, 16.0f32);
-    let offset = b.selp(Type::F32, sx16, 0.0f32, first);
+    let offset = b.selp(Type::F32, sx16, 0.0f32, w.first);
     let t = b.bin(BinOp::Sub, Type::F32, FMode::rn(), t, offset);
-    b.bin(BinOp::Mul, Type::F32, FMode::rn(), d, t)
+    b.bin(BinOp::Mul, Type::F32, FMode::rn(), w.d, t)
 }

@@ -12,14 +12,26 @@
 use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, CacheHint, FMode, KernelBuilder, Reg, Value};
 
-use super::gemv::{q8_1_addr, DotInputs};
+use super::gemv::q8_1_addr;
 use super::loads::{half_as_f32, word2, word4};
 
 const ONES: Value = Value::Hex(0x0101_0101);
 
-pub(crate) fn dot(b: &mut KernelBuilder, i: &DotInputs) -> Reg {
-    let n = b.shr(Type::U32, i.part, 4u32);
-    let j = b.and(Type::B32, i.part, 15u32);
+/// The lane's part of a weight block, loaded once for all vectors.
+pub(crate) struct Part {
+    /// The 6-bit values of quarters h and h + 2 (four bytes each, 0..63).
+    q: [Reg; 2],
+    sc: [Reg; 2],
+    d: Reg,
+    /// Q8_1 block (relative to the weight block's first) of quarter h: 4n + h.
+    x_idx: Reg,
+    /// Byte offset of the lane's inputs inside that block's `qs`: 4k.
+    x_in: Reg,
+}
+
+pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
+    let n = b.shr(Type::U32, part, 4u32);
+    let j = b.and(Type::B32, part, 15u32);
     let k = b.and(Type::B32, j, 7u32);
     let h = b.shr(Type::U32, j, 3u32);
     // ql word at 64n + 32h + 4k, qh word at 128 + 32n + 4k.
@@ -30,8 +42,8 @@ pub(crate) fn dot(b: &mut KernelBuilder, i: &DotInputs) -> Reg {
     let ql_off = b.cvt(Type::U64, Type::U32, FMode::NONE, ql_off);
     let qh_off = b.mad(Type::U32, FMode::NONE, n, 32u32, k4);
     let qh_off = b.cvt(Type::U64, Type::U32, FMode::NONE, qh_off);
-    let ql_a = b.add(Type::U64, i.wblk, ql_off);
-    let qh_a = b.add(Type::U64, i.wblk, qh_off);
+    let ql_a = b.add(Type::U64, wblk, ql_off);
+    let qh_a = b.add(Type::U64, wblk, qh_off);
     let ql = word2(b, Addr::reg(ql_a));
     let qh = word2(b, Addr::reg_off(qh_a, 128));
     // Scale index of quarter h: 8n + k/4 + 2h; quarter h + 2 is four further.
@@ -40,14 +52,10 @@ pub(crate) fn dot(b: &mut KernelBuilder, i: &DotInputs) -> Reg {
     let sc_idx = b.add(Type::U32, sc_idx, k_half);
     let sc_idx = b.mad(Type::U32, FMode::NONE, h, 2u32, sc_idx);
     let sc_idx = b.cvt(Type::U64, Type::U32, FMode::NONE, sc_idx);
-    let sc_a = b.add(Type::U64, i.wblk, sc_idx);
-    // The Q8_1 block of quarter h of half n is 4n + h; the lane's inputs start at byte 4k.
-    let xq_idx = b.shl(Type::B32, n, 2u32);
-    let xq_idx = b.add(Type::U32, xq_idx, h);
-    let k4_64 = b.cvt(Type::U64, Type::U32, FMode::NONE, k4);
+    let sc_a = b.add(Type::U64, wblk, sc_idx);
     let two_bits = b.shl(Type::B32, h, 1u32);
-
-    let mut terms = Vec::new();
+    let mut q = Vec::new();
+    let mut sc = Vec::new();
     for quarter in 0..2u32 {
         // Quarter h: low nibbles, qh bits 2h..2h+1; quarter h + 2: high nibbles, bits 4 + 2h.
         let nib = if quarter == 0 { ql } else { b.shr(Type::U32, ql, 4u32) };
@@ -56,22 +64,34 @@ pub(crate) fn dot(b: &mut KernelBuilder, i: &DotInputs) -> Reg {
         let hb = b.shr(Type::U32, qh, shift);
         let hb = b.and(Type::B32, hb, Value::Hex(0x0303_0303));
         let hb = b.shl(Type::B32, hb, 4u32);
-        let q = b.or(Type::B32, nib, hb);
-        let xi = if quarter == 0 { xq_idx } else { b.add(Type::U32, xq_idx, 2u32) };
-        let xb = q8_1_addr(b, i.xblk, xi);
-        let xq = b.add(Type::U64, xb, k4_64);
+        q.push(b.or(Type::B32, nib, hb));
+        let s = b.reg(Type::S32);
+        let addr = Addr::reg_off(sc_a, 192 + 4 * quarter as i64);
+        b.load_to(StateSpace::Global, Type::S8, &[s], addr, &[CacheHint::NonCoherent], None);
+        sc.push(s);
+    }
+    let d = half_as_f32(b, Addr::reg_off(wblk, 208));
+    let x_idx = b.shl(Type::B32, n, 2u32);
+    let x_idx = b.add(Type::U32, x_idx, h);
+    let x_in = b.cvt(Type::U64, Type::U32, FMode::NONE, k4);
+    Part { q: [q[0], q[1]], sc: [sc[0], sc[1]], d, x_idx, x_in }
+}
+
+pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, xblk: Reg) -> Reg {
+    let mut terms = Vec::new();
+    for quarter in 0..2usize {
+        let xi = if quarter == 0 { w.x_idx } else { b.add(Type::U32, w.x_idx, 2u32) };
+        let xb = q8_1_addr(b, xblk, xi);
+        let xq = b.add(Type::U64, xb, w.x_in);
         let x = word4(b, Addr::reg_off(xq, 4));
-        let dot = b.dp4a(Type::S32, Type::S32, q, x, 0i32);
+        let dot = b.dp4a(Type::S32, Type::S32, w.q[quarter], x, 0i32);
         let xs = b.dp4a(Type::U32, Type::S32, ONES, x, 0i32);
         let dot = b.mad(Type::S32, FMode::NONE, xs, -32i32, dot);
-        let sc = b.reg(Type::S32);
-        b.load_to(StateSpace::Global, Type::S8, &[sc], Addr::reg_off(sc_a, 192 + 4 * quarter as i64), &[CacheHint::NonCoherent], None);
-        let ds = b.mul(Type::S32, dot, sc);
+        let ds = b.mul(Type::S32, dot, w.sc[quarter]);
         let dsf = b.cvt(Type::F32, Type::S32, FMode::rn(), ds);
         let dx = half_as_f32(b, Addr::reg(xb));
         terms.push(b.bin(BinOp::Mul, Type::F32, FMode::rn(), dx, dsf));
     }
     let sum = b.bin(BinOp::Add, Type::F32, FMode::rn(), terms[0], terms[1]);
-    let d = half_as_f32(b, Addr::reg_off(i.wblk, 208));
-    b.bin(BinOp::Mul, Type::F32, FMode::rn(), d, sum)
+    b.bin(BinOp::Mul, Type::F32, FMode::rn(), w.d, sum)
 }
