@@ -4,36 +4,11 @@
 
 mod common;
 
-use common::{gpu_or_skip, Rng};
+use common::{gpu_or_skip, poisoned, read_checked, Rng, GUARD};
 use ptx_gen::kernels::{generate, KernelSpec, QuantizeQ8_1, RmsNorm};
 use ptx_gen::Target;
 use ptxforge::reference;
-use ptxforge::runtime::{Device, DeviceBuffer, KernelArg, LoadedKernel};
-
-/// Bytes on each side of an output buffer that a kernel must leave untouched.
-const GUARD: usize = 256;
-const POISON: u8 = 0xA5;
-
-/// An output buffer of `len` bytes filled with poison, with poisoned guard regions.
-fn poisoned(dev: &Device, len: usize) -> DeviceBuffer {
-    DeviceBuffer::filled(dev, len + 2 * GUARD, POISON).expect("allocating an output")
-}
-
-/// The output bytes, after checking both guard regions are still poison.
-fn read_checked(buf: &DeviceBuffer, len: usize, what: &str) -> Vec<u8> {
-    let all = buf.to_vec().expect("downloading an output");
-    let (head, rest) = all.split_at(GUARD);
-    let (body, tail) = rest.split_at(len);
-    assert!(
-        head.iter().all(|b| *b == POISON),
-        "{what}: bytes before the output were written"
-    );
-    assert!(
-        tail.iter().all(|b| *b == POISON),
-        "{what}: bytes after the output were written"
-    );
-    body.to_vec()
-}
+use ptxforge::runtime::{DeviceBuffer, KernelArg, LoadedKernel};
 
 /// Random activations with per-block magnitudes from 1e-3 to 1e4, plus blocks that hit the
 /// edge cases of Q8_1 rounding: exact halves (roundf rounds them away from zero) and an

@@ -368,3 +368,61 @@ $L:
     assert_eq!(body[6], Statement::Block(vec![]));
     assert_eq!(m.items.len(), 5);
 }
+
+#[test]
+fn crlf_line_endings_read_like_lf() {
+    // `.section` groups keep their raw text, `\r` included, so they are left out.
+    let all = fixtures("nvcc").into_iter().chain(fixtures("hand"));
+    for (name, text) in all.filter(|(_, t)| !t.contains(".section")) {
+        let crlf = text.replace('\n', "\r\n");
+        let tree = parse_module(&crlf).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(tree, parse_module(&text).unwrap(), "{name}");
+    }
+}
+
+#[test]
+fn comments_between_the_tokens_of_any_statement_are_kept() {
+    let text = "\
+.version /* v */ 8.0
+.global /* g */ .u32 x;
+.visible /* h */ .entry k( // p
+\t.param .u32 n
+)
+{
+\t.reg /* r */ .b32 %r<2>;
+\t.loc 1 /* kept raw */ 2 3
+\tret;
+}
+";
+    let m = parse_module(text).unwrap();
+    let comments: Vec<&Comment> = m
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Comment(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        comments,
+        [
+            &Comment::Block(" v ".into()),
+            &Comment::Block(" g ".into()),
+            &Comment::Block(" h ".into()),
+            &Comment::Line(" p".into())
+        ]
+    );
+    let k = function(&m, "k");
+    let body = k.body.as_ref().unwrap();
+    assert_eq!(body[1], Statement::Comment(Comment::Block(" r ".into())));
+    assert!(
+        matches!(&body[2], Statement::Directive { args, .. } if args == "1 /* kept raw */ 2 3")
+    );
+    // The function's header comments come before it, in order.
+    let k_at = m
+        .items
+        .iter()
+        .position(|i| matches!(i, Item::Function(_)))
+        .unwrap();
+    assert_eq!(m.items[k_at - 1], Item::Comment(Comment::Line(" p".into())));
+}

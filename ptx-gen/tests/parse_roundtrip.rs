@@ -7,7 +7,8 @@
 //! functions with return lists, pointer attributes and performance directives, nested
 //! blocks, labels, raw directives, comments and blank lines. They only avoid trees that no
 //! text can express (a line comment holding a newline, a block comment holding `*/`, a
-//! scalar initializer that is a vector, which prints like a list).
+//! scalar initializer that is a vector, which prints like a list). The same trees also
+//! feed the static checks, which must read any tree without panicking.
 
 use proptest::collection::vec;
 use proptest::option;
@@ -18,6 +19,7 @@ use ptx_gen::ast::{
     Instruction, IntLit, Item, Linkage, Module, Operand, ParamDecl, PerfDirective, Radix,
     StateSpace, Statement, Type, VarDecl,
 };
+use ptx_gen::check::check_module;
 use ptx_gen::emit::print_module;
 use ptx_gen::parse::parse_module;
 
@@ -314,6 +316,15 @@ proptest! {
         let parsed = parse_module(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         prop_assert_eq!(&parsed, &m, "{}", text);
         prop_assert_eq!(print_module(&parsed), text);
+    }
+
+    /// The checks read any tree the parser can produce without panicking, however odd.
+    #[test]
+    fn random_trees_never_panic_the_checks(m in module()) {
+        for f in check_module(&m) {
+            // Every finding names its check in its message line.
+            prop_assert!(f.to_string().contains(f.check.name()));
+        }
     }
 
     #[test]

@@ -66,3 +66,39 @@ pub fn gpu_or_skip(test: &str) -> Option<Device> {
         Err(e) => panic!("{test}: could not open the GPU: {e}"),
     }
 }
+
+/// Bytes on each side of an output buffer that a kernel must leave untouched.
+pub const GUARD: usize = 256;
+/// The byte every output and guard region is filled with before a launch.
+pub const POISON: u8 = 0xA5;
+
+/// An output buffer of `len` bytes filled with poison, between poisoned guard regions; the
+/// kernel gets `buf.ptr_at(GUARD)`.
+pub fn poisoned(dev: &Device, len: usize) -> ptxforge::runtime::DeviceBuffer {
+    ptxforge::runtime::DeviceBuffer::filled(dev, len + 2 * GUARD, POISON)
+        .expect("allocating an output")
+}
+
+/// The output bytes, after checking that both guard regions still hold poison.
+pub fn read_checked(buf: &ptxforge::runtime::DeviceBuffer, len: usize, what: &str) -> Vec<u8> {
+    let all = buf.to_vec().expect("downloading an output");
+    let (head, rest) = all.split_at(GUARD);
+    let (body, tail) = rest.split_at(len);
+    assert!(
+        head.iter().all(|b| *b == POISON),
+        "{what}: bytes before the output were written"
+    );
+    assert!(
+        tail.iter().all(|b| *b == POISON),
+        "{what}: bytes after the output were written"
+    );
+    body.to_vec()
+}
+
+/// Little-endian f32s of a byte buffer.
+pub fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}

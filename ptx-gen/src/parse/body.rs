@@ -114,7 +114,12 @@ pub(crate) fn instruction(i: &str) -> PResult<'_, Instruction> {
         rest = r;
     } else {
         loop {
-            let (r, op) = operand(rest, 0)?;
+            let (r, op) = match operand(rest, 0) {
+                Err(nom::Err::Error(e)) if e.at.len() == rest.len() && operands.is_empty() => {
+                    return fail(rest, "an operand or the `;` that ends the instruction");
+                }
+                other => other?,
+            };
             operands.push(op);
             let (r, ()) = sp(r)?;
             if let Some(r) = r.strip_prefix(',') {

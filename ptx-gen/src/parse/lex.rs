@@ -383,9 +383,9 @@ enum RawStop {
     Line,
 }
 
-/// Scans raw directive text: strings and `{ }` groups are kept whole (a group may span
-/// lines and hold comments); at nesting depth 0 it stops before `;`, a newline, a comment
-/// or an unmatched `}`.
+/// Scans raw directive text: strings, `/* */` comments and `{ }` groups are kept whole
+/// (a group may span lines and hold `//` comments too); at nesting depth 0 it stops before
+/// `;`, a newline, a `//` comment or an unmatched `}`.
 fn scan_raw(i: &str) -> PResult<'_, RawStop> {
     let mut rest = i;
     let mut depth = 0usize;
@@ -397,8 +397,7 @@ fn scan_raw(i: &str) -> PResult<'_, RawStop> {
                 failure(rest, "`}` closing this directive's group")
             };
         };
-        if depth == 0 && (c == ';' || c == '\n' || rest.starts_with("//") || rest.starts_with("/*"))
-        {
+        if depth == 0 && (c == ';' || c == '\n' || rest.starts_with("//")) {
             let stop = if c == ';' {
                 RawStop::Semicolon
             } else {
@@ -429,8 +428,9 @@ fn scan_raw(i: &str) -> PResult<'_, RawStop> {
 
 /// The raw arguments of a directive the tree does not model (`.pragma "nounroll";`,
 /// `.loc 1 5 3`, `.file 1 "x.cu"`, `.section .debug_str { ... }`), trimmed, and whether
-/// a `;` ended it (consumed). `.section` also takes a `{ }` group that starts on a later
-/// line, the way nvcc writes debug sections.
+/// a `;` ended it (consumed). A `//` comment after the arguments is left for the caller;
+/// `/* */` comments among them stay in the raw text. `.section` also takes a `{ }` group
+/// that starts on a later line, the way nvcc writes debug sections.
 pub(crate) fn raw_args<'a>(i: &'a str, name: &str) -> PResult<'a, (String, bool)> {
     let start = skip_hspace(i);
     let (mut rest, mut stop) = scan_raw(start)?;
@@ -503,6 +503,10 @@ mod tests {
         assert_eq!(
             raw_args("\t1 2 3 // c\n", "loc").unwrap(),
             ("// c\n", ("1 2 3".to_string(), false))
+        );
+        assert_eq!(
+            raw_args(" 1 /* a */ 2\n", "loc").unwrap(),
+            ("\n", ("1 /* a */ 2".to_string(), false))
         );
         let (rest, (args, semi)) =
             raw_args("\t.debug_str\n\t{\nL:\n.b8 1 // }\n\n\t}\nX", "section").unwrap();

@@ -94,8 +94,25 @@ pub fn parse_module(text: &str) -> Result<Module, ParseError> {
     }
 }
 
-/// One module-scope item (with the comments written inside it).
+/// One module-scope item, then the comments written between its tokens (before it, for a
+/// function header; raw directives keep theirs in their text).
 fn item(i: &str) -> PResult<'_, Vec<Item>> {
+    let (rest, mut items) = item_only(i)?;
+    let simple = matches!(
+        items.last(),
+        Some(Item::Version { .. } | Item::Target(_) | Item::AddressSize(_))
+    );
+    if simple {
+        items.extend(
+            comments_in(consumed(i, rest))
+                .into_iter()
+                .map(Item::Comment),
+        );
+    }
+    Ok((rest, items))
+}
+
+fn item_only(i: &str) -> PResult<'_, Vec<Item>> {
     let Some(name) = peek_dot_word(i) else {
         return fail(
             i,
