@@ -12,3 +12,6 @@ pub use ptx_gen;
 
 pub mod contract;
 pub mod model;
+
+pub use contract::{Contract, ModelDims, ModelSpec, Registry};
+pub use model::{BoundModel, ModelInfo};

@@ -40,17 +40,23 @@ pub fn run_inspect(args: &InspectArgs) -> Result<(), CliError> {
 pub fn run_inspect_to(args: &InspectArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let registry = match &args.contracts {
         Some(dir) => Registry::load_dir(dir).map_err(|e| usage(e.to_string()))?,
-        None => Registry::builtin().map_err(|e| CliError::internal(format!("built-in contracts: {e}")))?,
+        None => Registry::builtin()
+            .map_err(|e| CliError::internal(format!("built-in contracts: {e}")))?,
     };
     let info = ModelInfo::open(&args.file).map_err(|e| usage(e.to_string()))?;
     let bound = BoundModel::bind(info, &registry).map_err(|e| usage(e.to_string()))?;
     let gate = bound.gate(&SupportedTypes::all());
     let report = InspectReport::new(&bound, gate.clone());
-    let text = if args.json { report.to_json() + "\n" } else { report.to_text() };
+    let text = if args.json {
+        report.to_json() + "\n"
+    } else {
+        report.to_text()
+    };
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(|e| CliError::internal(format!("writing the report: {e}")))?;
-    gate.into_result().map_err(|e| usage(format!("{}: {e}", args.file.display())))
+    gate.into_result()
+        .map_err(|e| usage(format!("{}: {e}", args.file.display())))
 }
 
 /// Bad input: exit 2, one line.

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod emit;
+pub mod inspect;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the PTX of one kernel for given dimensions.
     Emit(emit::EmitArgs),
+    /// Inspect a model file: architecture, contract, dims, per-role weight types, gate.
+    Inspect(inspect::InspectArgs),
     /// Time kernels on the GPU (DRAM-bound numbers, next to a copy's bandwidth).
     Bench(bench::BenchArgs),
 }
@@ -54,5 +57,6 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Emit(args) => emit::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Inspect(args) => inspect::run_inspect(args),
     }
 }

@@ -357,18 +357,16 @@ fn dim_rules(file: &Path, raw: &RawContract) -> Result<Vec<(Dim, DimRule)>, Cont
     let mut ordered: Vec<(Dim, DimRule)> = Vec::with_capacity(pending.len());
     while !pending.is_empty() {
         let ready = pending.iter().position(|(_, rule)| {
-            rule.value
-                .default
-                .as_ref()
-                .is_none_or(|f| f.dims().iter().all(|d| ordered.iter().any(|(o, _)| o == d)))
+            rule.value.default.as_ref().map_or(true, |f| {
+                f.dims().iter().all(|d| ordered.iter().any(|(o, _)| o == d))
+            })
         });
         let Some(i) = ready else {
-            let names: Vec<&str> = pending.iter().map(|(d, _)| d.name()).collect();
             return Err(ContractError::BadDimRule {
                 pos: at(pending[0].1),
                 message: format!(
                     "dimension defaults refer to each other: {}",
-                    names.join(", ")
+                    cycle(&pending)
                 ),
             });
         };
@@ -386,6 +384,27 @@ fn dim_rules(file: &Path, raw: &RawContract) -> Result<Vec<(Dim, DimRule)>, Cont
         ));
     }
     Ok(ordered)
+}
+
+/// A cycle among dimensions none of which is ready: each has a default naming another pending
+/// one (else it would be ready), so following the first such reference must revisit one.
+fn cycle(pending: &[(Dim, &Spanned<RawDimRule>)]) -> String {
+    let next = |d: Dim| -> Option<Dim> {
+        let (_, rule) = pending.iter().find(|(p, _)| *p == d)?;
+        let deps = rule.value.default.as_ref()?.dims();
+        deps.into_iter()
+            .find(|x| pending.iter().any(|(p, _)| p == x))
+    };
+    let mut path = vec![pending[0].0];
+    while let Some(n) = next(path[path.len() - 1]) {
+        if let Some(start) = path.iter().position(|p| *p == n) {
+            let mut names: Vec<&str> = path[start..].iter().map(|d| d.name()).collect();
+            names.push(n.name());
+            return names.join(" -> ");
+        }
+        path.push(n);
+    }
+    path.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
 }
 
 fn tensor_rules(

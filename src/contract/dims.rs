@@ -149,7 +149,7 @@ impl ModelDims {
             match value {
                 Some(v) => {
                     if dim.kind() == DimKind::Count
-                        && as_count(v).is_none_or(|c| c == 0 || c > u64::from(u32::MAX))
+                        && as_count(v).map_or(true, |c| c == 0 || c > u64::from(u32::MAX))
                     {
                         return Err(DimsError::NotACount {
                             dim: *dim,
@@ -245,12 +245,12 @@ impl ModelDims {
                 }
             }
         }
-        if self.sliding_layers == SlidingLayers::PeriodicGlobal && self.sliding_window.is_some() {
-            if self.sliding_period.is_none() || self.rope_theta_local.is_none() {
-                return bad(
-                    "periodic sliding layers need sliding_period and rope_theta_local".to_string(),
-                );
-            }
+        let periodic =
+            self.sliding_layers == SlidingLayers::PeriodicGlobal && self.sliding_window.is_some();
+        if periodic && (self.sliding_period.is_none() || self.rope_theta_local.is_none()) {
+            return bad(
+                "periodic sliding layers need sliding_period and rope_theta_local".to_string(),
+            );
         }
         match self.rope_scaling {
             Some(RopeScaling::Linear { factor }) if !(factor.is_finite() && factor > 0.0) => {

@@ -111,12 +111,13 @@ pub enum ContractError {
     #[error("{pos}: {message}")]
     BadPresetWeights { pos: SourcePos, message: String },
 
-    /// A preset's dimensions fail the contract's derivation or validation.
-    #[error("{}: preset `{preset}`: {source}", file.display())]
+    /// A preset's dimensions fail the contract's derivation or validation; the position is
+    /// the preset's `dims:` node.
+    #[error("{pos}: preset `{preset}`: {source}")]
     PresetDims {
-        file: PathBuf,
+        pos: SourcePos,
         preset: String,
-        source: DimsError,
+        source: Box<DimsError>,
     },
 }
 
@@ -165,21 +166,45 @@ impl ContractError {
             serde_saphyr::Error::SerdeMissingField { .. } => YamlProblem::MissingField,
             _ => YamlProblem::Syntax,
         };
+        let message = match inner {
+            // The library's text suggests changing its options, which is not the user's fix.
+            serde_saphyr::Error::DuplicateMappingKey { key: Some(key), .. } => {
+                format!("duplicate key `{key}`")
+            }
+            serde_saphyr::Error::DuplicateMappingKey { key: None, .. } => {
+                "duplicate key".to_string()
+            }
+            other => one_line(&other.to_string()),
+        };
         ContractError::Yaml {
             pos: SourcePos::new(file, line, column),
             problem,
-            message: one_line(&inner.to_string()),
+            message,
         }
     }
 }
 
-/// Collapses a multi-line message to its first non-empty line, trimmed of a trailing location
-/// (ours is already in front).
+/// Collapses a message to its first non-empty line, without the library's trailing
+/// " at line L, column C" (the position is already in front).
 fn one_line(message: &str) -> String {
     let first = message
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("invalid YAML");
-    first.to_string()
+    match first.rfind(" at line ") {
+        Some(i) if is_position(&first[i + " at line ".len()..]) => first[..i].to_string(),
+        _ => first.to_string(),
+    }
+}
+
+/// True for "12, column 5".
+fn is_position(s: &str) -> bool {
+    let Some((line, column)) = s.split_once(", column ") else {
+        return false;
+    };
+    !line.is_empty()
+        && !column.is_empty()
+        && line.bytes().all(|b| b.is_ascii_digit())
+        && column.bytes().all(|b| b.is_ascii_digit())
 }

@@ -91,11 +91,11 @@ pub struct Preset {
 }
 
 /// Preset dims are given by dimension name.
-struct PresetDims<'a> {
+struct PresetDimValues<'a> {
     raw: &'a RawPreset,
 }
 
-impl DimSource for PresetDims<'_> {
+impl DimSource for PresetDimValues<'_> {
     fn dim_value(&self, dim: Dim, _rule: &DimRule) -> Result<Option<f64>, DimsError> {
         Ok(self.raw.dims.value.get(&dim).copied())
     }
@@ -139,13 +139,14 @@ impl Preset {
                 });
             }
         }
-        let dims = ModelDims::derive(contract, &PresetDims { raw: &raw }).map_err(|source| {
-            ContractError::PresetDims {
-                file: file.to_path_buf(),
-                preset: name.clone(),
-                source,
-            }
-        })?;
+        let dims =
+            ModelDims::derive(contract, &PresetDimValues { raw: &raw }).map_err(|source| {
+                ContractError::PresetDims {
+                    pos: SourcePos::of(file, &raw.dims),
+                    preset: name.clone(),
+                    source: Box::new(source),
+                }
+            })?;
         let weights = weight_table(file, &raw, contract, &dims)?;
         let spec = ModelSpec {
             name: name.clone(),
