@@ -1,6 +1,11 @@
 //! CPU references of the kernels: the oracle every GPU test compares against. Each is
 //! written from the definition of its operation, not from the PTX generator.
 
+pub mod argmax;
+pub mod attention;
+pub mod embed;
+pub mod gemv;
+pub mod residual_add;
 pub mod rmsnorm;
 
 pub use crate::quant::q8_1::quantize_row_bytes as quantize_q8_1;

@@ -1,6 +1,10 @@
 //! Kernel generators, one file per family. Each takes a spec holding the model's
 //! dimensions (all baked into the PTX as immediates) and returns a [`GeneratedKernel`].
 
+mod argmax;
+mod attention;
+mod attention_combine;
+mod embed;
 mod gemv;
 mod gemv_q4_1;
 mod gemv_q4_k;
@@ -10,14 +14,20 @@ mod gemv_q8_0;
 mod loads;
 mod quantize_q8_1;
 mod reduce;
+mod residual_add;
 mod rmsnorm;
 mod spec;
 
 pub use rmsnorm::RowLayout;
 
 pub use gemv::{Gemv, WeightType};
+pub use attention::{DecodeAttention, ATTENTION_HEAD_DIMS, ATTENTION_MAX_CTX, ATTENTION_MAX_GROUP, ATTENTION_THREADS};
+pub use attention_combine::AttentionCombine;
 pub use quantize_q8_1::{QuantizeQ8_1, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
 pub use rmsnorm::{RmsNorm, RMSNORM_MAX_HIDDEN};
+pub use embed::{Embed, EmbedTable, EMBED_BAD_TOKEN_BITS, EMBED_MAX_HIDDEN};
+pub use residual_add::{ResidualAdd, RESIDUAL_ADD_MAX_N};
+pub use argmax::{Argmax, ArgmaxStage, ARGMAX_BLOCK_VALUES, ARGMAX_MAX_VOCAB};
 pub use spec::{Access, BufferParam, FamilySpec, GenError, KernelSpec, ParamKind, ParamSpec};
 
 use serde::{Deserialize, Serialize};

@@ -50,6 +50,11 @@ macro_rules! for_each_family {
         $m! {
             QuantizeQ8_1 => crate::kernels::quantize_q8_1::QuantizeQ8_1,
             RmsNorm => crate::kernels::rmsnorm::RmsNorm,
+            Attention => crate::kernels::attention::DecodeAttention,
+            AttentionCombine => crate::kernels::attention_combine::AttentionCombine,
+            Embed => crate::kernels::embed::Embed,
+            ResidualAdd => crate::kernels::residual_add::ResidualAdd,
+            Argmax => crate::kernels::argmax::Argmax,
             Gemv => crate::kernels::gemv::Gemv,
         }
     };

@@ -1,0 +1,283 @@
+//! Decode attention, combine kernel: merges the per-chunk partials of the split kernel
+//! (`attention`) into the output of each query head.
+//!
+//! Block h (one per query head), thread d (one per dim) reads `seq_len` from device memory,
+//! clamps it to `max_ctx` exactly as the split kernel does, and walks the chunks that hold an
+//! attended position, `c` in `[lo / chunk, ceil(seq_len / chunk))`, in ascending order twice:
+//! first `M = max m_c`, then `L = sum 2^(m_c - M) l_c` and `O_d = sum 2^(m_c - M) o_c[d]`
+//! (`fma.rn`, `ex2.approx.ftz`, arguments <= 0, so the merge is numerically stable).
+//! `out[h][d] = O_d / L` (`div.rn`); a head with no attended position (seq_len = 0, outside
+//! the contract) gets 0. The grid is fixed: `n_heads` blocks.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ast::{StateSpace, Type};
+use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Sreg, UnOp};
+use crate::launch::LaunchSpec;
+use crate::target::Target;
+
+use super::attention::{attended_range, ATTENTION_MAX_CTX};
+use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
+use super::GeneratedKernel;
+
+/// Merges the split kernel's partials. Build it with `DecodeAttention::combine()` so that the
+/// chunk size and window match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttentionCombine {
+    pub n_heads: u32,
+    pub head_dim: u32,
+    pub max_ctx: u32,
+    /// Positions per chunk of the split kernel.
+    pub chunk: u32,
+    pub window: Option<u32>,
+}
+
+impl AttentionCombine {
+    pub fn n_chunks(&self) -> u32 {
+        self.max_ctx.div_ceil(self.chunk.max(1))
+    }
+
+    fn threads(&self) -> u32 {
+        self.head_dim.next_multiple_of(32)
+    }
+}
+
+impl FamilySpec for AttentionCombine {
+    const FAMILY: &'static str = "attention_combine";
+    const CLI_DIMS: &'static str = "N_HEADS HEAD_DIM MAX_CTX CHUNK [WINDOW]: merges the split kernel's partials (CHUNK as in its name); WINDOW 0 means none";
+
+    fn from_cli(dims: &[String]) -> Result<Self, String> {
+        cli_max(dims, 5)?;
+        let window: u32 = cli_dim(dims, 4, "WINDOW", Some(0))?;
+        Ok(AttentionCombine {
+            n_heads: cli_dim(dims, 0, "N_HEADS", None)?,
+            head_dim: cli_dim(dims, 1, "HEAD_DIM", None)?,
+            max_ctx: cli_dim(dims, 2, "MAX_CTX", None)?,
+            chunk: cli_dim(dims, 3, "CHUNK", None)?,
+            window: (window != 0).then_some(window),
+        })
+    }
+
+    fn name(&self) -> String {
+        let mut n = format!(
+            "attn_combine_h{}_d{}_ctx{}_c{}",
+            self.n_heads, self.head_dim, self.max_ctx, self.chunk
+        );
+        if let Some(w) = self.window {
+            n.push_str(&format!("_w{w}"));
+        }
+        n
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "attention (combine): {} heads, head_dim {}, {} chunks of {} positions (max_ctx {}), window {}",
+            self.n_heads,
+            self.head_dim,
+            self.n_chunks(),
+            self.chunk,
+            self.max_ctx,
+            self.window.map_or("none".to_string(), |w| w.to_string())
+        )
+    }
+
+    fn validate(&self) -> Result<(), GenError> {
+        let f = Self::FAMILY;
+        if self.n_heads == 0 || self.n_heads > 1 << 16 {
+            return Err(invalid(f, "n_heads", "in 1..=65536", self.n_heads));
+        }
+        if self.head_dim == 0 || self.head_dim > 1024 {
+            return Err(invalid(f, "head_dim", "in 1..=1024", self.head_dim));
+        }
+        if self.max_ctx == 0 || self.max_ctx > ATTENTION_MAX_CTX {
+            return Err(invalid(
+                f,
+                "max_ctx",
+                &format!("in 1..={ATTENTION_MAX_CTX}"),
+                self.max_ctx,
+            ));
+        }
+        if !self.chunk.is_power_of_two() || !(16..=4096).contains(&self.chunk) {
+            return Err(invalid(
+                f,
+                "chunk",
+                "a power of two in 16..=4096",
+                self.chunk,
+            ));
+        }
+        if self.window == Some(0) {
+            return Err(invalid(f, "window", "at least 1 position (or none)", 0));
+        }
+        let values = self.n_heads as u64 * self.n_chunks() as u64 * self.head_dim as u64;
+        if values >= 1 << 31 {
+            return Err(invalid(
+                f,
+                "n_heads * n_chunks * head_dim",
+                "below 2^31 partial values",
+                values,
+            ));
+        }
+        Ok(())
+    }
+
+    fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
+        generate(self, target)
+    }
+
+    fn samples() -> Vec<Self> {
+        let mut v: Vec<Self> = super::attention::DecodeAttention::samples()
+            .iter()
+            .map(|s| s.combine())
+            .collect();
+        v.dedup();
+        v
+    }
+}
+
+fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, GenError> {
+    let spec = KernelSpec::AttentionCombine(*s);
+    let name = spec.name();
+    let (d, nc, threads) = (s.head_dim, s.n_chunks(), s.threads());
+    let mut b = KernelBuilder::new(&name, target);
+    b.header_comment(&spec.describe());
+    b.header_comment(&format!(
+        "launch: grid {} x 1 x 1 (fixed), block {threads} x 1 x 1",
+        s.n_heads
+    ));
+    b.required_threads(threads);
+    let part_o = b.param(Type::U64, "part_o");
+    let part_ml = b.param(Type::U64, "part_ml");
+    let seq_len = b.param(Type::U64, "seq_len");
+    let out = b.param(Type::U64, "out");
+
+    let tid = b.special(Sreg::TidX);
+    let head = b.special(Sreg::CtaidX);
+    if threads > d {
+        // No barriers or shuffles below: the padding threads may leave.
+        let past = b.setp(Cmp::Ge, Type::U32, tid, d);
+        b.return_if(past);
+    }
+    let seqp = b.global_ptr(&seq_len);
+    let (seq, lo) = attended_range(&mut b, seqp, s.max_ctx, s.window);
+    let shift = s.chunk.trailing_zeros();
+    let c0 = b.shr(Type::U32, lo, shift);
+    let seq_up = b.add(Type::U32, seq, s.chunk - 1);
+    let c1 = b.shr(Type::U32, seq_up, shift);
+    let mlp = b.global_ptr(&part_ml);
+    let first = b.mul(Type::U32, head, nc);
+    let mlh = b.mad_wide(Type::U32, first, 8u32, mlp);
+    let op = b.global_ptr(&part_o);
+    let oel0 = b.mul(Type::U32, first, d);
+    let oel = b.add(Type::U32, oel0, tid);
+    let oh = b.mad_wide(Type::U32, oel, 4u32, op);
+
+    b.comment("M = max over the attended chunks of m_c");
+    let m_all = b.mov(Type::F32, f32::NEG_INFINITY);
+    b.for_range(Type::U32, c0, c1, 1, |b, c| {
+        let a = b.mad_wide(Type::U32, c, 8u32, mlh);
+        let m = b.ld_global(Type::F32, Addr::reg(a));
+        b.to(m_all).max(Type::F32, m_all, m);
+    });
+    b.comment("L = sum 2^(m_c - M) l_c, O = sum 2^(m_c - M) o_c, in chunk order");
+    let l_all = b.mov(Type::F32, 0.0f32);
+    let o_all = b.mov(Type::F32, 0.0f32);
+    b.for_range(Type::U32, c0, c1, 1, |b, c| {
+        let a = b.mad_wide(Type::U32, c, 8u32, mlh);
+        let ml = b.load(
+            StateSpace::Global,
+            Type::F32,
+            2,
+            Addr::reg(a),
+            &[CacheHint::NonCoherent],
+            None,
+        );
+        let oa = b.mad_wide(Type::U32, c, d * 4, oh);
+        let o = b.load(
+            StateSpace::Global,
+            Type::F32,
+            1,
+            Addr::reg(oa),
+            &[CacheHint::NonCoherent],
+            None,
+        )[0];
+        let x = b.bin(BinOp::Sub, Type::F32, FMode::rn(), ml[0], m_all);
+        let w = b.un(UnOp::Ex2, Type::F32, FMode::approx_ftz(), x);
+        b.to(l_all).fma(w, ml[1], l_all);
+        b.to(o_all).fma(w, o, o_all);
+    });
+    let q = b.bin(BinOp::Div, Type::F32, FMode::rn(), o_all, l_all);
+    let some = b.setp(Cmp::Gt, Type::F32, l_all, 0.0f32);
+    let res = b.selp(Type::F32, q, 0.0f32, some);
+    let outp = b.global_ptr(&out);
+    let hd = b.mad(Type::U32, FMode::NONE, head, d, tid);
+    let oa = b.mad_wide(Type::U32, hd, 4u32, outp);
+    b.st_global(Type::F32, Addr::reg(oa), res);
+
+    let kernel = b.finish()?;
+    let ptx = crate::emit::emit_module(&Module::single(kernel));
+    let (h, o_bytes, ml_bytes) = (
+        s.n_heads as u64,
+        s.n_heads as u64 * nc as u64 * d as u64 * 4,
+        s.n_heads as u64 * nc as u64 * 8,
+    );
+    Ok(GeneratedKernel {
+        name,
+        ptx,
+        launch: LaunchSpec::fixed(s.n_heads, 1, threads),
+        params: vec![
+            ParamSpec::buffer(
+                "part_o",
+                format!("f32[{}][{nc}][{d}]", s.n_heads),
+                o_bytes,
+                4,
+                Access::Read,
+                "split kernel's unnormalized per-chunk outputs; only attended chunks are read",
+            ),
+            ParamSpec::buffer(
+                "part_ml",
+                format!("f32[{}][{nc}][2]", s.n_heads),
+                ml_bytes,
+                8,
+                Access::Read,
+                "split kernel's per-chunk {m, l} (base-2 max and sum); only attended chunks are read",
+            ),
+            ParamSpec::buffer("seq_len", "u32[1]".to_string(), 4, 4, Access::Read, "number of valid positions, as given to the split kernel"),
+            ParamSpec::buffer("out", format!("f32[{}][{d}]", s.n_heads), h * d as u64 * 4, 4, Access::Write, "attention output of each query head"),
+        ],
+        spec,
+        target,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::attention::DecodeAttention;
+
+    #[test]
+    fn samples_generate_and_match_their_split_kernels() {
+        for split in DecodeAttention::samples() {
+            let c = split.combine();
+            c.validate().unwrap();
+            assert_eq!(c.n_chunks(), split.n_chunks());
+            let k = generate(&c, Target::sm(61)).unwrap();
+            assert_eq!(
+                k.launch,
+                LaunchSpec::fixed(split.n_heads, 1, split.head_dim.next_multiple_of(32))
+            );
+        }
+        assert_eq!(
+            DecodeAttention::samples()[2].combine().name(),
+            "attn_combine_h4_d256_ctx32768_c128_w512"
+        );
+    }
+
+    #[test]
+    fn bad_chunks_are_typed_errors() {
+        let c = DecodeAttention::samples()[0].combine();
+        assert!(matches!(
+            AttentionCombine { chunk: 100, ..c }.validate(),
+            Err(GenError::InvalidSpec { field: "chunk", .. })
+        ));
+    }
+}
