@@ -7,6 +7,12 @@ pub mod embed;
 pub mod gemv;
 pub mod residual_add;
 pub mod rmsnorm;
+pub mod rmsnorm_q8_1;
+pub mod residual_rmsnorm;
+pub mod head_rmsnorm;
+pub mod rope;
+pub mod rope_kv;
+pub mod glu;
 
 pub use crate::quant::q8_1::quantize_row_bytes as quantize_q8_1;
 pub use rmsnorm::rmsnorm;

@@ -16,6 +16,11 @@ mod quantize_q8_1;
 mod reduce;
 mod residual_add;
 mod rmsnorm;
+mod rmsnorm_q8_1;
+mod residual_rmsnorm;
+mod head_rmsnorm;
+mod rope_kv;
+mod glu;
 mod spec;
 
 pub use rmsnorm::RowLayout;
@@ -25,6 +30,11 @@ pub use attention::{DecodeAttention, ATTENTION_HEAD_DIMS, ATTENTION_MAX_CTX, ATT
 pub use attention_combine::AttentionCombine;
 pub use quantize_q8_1::{QuantizeQ8_1, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
 pub use rmsnorm::{RmsNorm, RMSNORM_MAX_HIDDEN};
+pub use rmsnorm_q8_1::{OutFormat, RmsNormQ8_1};
+pub use residual_rmsnorm::ResidualRmsNorm;
+pub use head_rmsnorm::{HeadRmsNorm, HEAD_RMSNORM_MAX_HEAD_DIM};
+pub use rope_kv::{RopeKv, RopeStyle, ROPE_MAX_HEAD_DIM};
+pub use glu::{Glu, GluAct, GELU_COEF_A};
 pub use embed::{Embed, EmbedTable, EMBED_BAD_TOKEN_BITS, EMBED_MAX_HIDDEN};
 pub use residual_add::{ResidualAdd, RESIDUAL_ADD_MAX_N};
 pub use argmax::{Argmax, ArgmaxStage, ARGMAX_BLOCK_VALUES, ARGMAX_MAX_VOCAB};

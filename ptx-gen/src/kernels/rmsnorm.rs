@@ -158,41 +158,18 @@ fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError> {
     let wa = b.add(Type::U64, wp, toff);
     let ya = b.add(Type::U64, yp, toff);
 
-    // Bounds checks exist only for the loads that can pass the end of the row.
-    let guards: Vec<Option<Reg>> = (0..layout.per_thread)
-        .map(|j| {
-            layout.partial(j).then(|| {
-                let c = b.add(Type::U32, tid, j * layout.threads);
-                b.setp(Cmp::Lt, Type::U32, c, layout.chunks)
-            })
-        })
-        .collect();
+    let guards = chunk_guards(&mut b, &layout, tid);
     let offset = |j: u32| (j * layout.threads * stride) as i64;
     let acc = b.mov(Type::F32, 0.0f32);
     let mut resident: Vec<Vec<Reg>> = Vec::new();
     for (j, guard) in guards.iter().enumerate() {
         let v = load_chunk(&mut b, &layout, xa, offset(j as u32), *guard);
-        for r in &v {
-            b.to(acc).fma(*r, *r, acc);
-        }
+        add_squares(&mut b, acc, &v);
         if layout.resident {
             resident.push(v);
         }
     }
-    let total = block_reduce(
-        &mut b,
-        BinOp::Add,
-        Type::F32,
-        acc,
-        "partials",
-        layout.threads,
-        lane,
-        warp,
-    );
-    let mean = b.bin(BinOp::Div, Type::F32, FMode::rn(), total, s.hidden as f32);
-    let var = b.bin(BinOp::Add, Type::F32, FMode::rn(), mean, s.eps);
-    let root = b.un(UnOp::Sqrt, Type::F32, FMode::rn(), var);
-    let scale = b.un(UnOp::Rcp, Type::F32, FMode::rn(), root);
+    let scale = row_scale(&mut b, acc, s.hidden, s.eps, layout.threads, lane, warp);
 
     for (j, guard) in guards.iter().enumerate() {
         let off = offset(j as u32);
@@ -204,15 +181,7 @@ fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError> {
         let out: Vec<Value> = xs
             .iter()
             .zip(&ws)
-            .map(|(v, wv)| {
-                let n = b.bin(BinOp::Mul, Type::F32, FMode::rn(), *v, scale);
-                let g = if s.weight_offset != 0.0 {
-                    b.bin(BinOp::Add, Type::F32, FMode::rn(), *wv, s.weight_offset)
-                } else {
-                    *wv
-                };
-                Value::Reg(b.bin(BinOp::Mul, Type::F32, FMode::rn(), n, g))
-            })
+            .map(|(v, wv)| Value::Reg(normalize(&mut b, *v, scale, *wv, s.weight_offset)))
             .collect();
         if let Some(g) = guard {
             b.when(*g);
@@ -266,9 +235,58 @@ fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError> {
     })
 }
 
+/// The bounds guard of each of a thread's loads: `Some(p)` only for the loads that can pass
+/// the end of the row.
+pub(crate) fn chunk_guards(b: &mut KernelBuilder, layout: &RowLayout, tid: Reg) -> Vec<Option<Reg>> {
+    (0..layout.per_thread)
+        .map(|j| {
+            layout.partial(j).then(|| {
+                let c = b.add(Type::U32, tid, j * layout.threads);
+                b.setp(Cmp::Lt, Type::U32, c, layout.chunks)
+            })
+        })
+        .collect()
+}
+
+/// `acc += v * v` for each value in order (the fixed per-thread order of the sum of squares).
+pub(crate) fn add_squares(b: &mut KernelBuilder, acc: Reg, values: &[Reg]) {
+    for r in values {
+        b.to(acc).fma(*r, *r, acc);
+    }
+}
+
+/// Reduces the threads' sums of squares over the block and returns
+/// `1 / sqrt(sum / hidden + eps)` (IEEE-rounded), the same bits in every thread.
+pub(crate) fn row_scale(
+    b: &mut KernelBuilder,
+    acc: Reg,
+    hidden: u32,
+    eps: f32,
+    threads: u32,
+    lane: Reg,
+    warp: Reg,
+) -> Reg {
+    let total = block_reduce(b, BinOp::Add, Type::F32, acc, "partials", threads, lane, warp);
+    let mean = b.bin(BinOp::Div, Type::F32, FMode::rn(), total, hidden as f32);
+    let var = b.bin(BinOp::Add, Type::F32, FMode::rn(), mean, eps);
+    let root = b.un(UnOp::Sqrt, Type::F32, FMode::rn(), var);
+    b.un(UnOp::Rcp, Type::F32, FMode::rn(), root)
+}
+
+/// One normalized value: `(x * scale) * (w + weight_offset)`, IEEE-rounded.
+pub(crate) fn normalize(b: &mut KernelBuilder, x: Reg, scale: Reg, w: Reg, weight_offset: f32) -> Reg {
+    let n = b.bin(BinOp::Mul, Type::F32, FMode::rn(), x, scale);
+    let g = if weight_offset != 0.0 {
+        b.bin(BinOp::Add, Type::F32, FMode::rn(), w, weight_offset)
+    } else {
+        w
+    };
+    b.bin(BinOp::Mul, Type::F32, FMode::rn(), n, g)
+}
+
 /// Loads one chunk (`vec` floats) of a thread; past the end of the row (where `guard` is
 /// false) the registers hold zeros, which add nothing to the sum of squares.
-fn load_chunk(
+pub(crate) fn load_chunk(
     b: &mut KernelBuilder,
     layout: &RowLayout,
     base: Reg,

@@ -50,6 +50,11 @@ macro_rules! for_each_family {
         $m! {
             QuantizeQ8_1 => crate::kernels::quantize_q8_1::QuantizeQ8_1,
             RmsNorm => crate::kernels::rmsnorm::RmsNorm,
+            RmsNormQ8_1 => crate::kernels::rmsnorm_q8_1::RmsNormQ8_1,
+            ResidualRmsNorm => crate::kernels::residual_rmsnorm::ResidualRmsNorm,
+            HeadRmsNorm => crate::kernels::head_rmsnorm::HeadRmsNorm,
+            RopeKv => crate::kernels::rope_kv::RopeKv,
+            Glu => crate::kernels::glu::Glu,
             Attention => crate::kernels::attention::DecodeAttention,
             AttentionCombine => crate::kernels::attention_combine::AttentionCombine,
             Embed => crate::kernels::embed::Embed,

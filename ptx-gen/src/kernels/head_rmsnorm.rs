@@ -1,0 +1,273 @@
+//! Per-head RMSNorm (the QK norm of Qwen3 and Gemma3), in place on `f32[n_heads][head_dim]`
+//! with one gamma of `head_dim` shared by every head:
+//! `x[h][d] = x[h][d] / sqrt(mean_d(x[h]^2) + eps) * (w[d] + offset)`.
+//!
+//! One warp per head. Lane l holds chunks l, l + 32, ... of the head (float4 where head_dim
+//! allows), sums their squares in that fixed order, and the warp reduces with the butterfly of
+//! `reduce.rs`; the scale and the per-value normalization are `rmsnorm`'s IEEE-rounded ones.
+
+use crate::ast::{StateSpace, Type};
+use crate::ir::{
+    Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Sreg, UnOp, Value,
+};
+use crate::launch::LaunchSpec;
+use crate::target::Target;
+
+use super::reduce::warp_reduce;
+use super::rmsnorm::{add_squares, normalize};
+use super::rmsnorm_q8_1::woff_suffix;
+use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
+use super::GeneratedKernel;
+
+/// Largest head the kernel takes (8 float4 per lane).
+pub const HEAD_RMSNORM_MAX_HEAD_DIM: u32 = 1024;
+
+/// Warps (heads) per thread block.
+const WARPS: u32 = 4;
+
+/// RMSNorm of each of `n_heads` rows of `head_dim` values, in place.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HeadRmsNorm {
+    pub n_heads: u32,
+    pub head_dim: u32,
+    pub eps: f32,
+    /// Added to every weight (1.0 for checkpoints that store `w - 1`).
+    pub weight_offset: f32,
+}
+
+impl FamilySpec for HeadRmsNorm {
+    const FAMILY: &'static str = "head_rmsnorm";
+    const CLI_DIMS: &'static str =
+        "N_HEADS HEAD_DIM [EPS] [WEIGHT_OFFSET]: each head x / rms(x) * (w + offset), in place";
+
+    fn from_cli(dims: &[String]) -> Result<Self, String> {
+        cli_max(dims, 4)?;
+        Ok(HeadRmsNorm {
+            n_heads: cli_dim(dims, 0, "N_HEADS", None)?,
+            head_dim: cli_dim(dims, 1, "HEAD_DIM", None)?,
+            eps: cli_dim(dims, 2, "EPS", Some(1e-6))?,
+            weight_offset: cli_dim(dims, 3, "WEIGHT_OFFSET", Some(0.0))?,
+        })
+    }
+
+    fn name(&self) -> String {
+        format!(
+            "head_rmsnorm_h{}_d{}_eps{:08x}{}",
+            self.n_heads,
+            self.head_dim,
+            self.eps.to_bits(),
+            woff_suffix(self.weight_offset)
+        )
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "head_rmsnorm: f32[{}][{}] in place, each head x / rms(x) * (w + {}), eps = {:e} (0x{:08x})",
+            self.n_heads,
+            self.head_dim,
+            self.weight_offset,
+            self.eps,
+            self.eps.to_bits()
+        )
+    }
+
+    fn validate(&self) -> Result<(), GenError> {
+        if self.n_heads == 0 {
+            return Err(invalid(Self::FAMILY, "n_heads", "positive", self.n_heads));
+        }
+        if self.head_dim == 0 || self.head_dim > HEAD_RMSNORM_MAX_HEAD_DIM {
+            return Err(invalid(
+                Self::FAMILY,
+                "head_dim",
+                &format!("in 1..={HEAD_RMSNORM_MAX_HEAD_DIM}"),
+                self.head_dim,
+            ));
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(invalid(
+                Self::FAMILY,
+                "eps",
+                "a positive finite number",
+                self.eps,
+            ));
+        }
+        if !self.weight_offset.is_finite() {
+            return Err(invalid(
+                Self::FAMILY,
+                "weight_offset",
+                "a finite number",
+                self.weight_offset,
+            ));
+        }
+        Ok(())
+    }
+
+    fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
+        generate(self, target)
+    }
+
+    fn samples() -> Vec<Self> {
+        [
+            // Qwen3-0.6B-like: 16 query heads, 8 kv heads, head_dim 128.
+            (16, 128, 1e-6, 0.0),
+            (8, 128, 1e-6, 0.0),
+            // Gemma3-270m: 4 query heads, 1 kv head, head_dim 256.
+            (4, 256, 1e-6, 0.0),
+            (1, 256, 1e-6, 1.0),
+            (32, 128, 1e-6, 0.0),
+            (14, 64, 1e-6, 0.0),
+            (9, 80, 1e-5, 0.0),
+            (7, 96, 1e-6, 0.0),
+            (3, 1, 1e-6, 0.0),
+            (5, 34, 1e-6, 0.0),
+            (2, 1023, 1e-6, 0.0),
+            (64, 1024, 1e-5, 0.0),
+        ]
+        .map(|(n_heads, head_dim, eps, weight_offset)| HeadRmsNorm {
+            n_heads,
+            head_dim,
+            eps,
+            weight_offset,
+        })
+        .to_vec()
+    }
+}
+
+fn generate(s: &HeadRmsNorm, target: Target) -> Result<GeneratedKernel, GenError> {
+    let spec = KernelSpec::HeadRmsNorm(*s);
+    let name = spec.name();
+    let vec = [4, 2, 1]
+        .into_iter()
+        .find(|v| s.head_dim % v == 0)
+        .unwrap_or(1);
+    let chunks = s.head_dim / vec;
+    let per_lane = chunks.div_ceil(32);
+    let warps = WARPS.min(s.n_heads);
+    let grid = s.n_heads.div_ceil(warps);
+    let mut b = KernelBuilder::new(&name, target);
+    b.header_comment(&spec.describe());
+    b.header_comment(&format!(
+        "launch: grid {grid} x 1 x 1, block {} x 1 x 1",
+        warps * 32
+    ));
+    b.max_threads(warps * 32);
+    let x = b.param(Type::U64, "x");
+    let w = b.param(Type::U64, "w");
+
+    let tid = b.special(Sreg::TidX);
+    let cta = b.special(Sreg::CtaidX);
+    let lane = b.and(Type::B32, tid, 31u32);
+    let warp = b.shr(Type::U32, tid, 5u32);
+    let head = b.mad(Type::U32, FMode::NONE, cta, warps, warp);
+    // Whole warps past the last head leave together: the shuffles below see full warps.
+    if s.n_heads % warps != 0 {
+        let past = b.setp(Cmp::Ge, Type::U32, head, s.n_heads);
+        b.return_if(past);
+    }
+    let xp = b.global_ptr(&x);
+    let wp = b.global_ptr(&w);
+    let hoff = b.mul_wide(Type::U32, head, s.head_dim * 4);
+    let xh = b.add(Type::U64, xp, hoff);
+    let loff = b.mul_wide(Type::U32, lane, vec * 4);
+    let xa = b.add(Type::U64, xh, loff);
+    let wa = b.add(Type::U64, wp, loff);
+
+    // Chunk k of the lane is chunk lane + 32k of the head; only the last can be partial.
+    let guards: Vec<Option<Reg>> = (0..per_lane)
+        .map(|k| {
+            ((k + 1) * 32 > chunks).then(|| {
+                let c = b.add(Type::U32, lane, k * 32);
+                b.setp(Cmp::Lt, Type::U32, c, chunks)
+            })
+        })
+        .collect();
+    let off = |k: usize| (k as u32 * 32 * vec * 4) as i64;
+    let acc = b.mov(Type::F32, 0.0f32);
+    let mut values: Vec<Vec<Reg>> = Vec::new();
+    for (k, guard) in guards.iter().enumerate() {
+        // x is written below, so it is read through the coherent path; zeros past the end.
+        let v = load(&mut b, vec, xa, off(k), *guard, &[]);
+        add_squares(&mut b, acc, &v);
+        values.push(v);
+    }
+    let total = warp_reduce(&mut b, BinOp::Add, Type::F32, acc);
+    let mean = b.bin(BinOp::Div, Type::F32, FMode::rn(), total, s.head_dim as f32);
+    let var = b.bin(BinOp::Add, Type::F32, FMode::rn(), mean, s.eps);
+    let root = b.un(UnOp::Sqrt, Type::F32, FMode::rn(), var);
+    let scale = b.un(UnOp::Rcp, Type::F32, FMode::rn(), root);
+    for (k, guard) in guards.iter().enumerate() {
+        let ws = load(&mut b, vec, wa, off(k), *guard, &[CacheHint::NonCoherent]);
+        let out: Vec<Value> = values[k]
+            .iter()
+            .zip(&ws)
+            .map(|(v, wv)| Value::Reg(normalize(&mut b, *v, scale, *wv, s.weight_offset)))
+            .collect();
+        if let Some(g) = guard {
+            b.when(*g);
+        }
+        b.store(
+            StateSpace::Global,
+            Type::F32,
+            Addr::reg_off(xa, off(k)),
+            &out,
+            &[],
+            None,
+        );
+    }
+
+    let kernel = b.finish()?;
+    let ptx = crate::emit::emit_module(&Module::single(kernel));
+    Ok(GeneratedKernel {
+        name,
+        ptx,
+        launch: LaunchSpec::fixed(grid, 1, warps * 32),
+        params: vec![
+            ParamSpec::buffer(
+                "x",
+                format!("f32[{}][{}]", s.n_heads, s.head_dim),
+                s.n_heads as u64 * s.head_dim as u64 * 4,
+                vec * 4,
+                Access::ReadWrite,
+                "heads, normalized in place",
+            ),
+            ParamSpec::buffer(
+                "w",
+                format!("f32[{}]", s.head_dim),
+                s.head_dim as u64 * 4,
+                vec * 4,
+                Access::Read,
+                "norm weight (gamma), shared by every head",
+            ),
+        ],
+        spec,
+        target,
+    })
+}
+
+/// Loads `vec` floats at `base + offset`; where `guard` is false the registers hold zeros.
+fn load(
+    b: &mut KernelBuilder,
+    vec: u32,
+    base: Reg,
+    offset: i64,
+    guard: Option<Reg>,
+    hints: &[CacheHint],
+) -> Vec<Reg> {
+    let addr = Addr::reg_off(base, offset);
+    match guard {
+        None => b.load(
+            StateSpace::Global,
+            Type::F32,
+            vec as usize,
+            addr,
+            hints,
+            None,
+        ),
+        Some(g) => {
+            let regs: Vec<Reg> = (0..vec).map(|_| b.mov(Type::F32, 0.0f32)).collect();
+            b.when(g);
+            b.load_to(StateSpace::Global, Type::F32, &regs, addr, hints, None);
+            regs
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Residual add fused with RMSNorm: `x += residual` (in place, `add.rn`), then
+//! `y = x / sqrt(mean(x^2) + eps) * (w + offset)` written as f32 or as Q8_1 blocks.
+//!
+//! The row layout, the per-thread order of the sum of squares, the block reduction and the
+//! per-value normalization are the `rmsnorm` kernel's own code, so `y` is bit-identical to the
+//! `rmsnorm` kernel run on the updated `x` (and, for Q8_1 output, to `rmsnorm_q8_1` on it).
+//! The updated `x` is written during pass 1; for f32 output every thread re-reads only its own
+//! values, for Q8_1 output the warps read other threads' values after a `bar.sync`.
+
+use crate::ast::{StateSpace, Type};
+use crate::ir::{Addr, BinOp, FMode, KernelBuilder, Module, Reg, Sreg, Value};
+use crate::launch::LaunchSpec;
+use crate::target::Target;
+
+use super::rmsnorm::{add_squares, chunk_guards, load_chunk, normalize, row_scale, RowLayout};
+use super::rmsnorm_q8_1::{
+    emit_normalize_quantize, validate_norm, woff_suffix, NormRows, OutFormat,
+};
+use super::spec::{cli_dim, cli_max, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
+use super::GeneratedKernel;
+
+/// `x += residual; y = rmsnorm(x)` over `hidden` values, `y` in `out` format.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ResidualRmsNorm {
+    pub hidden: u32,
+    pub eps: f32,
+    /// Added to every weight (1.0 for checkpoints that store `w - 1`).
+    pub weight_offset: f32,
+    pub out: OutFormat,
+}
+
+impl FamilySpec for ResidualRmsNorm {
+    const FAMILY: &'static str = "residual_rmsnorm";
+    const CLI_DIMS: &'static str =
+        "OUT HIDDEN [EPS] [WEIGHT_OFFSET]: x += r; y = x / rms(x) * (w + offset); OUT f32|q8_1";
+
+    fn from_cli(dims: &[String]) -> Result<Self, String> {
+        cli_max(dims, 4)?;
+        let out = OutFormat::parse(dims.first().ok_or("missing OUT (f32 or q8_1)")?)?;
+        Ok(ResidualRmsNorm {
+            hidden: cli_dim(dims, 1, "HIDDEN", None)?,
+            eps: cli_dim(dims, 2, "EPS", Some(1e-5))?,
+            weight_offset: cli_dim(dims, 3, "WEIGHT_OFFSET", Some(0.0))?,
+            out,
+        })
+    }
+
+    fn name(&self) -> String {
+        format!(
+            "residual_rmsnorm_{}_n{}_eps{:08x}{}",
+            self.out.tag(),
+            self.hidden,
+            self.eps.to_bits(),
+            woff_suffix(self.weight_offset)
+        )
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "residual_rmsnorm: x += residual, y = x / rms(x) * (w + {}) over f32[{}] -> {}, eps = {:e} (0x{:08x})",
+            self.weight_offset,
+            self.hidden,
+            self.out.buffer(self.hidden).0,
+            self.eps,
+            self.eps.to_bits()
+        )
+    }
+
+    fn validate(&self) -> Result<(), GenError> {
+        validate_norm(
+            Self::FAMILY,
+            self.hidden,
+            self.eps,
+            self.weight_offset,
+            self.out,
+        )
+    }
+
+    fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
+        generate(self, target)
+    }
+
+    fn samples() -> Vec<Self> {
+        let f32_rows = [
+            (64, 1e-5, 0.0),
+            (99, 1e-6, 0.0),
+            (130, 1e-5, 1.0),
+            (576, 1e-5, 0.0),
+            (640, 1e-6, 0.0),
+            (896, 1e-6, 0.0),
+            (4096, 1e-5, 0.0),
+            (16384, 1e-6, 0.0),
+            (65536, 1e-5, 0.0),
+        ]
+        .map(|(hidden, eps, weight_offset)| ResidualRmsNorm {
+            hidden,
+            eps,
+            weight_offset,
+            out: OutFormat::F32,
+        });
+        let q8_rows = [
+            (32, 1e-5, 0.0),
+            (576, 1e-5, 0.0),
+            (640, 1e-6, 1.0),
+            (896, 1e-6, 0.0),
+            (4096, 1e-5, 0.0),
+            (65536, 1e-5, 0.0),
+        ]
+        .map(|(hidden, eps, weight_offset)| ResidualRmsNorm {
+            hidden,
+            eps,
+            weight_offset,
+            out: OutFormat::Q8_1,
+        });
+        f32_rows.into_iter().chain(q8_rows).collect()
+    }
+}
+
+fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenError> {
+    let spec = KernelSpec::ResidualRmsNorm(*s);
+    let name = spec.name();
+    let layout = RowLayout::new(s.hidden);
+    let mut b = KernelBuilder::new(&name, target);
+    b.header_comment(&spec.describe());
+    b.header_comment(&format!(
+        "launch: grid 1 x 1 x 1, block {} x 1 x 1",
+        layout.threads
+    ));
+    b.max_threads(layout.threads);
+    let x = b.param(Type::U64, "x");
+    let r = b.param(Type::U64, "residual");
+    let w = b.param(Type::U64, "w");
+    let y = b.param(Type::U64, "y");
+    let tid = b.special(Sreg::TidX);
+    let lane = b.and(Type::B32, tid, 31u32);
+    let warp = b.shr(Type::U32, tid, 5u32);
+    let xp = b.global_ptr(&x);
+    let rp = b.global_ptr(&r);
+    let wp = b.global_ptr(&w);
+    let yp = b.global_ptr(&y);
+    let stride = layout.vec * 4;
+    let toff = b.mul_wide(Type::U32, tid, stride);
+    let xa = b.add(Type::U64, xp, toff);
+    let ra = b.add(Type::U64, rp, toff);
+
+    // Pass 1: h = x + residual, stored back into x, squared and summed in rmsnorm's order.
+    // x is written by this kernel, so it is never read through the non-coherent path.
+    let guards = chunk_guards(&mut b, &layout, tid);
+    let offset = |j: usize| (j as u32 * layout.threads * stride) as i64;
+    let acc = b.mov(Type::F32, 0.0f32);
+    let mut resident: Vec<Vec<Reg>> = Vec::new();
+    for (j, guard) in guards.iter().enumerate() {
+        let xs = load_coherent(&mut b, &layout, xa, offset(j), *guard);
+        let rs = load_chunk(&mut b, &layout, ra, offset(j), *guard);
+        let hs: Vec<Reg> = xs
+            .iter()
+            .zip(&rs)
+            .map(|(xv, rv)| b.bin(BinOp::Add, Type::F32, FMode::rn(), *xv, *rv))
+            .collect();
+        store_chunk(&mut b, xa, offset(j), &hs, *guard);
+        add_squares(&mut b, acc, &hs);
+        if layout.resident {
+            resident.push(hs);
+        }
+    }
+    let scale = row_scale(&mut b, acc, s.hidden, s.eps, layout.threads, lane, warp);
+
+    match s.out {
+        OutFormat::F32 => {
+            let ya = b.add(Type::U64, yp, toff);
+            let wa = b.add(Type::U64, wp, toff);
+            for (j, guard) in guards.iter().enumerate() {
+                // Re-reads (when the row is not resident) see this thread's own stores.
+                let hs = match resident.get(j) {
+                    Some(v) => v.clone(),
+                    None => load_coherent(&mut b, &layout, xa, offset(j), *guard),
+                };
+                let ws = load_chunk(&mut b, &layout, wa, offset(j), *guard);
+                let out: Vec<Reg> = hs
+                    .iter()
+                    .zip(&ws)
+                    .map(|(h, wv)| normalize(&mut b, *h, scale, *wv, s.weight_offset))
+                    .collect();
+                store_chunk(&mut b, ya, offset(j), &out, *guard);
+            }
+        }
+        OutFormat::Q8_1 => {
+            // Pass 2 reads values other threads stored in pass 1: a CTA barrier orders them
+            // (row_scale has one too when there are several warps; this one does not rely on it).
+            b.bar_sync(0);
+            let rows = NormRows {
+                hidden: s.hidden,
+                x: xp,
+                x_hints: &[],
+                w: wp,
+                weight_offset: s.weight_offset,
+                scale,
+            };
+            emit_normalize_quantize(&mut b, &rows, yp, layout.threads / 32, lane, warp);
+        }
+    }
+
+    let kernel = b.finish()?;
+    let ptx = crate::emit::emit_module(&Module::single(kernel));
+    let row = format!("f32[{}]", s.hidden);
+    let bytes = s.hidden as u64 * 4;
+    let (y_layout, y_bytes) = s.out.buffer(s.hidden);
+    let (w_align, y_align, y_meaning) = match s.out {
+        OutFormat::F32 => (stride, stride, "normalized vector"),
+        OutFormat::Q8_1 => (
+            4,
+            4,
+            "normalized vector, quantized: per 32 values half2 {d, s} then int8 qs[32]",
+        ),
+    };
+    Ok(GeneratedKernel {
+        name,
+        ptx,
+        launch: LaunchSpec::fixed(1, 1, layout.threads),
+        params: vec![
+            ParamSpec::buffer(
+                "x",
+                row.clone(),
+                bytes,
+                stride,
+                Access::ReadWrite,
+                "residual stream; x + residual is written back in place",
+            ),
+            ParamSpec::buffer(
+                "residual",
+                row.clone(),
+                bytes,
+                stride,
+                Access::Read,
+                "value added to x",
+            ),
+            ParamSpec::buffer(
+                "w",
+                row,
+                bytes,
+                w_align,
+                Access::Read,
+                "norm weight (gamma)",
+            ),
+            ParamSpec::buffer("y", y_layout, y_bytes, y_align, Access::Write, y_meaning),
+        ],
+        spec,
+        target,
+    })
+}
+
+/// Like `rmsnorm`'s `load_chunk` (zeros past the end of the row) but through the coherent
+/// path, for a buffer this kernel writes.
+fn load_coherent(
+    b: &mut KernelBuilder,
+    layout: &RowLayout,
+    base: Reg,
+    offset: i64,
+    guard: Option<Reg>,
+) -> Vec<Reg> {
+    let addr = Addr::reg_off(base, offset);
+    match guard {
+        None => b.load(
+            StateSpace::Global,
+            Type::F32,
+            layout.vec as usize,
+            addr,
+            &[],
+            None,
+        ),
+        Some(g) => {
+            let regs: Vec<Reg> = (0..layout.vec).map(|_| b.mov(Type::F32, 0.0f32)).collect();
+            b.when(g);
+            b.load_to(StateSpace::Global, Type::F32, &regs, addr, &[], None);
+            regs
+        }
+    }
+}
+
+/// Stores one chunk of a thread (guarded where it can pass the end of the row).
+fn store_chunk(b: &mut KernelBuilder, base: Reg, offset: i64, values: &[Reg], guard: Option<Reg>) {
+    let src: Vec<Value> = values.iter().map(|v| Value::Reg(*v)).collect();
+    if let Some(g) = guard {
+        b.when(g);
+    }
+    b.store(
+        StateSpace::Global,
+        Type::F32,
+        Addr::reg_off(base, offset),
+        &src,
+        &[],
+        None,
+    );
+}

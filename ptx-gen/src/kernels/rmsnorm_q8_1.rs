@@ -1,0 +1,324 @@
+//! RMSNorm fused with Q8_1 quantization of the result: `x -> quantize_q8_1(rmsnorm(x))`, the
+//! input of every projection GEMV.
+//!
+//! Pass 1 is the `rmsnorm` kernel's own code (same row layout, same per-thread order of the sum
+//! of squares, same block reduction, same `sqrt.rn`/`rcp.rn`), so the scale has the same bits.
+//! Pass 2 gives each warp whole Q8_1 blocks (lane j holds value j of the block), normalizes each
+//! value with the same IEEE-rounded operations as `rmsnorm`, and quantizes the block with
+//! `quantize_q8_1`'s own `emit_block`. The output is therefore bit-identical to the
+//! `rmsnorm` kernel followed by the `quantize_q8_1` kernel.
+
+use crate::ast::{StateSpace, Type};
+use crate::ir::{Addr, CacheHint, KernelBuilder, Module, Reg, Sreg};
+use crate::launch::LaunchSpec;
+use crate::target::Target;
+
+use super::quantize_q8_1::{emit_block, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
+use super::rmsnorm::{
+    add_squares, chunk_guards, load_chunk, normalize, row_scale, RowLayout, RMSNORM_MAX_HIDDEN,
+};
+use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
+use super::GeneratedKernel;
+
+/// The format a fused kernel writes its f32 result in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutFormat {
+    /// Plain f32 values.
+    F32,
+    /// GGML `block_q8_1` (36 bytes per 32 values), quantized as `quantize_q8_1` does.
+    Q8_1,
+}
+
+impl OutFormat {
+    /// The name used in kernel names and on the command line.
+    pub fn tag(self) -> &'static str {
+        match self {
+            OutFormat::F32 => "f32",
+            OutFormat::Q8_1 => "q8_1",
+        }
+    }
+
+    /// Parses `f32` or `q8_1`.
+    pub fn parse(s: &str) -> Result<OutFormat, String> {
+        match s {
+            "f32" => Ok(OutFormat::F32),
+            "q8_1" => Ok(OutFormat::Q8_1),
+            _ => Err(format!("output format must be `f32` or `q8_1`, got `{s}`")),
+        }
+    }
+
+    /// The output buffer of `n` values: its layout string and byte size.
+    pub fn buffer(self, n: u32) -> (String, u64) {
+        match self {
+            OutFormat::F32 => (format!("f32[{n}]"), n as u64 * 4),
+            OutFormat::Q8_1 => {
+                let blocks = n / Q8_1_BLOCK_VALUES;
+                (
+                    format!("block_q8_1[{blocks}]"),
+                    blocks as u64 * Q8_1_BLOCK_BYTES as u64,
+                )
+            }
+        }
+    }
+}
+
+/// RMSNorm of an f32 vector of `hidden` values, written as Q8_1 blocks.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RmsNormQ8_1 {
+    pub hidden: u32,
+    pub eps: f32,
+    /// Added to every weight (1.0 for checkpoints that store `w - 1`).
+    pub weight_offset: f32,
+}
+
+impl FamilySpec for RmsNormQ8_1 {
+    const FAMILY: &'static str = "rmsnorm_q8_1";
+    const CLI_DIMS: &'static str =
+        "HIDDEN [EPS] [WEIGHT_OFFSET]: Q8_1 of x / rms(x) * (w + offset); HIDDEN % 32 == 0";
+
+    fn from_cli(dims: &[String]) -> Result<Self, String> {
+        cli_max(dims, 3)?;
+        Ok(RmsNormQ8_1 {
+            hidden: cli_dim(dims, 0, "HIDDEN", None)?,
+            eps: cli_dim(dims, 1, "EPS", Some(1e-5))?,
+            weight_offset: cli_dim(dims, 2, "WEIGHT_OFFSET", Some(0.0))?,
+        })
+    }
+
+    fn name(&self) -> String {
+        format!(
+            "rmsnorm_q8_1_n{}_eps{:08x}{}",
+            self.hidden,
+            self.eps.to_bits(),
+            woff_suffix(self.weight_offset)
+        )
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "rmsnorm_q8_1: f32[{}] -> {} Q8_1 blocks of x / rms(x) * (w + {}), eps = {:e} (0x{:08x})",
+            self.hidden,
+            self.hidden / Q8_1_BLOCK_VALUES,
+            self.weight_offset,
+            self.eps,
+            self.eps.to_bits()
+        )
+    }
+
+    fn validate(&self) -> Result<(), GenError> {
+        validate_norm(
+            Self::FAMILY,
+            self.hidden,
+            self.eps,
+            self.weight_offset,
+            OutFormat::Q8_1,
+        )
+    }
+
+    fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
+        generate(self, target)
+    }
+
+    fn samples() -> Vec<Self> {
+        [
+            (32, 1e-5, 0.0),
+            (96, 1e-6, 1.0),
+            (576, 1e-5, 0.0),
+            (640, 1e-6, 0.0),
+            (640, 1e-6, 1.0),
+            (896, 1e-6, 0.0),
+            (2048, 1e-5, 0.0),
+            (4096, 1e-5, 0.0),
+            (8192, 1e-5, 0.0),
+            (16384, 1e-6, 0.0),
+            (65536, 1e-5, 0.0),
+        ]
+        .map(|(hidden, eps, weight_offset)| RmsNormQ8_1 {
+            hidden,
+            eps,
+            weight_offset,
+        })
+        .to_vec()
+    }
+}
+
+/// `_woffXXXXXXXX` when the weight offset is not zero (kernel names of the norm families).
+pub(crate) fn woff_suffix(weight_offset: f32) -> String {
+    if weight_offset != 0.0 {
+        format!("_woff{:08x}", weight_offset.to_bits())
+    } else {
+        String::new()
+    }
+}
+
+/// The checks shared by the row-norm families: hidden in range (a multiple of 32 for Q8_1
+/// output), eps positive and finite, weight offset finite.
+pub(crate) fn validate_norm(
+    family: &'static str,
+    hidden: u32,
+    eps: f32,
+    weight_offset: f32,
+    out: OutFormat,
+) -> Result<(), GenError> {
+    if hidden == 0 || hidden > RMSNORM_MAX_HIDDEN {
+        return Err(invalid(
+            family,
+            "hidden",
+            &format!("in 1..={RMSNORM_MAX_HIDDEN}"),
+            hidden,
+        ));
+    }
+    if out == OutFormat::Q8_1 && hidden % Q8_1_BLOCK_VALUES != 0 {
+        return Err(invalid(
+            family,
+            "hidden",
+            "a multiple of 32 (the Q8_1 block) for Q8_1 output",
+            hidden,
+        ));
+    }
+    if !(eps.is_finite() && eps > 0.0) {
+        return Err(invalid(family, "eps", "a positive finite number", eps));
+    }
+    if !weight_offset.is_finite() {
+        return Err(invalid(
+            family,
+            "weight_offset",
+            "a finite number",
+            weight_offset,
+        ));
+    }
+    Ok(())
+}
+
+fn generate(s: &RmsNormQ8_1, target: Target) -> Result<GeneratedKernel, GenError> {
+    let spec = KernelSpec::RmsNormQ8_1(*s);
+    let name = spec.name();
+    let layout = RowLayout::new(s.hidden);
+    let mut b = KernelBuilder::new(&name, target);
+    b.header_comment(&spec.describe());
+    b.header_comment(&format!(
+        "launch: grid 1 x 1 x 1, block {} x 1 x 1",
+        layout.threads
+    ));
+    b.max_threads(layout.threads);
+    let x = b.param(Type::U64, "x");
+    let w = b.param(Type::U64, "w");
+    let y = b.param(Type::U64, "y");
+    let tid = b.special(Sreg::TidX);
+    let lane = b.and(Type::B32, tid, 31u32);
+    let warp = b.shr(Type::U32, tid, 5u32);
+    let xp = b.global_ptr(&x);
+    let wp = b.global_ptr(&w);
+    let yp = b.global_ptr(&y);
+
+    // Pass 1: exactly the rmsnorm kernel's sum of squares and scale.
+    let stride = layout.vec * 4;
+    let toff = b.mul_wide(Type::U32, tid, stride);
+    let xa = b.add(Type::U64, xp, toff);
+    let guards = chunk_guards(&mut b, &layout, tid);
+    let acc = b.mov(Type::F32, 0.0f32);
+    for (j, guard) in guards.iter().enumerate() {
+        let off = (j as u32 * layout.threads * stride) as i64;
+        let v = load_chunk(&mut b, &layout, xa, off, *guard);
+        add_squares(&mut b, acc, &v);
+    }
+    let scale = row_scale(&mut b, acc, s.hidden, s.eps, layout.threads, lane, warp);
+
+    // Pass 2: normalize and quantize, one Q8_1 block per warp at a time.
+    let rows = NormRows {
+        hidden: s.hidden,
+        x: xp,
+        x_hints: &[CacheHint::NonCoherent],
+        w: wp,
+        weight_offset: s.weight_offset,
+        scale,
+    };
+    emit_normalize_quantize(&mut b, &rows, yp, layout.threads / 32, lane, warp);
+
+    let kernel = b.finish()?;
+    let ptx = crate::emit::emit_module(&Module::single(kernel));
+    let (y_layout, y_bytes) = OutFormat::Q8_1.buffer(s.hidden);
+    let row = format!("f32[{}]", s.hidden);
+    let bytes = s.hidden as u64 * 4;
+    Ok(GeneratedKernel {
+        name,
+        ptx,
+        launch: LaunchSpec::fixed(1, 1, layout.threads),
+        params: vec![
+            ParamSpec::buffer(
+                "x",
+                row.clone(),
+                bytes,
+                stride,
+                Access::Read,
+                "input vector",
+            ),
+            ParamSpec::buffer("w", row, bytes, 4, Access::Read, "norm weight (gamma)"),
+            ParamSpec::buffer(
+                "y",
+                y_layout,
+                y_bytes,
+                4,
+                Access::Write,
+                "normalized vector, quantized: per 32 values half2 {d, s} then int8 qs[32]",
+            ),
+        ],
+        spec,
+        target,
+    })
+}
+
+/// What pass 2 of a fused norm reads: the row (global base address `x`, loaded with
+/// `x_hints`), the weight, and the scale computed by pass 1.
+pub(crate) struct NormRows<'a> {
+    pub hidden: u32,
+    pub x: Reg,
+    pub x_hints: &'a [CacheHint],
+    pub w: Reg,
+    pub weight_offset: f32,
+    pub scale: Reg,
+}
+
+/// Pass 2 of the fused norm + quantize kernels: warp `warp` of `warps` takes Q8_1 blocks
+/// `warp, warp + warps, ...`; lane j normalizes value j of the block exactly as `rmsnorm` does
+/// and the warp quantizes the block into `y` with `quantize_q8_1`'s `emit_block`. The loop's
+/// trip count depends only on the warp index, so every shuffle sees a full warp.
+pub(crate) fn emit_normalize_quantize(
+    b: &mut KernelBuilder,
+    rows: &NormRows<'_>,
+    y: Reg,
+    warps: u32,
+    lane: Reg,
+    warp: Reg,
+) {
+    let nblocks = rows.hidden / Q8_1_BLOCK_VALUES;
+    let lane_off = b.mul_wide(Type::U32, lane, 4u32);
+    let xl = b.add(Type::U64, rows.x, lane_off);
+    let wl = b.add(Type::U64, rows.w, lane_off);
+    b.for_range(Type::U32, warp, nblocks, warps as i64, |b, blk| {
+        let boff = b.mul_wide(Type::U32, blk, Q8_1_BLOCK_VALUES * 4);
+        let xa = b.add(Type::U64, xl, boff);
+        let wa = b.add(Type::U64, wl, boff);
+        let xv = b.load(
+            StateSpace::Global,
+            Type::F32,
+            1,
+            Addr::reg(xa),
+            rows.x_hints,
+            None,
+        )[0];
+        let wv = b.load(
+            StateSpace::Global,
+            Type::F32,
+            1,
+            Addr::reg(wa),
+            &[CacheHint::NonCoherent],
+            None,
+        )[0];
+        let v = normalize(b, xv, rows.scale, wv, rows.weight_offset);
+        let yoff = b.mul_wide(Type::U32, blk, Q8_1_BLOCK_BYTES);
+        let ya = b.add(Type::U64, y, yoff);
+        emit_block(b, v, lane, ya);
+    });
+}
