@@ -3,6 +3,9 @@
 
 pub mod bench;
 pub mod cli;
+pub mod kernel_set;
+pub mod manifest;
+pub mod plan;
 pub mod ptxas;
 pub mod quant;
 pub mod reference;

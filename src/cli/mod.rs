@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod emit;
+pub mod generate;
 pub mod inspect;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Generate the kernels, manifest and parity report of one model (default: llama3-8b).
+    Generate(generate::GenerateArgs),
     /// Print the PTX of one kernel for given dimensions.
     Emit(emit::EmitArgs),
     /// Inspect a model file: architecture, contract, dims, per-role weight types, gate.
@@ -55,6 +58,7 @@ impl CliError {
 /// Runs a parsed command line.
 pub fn run(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
+        Command::Generate(args) => generate::run(args),
         Command::Emit(args) => emit::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Inspect(args) => inspect::run_inspect(args),

@@ -25,7 +25,7 @@ mod spec;
 
 pub use rmsnorm::RowLayout;
 
-pub use gemv::{Gemv, WeightType};
+pub use gemv::{Gemv, WeightType, GEMV_MAX_BATCH};
 pub use attention::{DecodeAttention, ATTENTION_HEAD_DIMS, ATTENTION_MAX_CTX, ATTENTION_MAX_GROUP, ATTENTION_THREADS};
 pub use attention_combine::AttentionCombine;
 pub use quantize_q8_1::{QuantizeQ8_1, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};

@@ -1,0 +1,212 @@
+//! `KernelSet`: the generated kernels of one model with their plan and manifest; written to
+//! `kernels/<model>/` by `ptxforge generate`.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use ptx_gen::kernels::{generate, GenError, GeneratedKernel, KernelSpec};
+use ptx_gen::Target;
+
+use crate::contract::ModelSpec;
+use crate::manifest::{KernelEntry, KvCacheLayout, Manifest, ModelIdentity, WeightEntry, MANIFEST_SCHEMA_VERSION};
+use crate::plan::{KernelPlan, PlanError, PlanOptions};
+
+/// Options of generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetOptions {
+    pub target: Target,
+    pub max_context: u32,
+    /// Batched variants 2..=batch_max of every batched family (1: none).
+    pub batch_max: u32,
+}
+
+/// Why a kernel set could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("{kernel}: {source}")]
+    Generate {
+        kernel: String,
+        #[source]
+        source: GenError,
+    },
+    #[error("{kernel}: launch binds parameters {bound:?}, the kernel has {params:?}")]
+    Binding {
+        kernel: String,
+        bound: Vec<String>,
+        params: Vec<String>,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A batched kernel and the single-vector kernel it must equal.
+#[derive(Debug, Clone)]
+pub struct BatchedPair {
+    pub single: String,
+    pub batched: GeneratedKernel,
+}
+
+/// The generated kernels of one model.
+#[derive(Debug, Clone)]
+pub struct KernelSet {
+    pub model: ModelSpec,
+    pub options: SetOptions,
+    pub plan: KernelPlan,
+    /// The plan's kernels, in order of first use.
+    pub kernels: Vec<GeneratedKernel>,
+    pub batched: Vec<BatchedPair>,
+}
+
+fn gen(spec: &KernelSpec, target: Target) -> Result<GeneratedKernel, SetError> {
+    generate(spec, target).map_err(|source| SetError::Generate { kernel: spec.name(), source })
+}
+
+impl KernelSet {
+    /// Plans `model`, generates every kernel and checks every launch binds exactly the
+    /// kernel's parameters in order.
+    pub fn generate(model: &ModelSpec, options: SetOptions) -> Result<KernelSet, SetError> {
+        let plan = KernelPlan::build(model, PlanOptions { max_context: options.max_context })?;
+        let kernels = plan.kernels.iter().map(|s| gen(s, options.target)).collect::<Result<Vec<_>, _>>()?;
+        for launch in &plan.step {
+            let k = kernels.iter().find(|k| k.name == launch.kernel);
+            let params: Vec<String> = k.map(|k| k.params.iter().map(|p| p.name.clone()).collect()).unwrap_or_default();
+            let bound: Vec<String> = launch.args.iter().map(|(p, _)| p.clone()).collect();
+            if bound != params {
+                return Err(SetError::Binding { kernel: launch.kernel.clone(), bound, params });
+            }
+        }
+        let mut batched = Vec::new();
+        for spec in &plan.kernels {
+            if let KernelSpec::Gemv(g) = spec {
+                for m in 2..=options.batch_max.min(ptx_gen::kernels::GEMV_MAX_BATCH) {
+                    let b = KernelSpec::Gemv(ptx_gen::kernels::Gemv { m, ..*g });
+                    batched.push(BatchedPair { single: spec.name(), batched: gen(&b, options.target)? });
+                }
+            }
+        }
+        tracing::info!(
+            model = %model.name,
+            kernels = kernels.len(),
+            batched = batched.len(),
+            launches = plan.step.len(),
+            "generated kernel set"
+        );
+        Ok(KernelSet { model: model.clone(), options, plan, kernels, batched })
+    }
+
+    /// Every kernel (single, then batched) with the single kernel a batched one pairs with.
+    pub fn all_kernels(&self) -> impl Iterator<Item = (&GeneratedKernel, Option<&str>)> {
+        self.kernels
+            .iter()
+            .map(|k| (k, None))
+            .chain(self.batched.iter().map(|p| (&p.batched, Some(p.single.as_str()))))
+    }
+
+    /// The manifest of the set (file names as `write_to` writes them).
+    pub fn manifest(&self) -> Manifest {
+        let d = &self.model.dims;
+        let kernels = self
+            .all_kernels()
+            .map(|(k, single)| KernelEntry {
+                name: k.name.clone(),
+                file: ptx_file(&k.name),
+                sha256: sha256_hex(k.ptx.as_bytes()),
+                spec: k.spec.clone(),
+                params: k.params.clone(),
+                launch: k.launch.clone(),
+                single: single.map(str::to_string),
+            })
+            .collect();
+        let weights = self
+            .model
+            .weights
+            .iter()
+            .map(|(key, ty)| {
+                let shape = self.model.shape(key.role).and_then(Result::ok).unwrap_or_default();
+                let bytes = ty.tensor_bytes(&shape).unwrap_or(0);
+                WeightEntry { role: key.role.name().to_string(), layer: key.layer, ty: ty.name().to_string(), shape, bytes }
+            })
+            .collect();
+        let summary = self.model.summary();
+        let kv_each = d.kv_heads as u64 * self.plan.max_context as u64 * d.head_dim as u64 * 2;
+        Manifest {
+            schema_version: MANIFEST_SCHEMA_VERSION,
+            generator: format!("ptxforge {}", env!("CARGO_PKG_VERSION")),
+            model: ModelIdentity {
+                name: summary.name.clone(),
+                contract: summary.architecture.clone(),
+                format: summary.format.to_string(),
+                dims: serde_json::to_value(&summary.dims).unwrap_or_default(),
+                behaviour: serde_json::to_value(&summary.behaviour).unwrap_or_default(),
+            },
+            target: format!("sm_{}", self.options.target.sm),
+            ptx_version: format!("{}.{}", self.options.target.ptx_version.0, self.options.target.ptx_version.1),
+            max_context: self.plan.max_context,
+            batch_max: self.options.batch_max,
+            kernels,
+            buffers: self.plan.buffers.clone(),
+            kv_cache: KvCacheLayout {
+                layers: d.layers,
+                layout: format!("f16[{}][{}][{}]", d.kv_heads, self.plan.max_context, d.head_dim),
+                bytes_per_layer_each: kv_each,
+                element: "IEEE half, little endian; element (h, p, d) at ((h * max_context) + p) * head_dim + d".into(),
+            },
+            rope_tables: self.plan.rope_tables.clone(),
+            weights,
+            decode_step: self.plan.step.clone(),
+            step_protocol: step_protocol(),
+        }
+    }
+
+    /// Writes one `.ptx` per kernel and `manifest.json` into `dir` (created if needed).
+    pub fn write_to(&self, dir: &Path) -> Result<Manifest, SetError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SetError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        for (k, _) in self.all_kernels() {
+            let path = dir.join(ptx_file(&k.name));
+            std::fs::write(&path, &k.ptx).map_err(io(&path))?;
+        }
+        let manifest = self.manifest();
+        let path = dir.join("manifest.json");
+        let text = serde_json::to_string_pretty(&manifest).map_err(|e| SetError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(&path, text + "\n").map_err(io(&path))?;
+        Ok(manifest)
+    }
+}
+
+/// The file a kernel's PTX is written to: one module per kernel.
+pub fn ptx_file(name: &str) -> String {
+    format!("{name}.ptx")
+}
+
+/// Lowercase hex sha256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// The protocol an engine follows around `decode_step` (also in docs/manifest.md).
+fn step_protocol() -> Vec<String> {
+    [
+        "Allocate every buffer of `buffers` (bytes), a K and a V cache per layer (kv_cache), and one rope table per entry of `rope_tables`; upload every weight of `weights` exactly as stored in the model file.",
+        "Build each rope table as f32[max_context][rope_dims / 2][2]: entry (p, i) = (cos, sin) of p * theta^(-2i / rope_dims) (divided by freq_factors[i] when given), computed in f64 and rounded to f32.",
+        "Before step t (0-based position p of the token): write the token id to `token`, p to `pos` and p + 1 to `seq_len` (u32, little endian).",
+        "Launch every entry of `decode_step` in order on one stream; each argument is the device address of its binding plus `offset`. Grids and blocks are the kernel's `launch` values.",
+        "After the step `token` holds the greedy next token and `logits` the logits.",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}

@@ -1,0 +1,354 @@
+//! The single-sequence decode step, in the order the contract implies:
+//! embed -> per layer [norm+quantize, QKV GEMV (+bias), QK norm, RoPE + KV write, attention
+//! split + combine, quantize, O GEMV (+residual, or post-norm then fused residual + norm),
+//! gate/up GEMV, activation + quantize, down GEMV (likewise)] -> LM head -> argmax.
+//! Every residual add is fused into a GEMV epilogue or into the next norm.
+
+use ptx_gen::kernels::{
+    Argmax, ArgmaxStage, DecodeAttention, Embed, EmbedTable, Gemv, Glu, GluAct, HeadRmsNorm, KernelSpec,
+    OutFormat, QuantizeQ8_1, ResidualRmsNorm, RmsNorm, RmsNormQ8_1, RopeKv, RopeStyle as KRopeStyle,
+};
+
+use crate::contract::{Activation, EmbeddingScale, ModelSpec, QkNorm, Role, RopeStyle};
+use crate::quant::GgmlType;
+
+use super::buffers::{workspace, Buffer};
+use super::{gemv_weight, tensor_name, Arg, KernelPlan, PlanError, PlanOptions, Recorder, RopeTable};
+
+fn buf(buffer: Buffer) -> Arg {
+    Arg::Buffer { buffer, offset: 0 }
+}
+
+fn buf_at(buffer: Buffer, offset: u64) -> Arg {
+    Arg::Buffer { buffer, offset }
+}
+
+fn weight(role: Role, layer: Option<u32>) -> Arg {
+    Arg::Weight { role, layer }
+}
+
+struct Planner<'a> {
+    model: &'a ModelSpec,
+    rec: Recorder,
+}
+
+impl Planner<'_> {
+    fn kernel_err(&self, e: ptx_gen::kernels::GenError) -> PlanError {
+        PlanError::Kernel { model: self.model.name.clone(), source: e }
+    }
+
+    fn launch(&mut self, spec: KernelSpec, layer: Option<u32>, args: Vec<(&str, Arg)>) -> Result<(), PlanError> {
+        self.rec.launch(spec, layer, args).map_err(|e| self.kernel_err(e))
+    }
+
+    /// The type of a tensor the schedule reads, or an error naming it.
+    fn ty(&self, role: Role, layer: Option<u32>) -> Result<GgmlType, PlanError> {
+        self.model.weights.get(role, layer).ok_or_else(|| PlanError::Tensor {
+            tensor: tensor_name(role, layer),
+            constraint: "required by the decode step but absent from the model".into(),
+        })
+    }
+
+    /// Norm weights are read as f32.
+    fn norm_weight(&self, role: Role, layer: Option<u32>) -> Result<Arg, PlanError> {
+        match self.ty(role, layer)? {
+            GgmlType::F32 => Ok(weight(role, layer)),
+            other => Err(PlanError::Tensor {
+                tensor: tensor_name(role, layer),
+                constraint: format!("norm weights must be F32, got {other}"),
+            }),
+        }
+    }
+
+    /// `y[n] = W x (+bias) (+residual)` for the matrix `role` of `layer`.
+    #[allow(clippy::too_many_arguments)]
+    fn gemv(
+        &mut self,
+        role: Role,
+        layer: Option<u32>,
+        n: u32,
+        k: u32,
+        x: Buffer,
+        y: Arg,
+        bias: Option<Role>,
+        residual: Option<Arg>,
+    ) -> Result<(), PlanError> {
+        let ty = self.ty(role, layer)?;
+        let w = gemv_weight(ty).ok_or_else(|| PlanError::Tensor {
+            tensor: tensor_name(role, layer),
+            constraint: format!("the GEMV reads Q4_K, Q6_K, Q5_0, Q8_0 or Q4_1, got {ty}"),
+        })?;
+        if k % w.block_values() != 0 {
+            return Err(PlanError::Tensor {
+                tensor: tensor_name(role, layer),
+                constraint: format!("{ty} needs K % {} == 0, got {k}", w.block_values()),
+            });
+        }
+        let spec = Gemv { weight: w, n, k, bias: bias.is_some(), residual: residual.is_some(), m: 1 };
+        let mut args = vec![("w", weight(role, layer)), ("x", buf(x))];
+        if let Some(b) = bias {
+            if self.ty(b, layer)? != GgmlType::F32 {
+                return Err(PlanError::Tensor { tensor: tensor_name(b, layer), constraint: "biases must be F32".into() });
+            }
+            args.push(("bias", weight(b, layer)));
+        }
+        if let Some(r) = residual {
+            args.push(("residual", r));
+        }
+        args.push(("y", y));
+        self.launch(KernelSpec::Gemv(spec), layer, args)
+    }
+}
+
+pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan, PlanError> {
+    let d = &model.dims;
+    let b = &model.behaviour;
+    let unsupported = |what: &str| PlanError::Unsupported { model: model.name.clone(), what: what.to_string() };
+    if !b.gated_ffn {
+        return Err(unsupported("an ungated FFN"));
+    }
+    if let Some(cap) = d.final_logit_softcap {
+        return Err(unsupported(&format!("a final logit soft-cap ({cap})")));
+    }
+    let max_ctx = options.max_context.min(d.context).max(1);
+    let eps = d.rms_eps;
+    let woff = b.norm_weight_offset;
+    let (q_dim, kv_dim, h, ffn) = (d.q_dim(), d.kv_dim(), d.hidden, d.ffn);
+    let f32_bytes = |n: u32| n as u64 * 4;
+    let mut p = Planner { model, rec: Recorder::new() };
+
+    // Rope tables, one per distinct (theta, scaling) over the layers.
+    let mut rope_tables: Vec<RopeTable> = Vec::new();
+    let mut layer_table = Vec::new();
+    let freq_factors = model.weights.has_role(Role::RopeFreqs).then_some(Role::RopeFreqs);
+    for layer in 0..d.layers {
+        let la = d.layer_attention(layer);
+        let table = RopeTable {
+            theta: la.rope_theta,
+            rope_dims: d.rope_dims,
+            max_context: max_ctx,
+            freq_factors: if la.rope_scaling.is_some() { freq_factors } else { None },
+        };
+        let index = match rope_tables.iter().position(|t| *t == table) {
+            Some(i) => i,
+            None => {
+                rope_tables.push(table);
+                rope_tables.len() - 1
+            }
+        };
+        layer_table.push(index);
+    }
+
+    // Embedding lookup.
+    let emb_ty = p.ty(Role::TokenEmbd, None)?;
+    let table = match emb_ty {
+        GgmlType::F32 => EmbedTable::F32,
+        GgmlType::F16 => EmbedTable::F16,
+        GgmlType::Q8_0 => EmbedTable::Q8_0,
+        GgmlType::Q4K => EmbedTable::Q4K,
+        GgmlType::Q6K => EmbedTable::Q6K,
+        other => {
+            return Err(PlanError::Tensor {
+                tensor: "token_embd".into(),
+                constraint: format!("the embedding lookup reads F32, F16, Q8_0, Q4_K or Q6_K rows, got {other}"),
+            })
+        }
+    };
+    let scale = match b.embedding_scale {
+        EmbeddingScale::None => 1.0,
+        EmbeddingScale::SqrtHidden => (h as f32).sqrt(),
+    };
+    p.launch(
+        KernelSpec::Embed(Embed { table, vocab: d.vocab, hidden: h, scale }),
+        None,
+        vec![("table", weight(Role::TokenEmbd, None)), ("token", buf(Buffer::Token)), ("y", buf(Buffer::X))],
+    )?;
+    let w0 = p.norm_weight(Role::AttnNorm, Some(0))?;
+    p.launch(
+        KernelSpec::RmsNormQ8_1(RmsNormQ8_1 { hidden: h, eps, weight_offset: woff }),
+        Some(0),
+        vec![("x", buf(Buffer::X)), ("w", w0), ("y", buf(Buffer::Xq))],
+    )?;
+
+    let rope_style = match b.rope_style {
+        RopeStyle::Norm => KRopeStyle::Norm,
+        RopeStyle::Neox => KRopeStyle::Neox,
+    };
+    let mut chunks = 1;
+    for layer in 0..d.layers {
+        let l = Some(layer);
+        // Q, K, V into one buffer: Q at 0, K at q_dim, V at q_dim + kv_dim.
+        let (k_off, v_off) = (f32_bytes(q_dim), f32_bytes(q_dim + kv_dim));
+        if model.weights.has_role(Role::AttnQkv) {
+            p.gemv(Role::AttnQkv, l, q_dim + 2 * kv_dim, h, Buffer::Xq, buf(Buffer::Qkv), None, None)?;
+        } else {
+            let bias = |r| b.qkv_bias.then_some(r);
+            p.gemv(Role::AttnQ, l, q_dim, h, Buffer::Xq, buf(Buffer::Qkv), bias(Role::AttnQBias), None)?;
+            p.gemv(Role::AttnK, l, kv_dim, h, Buffer::Xq, buf_at(Buffer::Qkv, k_off), bias(Role::AttnKBias), None)?;
+            p.gemv(Role::AttnV, l, kv_dim, h, Buffer::Xq, buf_at(Buffer::Qkv, v_off), bias(Role::AttnVBias), None)?;
+        }
+        if b.qk_norm == QkNorm::PerHeadRms {
+            for (role, heads, off) in [(Role::AttnQNorm, d.heads, 0), (Role::AttnKNorm, d.kv_heads, k_off)] {
+                let w = p.norm_weight(role, l)?;
+                let spec = HeadRmsNorm { n_heads: heads, head_dim: d.head_dim, eps, weight_offset: woff };
+                p.launch(KernelSpec::HeadRmsNorm(spec), l, vec![("x", buf_at(Buffer::Qkv, off)), ("w", w)])?;
+            }
+        }
+        let rope = RopeKv {
+            style: rope_style,
+            n_heads: d.heads,
+            n_kv_heads: d.kv_heads,
+            head_dim: d.head_dim,
+            rope_dims: d.rope_dims,
+            max_ctx,
+        };
+        p.launch(
+            KernelSpec::RopeKv(rope),
+            l,
+            vec![
+                ("q", buf(Buffer::Qkv)),
+                ("k", buf_at(Buffer::Qkv, k_off)),
+                ("v", buf_at(Buffer::Qkv, v_off)),
+                ("k_cache", Arg::KCache { layer }),
+                ("v_cache", Arg::VCache { layer }),
+                ("rope_table", Arg::RopeTable { index: layer_table[layer as usize] }),
+                ("pos", buf(Buffer::Pos)),
+            ],
+        )?;
+        let la = d.layer_attention(layer);
+        let attn = DecodeAttention {
+            n_heads: d.heads,
+            n_kv_heads: d.kv_heads,
+            head_dim: d.head_dim,
+            max_ctx,
+            scale: d.attention_scale(),
+            window: la.window,
+            softcap: None,
+        };
+        chunks = max_ctx.div_ceil(attn.chunk());
+        let combine = attn.combine();
+        p.launch(
+            KernelSpec::Attention(attn),
+            l,
+            vec![
+                ("q", buf(Buffer::Qkv)),
+                ("k_cache", Arg::KCache { layer }),
+                ("v_cache", Arg::VCache { layer }),
+                ("seq_len", buf(Buffer::SeqLen)),
+                ("part_o", buf(Buffer::PartO)),
+                ("part_ml", buf(Buffer::PartMl)),
+            ],
+        )?;
+        p.launch(
+            KernelSpec::AttentionCombine(combine),
+            l,
+            vec![
+                ("part_o", buf(Buffer::PartO)),
+                ("part_ml", buf(Buffer::PartMl)),
+                ("seq_len", buf(Buffer::SeqLen)),
+                ("out", buf(Buffer::Attn)),
+            ],
+        )?;
+        p.launch(
+            KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: q_dim }),
+            l,
+            vec![("x", buf(Buffer::Attn)), ("y", buf(Buffer::AttnQ8))],
+        )?;
+        // O projection; its residual add goes into the GEMV or into the FFN norm.
+        let ffn_norm = p.norm_weight(Role::FfnNorm, l)?;
+        project_and_norm(&mut p, Role::AttnOutput, l, q_dim, Buffer::AttnQ8, b.post_attn_norm.then_some(Role::AttnPostNorm), ffn_norm)?;
+
+        // FFN: gate and up into one buffer, activation + quantize, down.
+        if model.weights.has_role(Role::FfnGateUp) {
+            p.gemv(Role::FfnGateUp, l, 2 * ffn, h, Buffer::Xq, buf(Buffer::GateUp), None, None)?;
+        } else {
+            p.gemv(Role::FfnGate, l, ffn, h, Buffer::Xq, buf(Buffer::GateUp), None, None)?;
+            p.gemv(Role::FfnUp, l, ffn, h, Buffer::Xq, buf_at(Buffer::GateUp, f32_bytes(ffn)), None, None)?;
+        }
+        let act = match b.activation {
+            Activation::Silu => GluAct::Swiglu,
+            Activation::GeluTanh => GluAct::Geglu,
+        };
+        p.launch(
+            KernelSpec::Glu(Glu { act, ffn, out: OutFormat::Q8_1 }),
+            l,
+            vec![
+                ("gate", buf(Buffer::GateUp)),
+                ("up", buf_at(Buffer::GateUp, f32_bytes(ffn))),
+                ("y", buf(Buffer::ActQ8)),
+            ],
+        )?;
+        let next_norm = if layer + 1 < d.layers {
+            p.norm_weight(Role::AttnNorm, Some(layer + 1))?
+        } else {
+            p.norm_weight(Role::OutputNorm, None)?
+        };
+        project_and_norm(&mut p, Role::FfnDown, l, ffn, Buffer::ActQ8, b.post_ffn_norm.then_some(Role::FfnPostNorm), next_norm)?;
+    }
+
+    // LM head (the embedding when tied) and argmax.
+    let head = if model.weights.has_role(Role::Output) { Role::Output } else { Role::TokenEmbd };
+    p.gemv(head, None, d.vocab, h, Buffer::Xq, buf(Buffer::Logits), None, None)?;
+    let partial = Argmax { vocab: d.vocab, stage: ArgmaxStage::Partial };
+    let partials = partial.partials();
+    p.launch(
+        KernelSpec::Argmax(partial),
+        None,
+        vec![("logits", buf(Buffer::Logits)), ("partials", buf(Buffer::ArgmaxPartials))],
+    )?;
+    p.launch(
+        KernelSpec::Argmax(Argmax { vocab: d.vocab, stage: ArgmaxStage::Final }),
+        None,
+        vec![("partials", buf(Buffer::ArgmaxPartials)), ("index", buf(Buffer::Token))],
+    )?;
+
+    let (kernels, step) = p.rec.finish();
+    Ok(KernelPlan {
+        kernels,
+        step,
+        buffers: workspace(d, chunks, partials),
+        rope_tables,
+        max_context: max_ctx,
+    })
+}
+
+/// A projection into the hidden size followed by the residual add and the next norm:
+/// without a post-norm, the GEMV adds the residual in place and the next norm reads x;
+/// with one, the GEMV writes tmp, tmp is normed into tmp2, and the fused residual norm does
+/// `x += tmp2; xq = norm(x)`.
+fn project_and_norm(
+    p: &mut Planner<'_>,
+    role: Role,
+    layer: Option<u32>,
+    k: u32,
+    input: Buffer,
+    post_norm: Option<Role>,
+    next_norm: Arg,
+) -> Result<(), PlanError> {
+    let d = &p.model.dims;
+    let (h, eps, woff) = (d.hidden, d.rms_eps, p.model.behaviour.norm_weight_offset);
+    match post_norm {
+        None => {
+            p.gemv(role, layer, h, k, input, buf(Buffer::X), None, Some(buf(Buffer::X)))?;
+            p.launch(
+                KernelSpec::RmsNormQ8_1(RmsNormQ8_1 { hidden: h, eps, weight_offset: woff }),
+                layer,
+                vec![("x", buf(Buffer::X)), ("w", next_norm), ("y", buf(Buffer::Xq))],
+            )
+        }
+        Some(norm) => {
+            p.gemv(role, layer, h, k, input, buf(Buffer::Tmp), None, None)?;
+            let w = p.norm_weight(norm, layer)?;
+            p.launch(
+                KernelSpec::RmsNorm(RmsNorm { hidden: h, eps, weight_offset: woff }),
+                layer,
+                vec![("x", buf(Buffer::Tmp)), ("w", w), ("y", buf(Buffer::Tmp2))],
+            )?;
+            p.launch(
+                KernelSpec::ResidualRmsNorm(ResidualRmsNorm { hidden: h, eps, weight_offset: woff, out: OutFormat::Q8_1 }),
+                layer,
+                vec![("x", buf(Buffer::X)), ("residual", buf(Buffer::Tmp2)), ("w", next_norm), ("y", buf(Buffer::Xq))],
+            )
+        }
+    }
+}
