@@ -1,0 +1,88 @@
+//! `ptxforge generate`: byte-identical output across processes, the default preset, and
+//! one-line errors with exit code 2 for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn ptxforge(args: &[&str], cwd: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ptxforge"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("running ptxforge")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ptxforge-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every file of a directory, sorted by name, with its bytes.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn two_processes_write_byte_identical_directories() {
+    let root = scratch("determinism");
+    for preset in ["gemma3-270m", "qwen2.5-0.5b"] {
+        let (a, b) = (root.join(format!("{preset}-a")), root.join(format!("{preset}-b")));
+        for out in [&a, &b] {
+            let o = ptxforge(&["generate", "--quiet", "--preset", preset, "--out", out.to_str().unwrap()], &root);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        let (fa, fb) = (files(&a), files(&b));
+        assert!(fa.len() > 10 && fa.iter().any(|(n, _)| n == "manifest.json"), "{preset}: {} files", fa.len());
+        assert_eq!(fa.len(), fb.len());
+        for ((na, ba), (nb, bb)) in fa.iter().zip(&fb) {
+            assert_eq!(na, nb);
+            assert!(ba == bb, "{preset}: {na} differs between two processes");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn with_no_source_it_writes_the_default_preset_under_kernels() {
+    let root = scratch("default");
+    let o = ptxforge(&["generate", "--quiet", "--batch-max", "2"], &root);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("kernels/llama3-8b/manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["model"]["name"], "llama3-8b");
+    assert_eq!(manifest["model"]["dims"]["hidden"], 4096);
+    // Every kernel file of the manifest is there with the sha256 it lists.
+    for k in manifest["kernels"].as_array().unwrap() {
+        let bytes = std::fs::read(root.join("kernels/llama3-8b").join(k["file"].as_str().unwrap())).unwrap();
+        assert_eq!(k["sha256"].as_str().unwrap(), ptxforge::kernel_set::sha256_hex(&bytes));
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+fn assert_usage_error(args: &[&str], needle: &str) {
+    let root = scratch("errors");
+    let mut args = args.to_vec();
+    args.push("--quiet");
+    let o = ptxforge(&args, &root);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+}
+
+#[test]
+fn bad_input_is_a_one_line_error_with_exit_code_2() {
+    assert_usage_error(&["generate", "--preset", "llama9-1t"], "llama3-8b");
+    assert_usage_error(&["generate", "--model", "/nonexistent/model.gguf"], "/nonexistent/model.gguf");
+    assert_usage_error(&["generate", "--preset", "gemma3-270m", "--out", "/proc/forbidden/dir"], "/proc/forbidden/dir");
+    assert_usage_error(&["generate", "--preset", "gemma3-270m", "--target", "turing"], "--target");
+    assert_usage_error(&["generate", "--preset", "gemma3-270m", "--batch-max", "17"], "--batch-max");
+}

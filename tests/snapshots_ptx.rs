@@ -1,0 +1,48 @@
+//! Reviewable PTX: insta snapshots in `snapshots/` of every kernel (single and M = 2) and the
+//! manifest of four reference presets. A change to a generator shows up as a diff here;
+//! review it with `cargo insta review` from the repo root. Batched kernels past M = 2 come
+//! from the same generator code and are not snapshotted, to keep the files reviewable.
+
+use ptx_gen::Target;
+use ptxforge::contract::Registry;
+use ptxforge::kernel_set::{KernelSet, SetOptions};
+
+const PRESETS: [&str; 4] = ["llama3-8b", "qwen2.5-0.5b", "gemma3-270m", "smollm2-135m"];
+
+fn snapshot_preset(preset: &str) {
+    let registry = Registry::builtin().unwrap();
+    let spec = registry.preset_spec(preset).unwrap();
+    let options = SetOptions { target: Target::dp4a_default(), max_context: 4096, batch_max: 2 };
+    let set = KernelSet::generate(spec, options).unwrap();
+    let manifest = serde_json::to_string_pretty(&set.manifest()).unwrap();
+    insta::with_settings!({
+        snapshot_path => "../snapshots",
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        for (k, _) in set.all_kernels() {
+            insta::assert_snapshot!(format!("{preset}__{}", k.name), k.ptx);
+        }
+        insta::assert_snapshot!(format!("{preset}__manifest"), manifest);
+    });
+}
+
+#[test]
+fn llama3_8b() {
+    snapshot_preset(PRESETS[0]);
+}
+
+#[test]
+fn qwen2_5_0_5b() {
+    snapshot_preset(PRESETS[1]);
+}
+
+#[test]
+fn gemma3_270m() {
+    snapshot_preset(PRESETS[2]);
+}
+
+#[test]
+fn smollm2_135m() {
+    snapshot_preset(PRESETS[3]);
+}
