@@ -10,6 +10,7 @@ pub mod ptxas;
 pub mod quant;
 pub mod reference;
 pub mod runtime;
+pub mod validate;
 
 pub use ptx_gen;
 

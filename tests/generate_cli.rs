@@ -86,3 +86,30 @@ fn bad_input_is_a_one_line_error_with_exit_code_2() {
     assert_usage_error(&["generate", "--preset", "gemma3-270m", "--target", "turing"], "--target");
     assert_usage_error(&["generate", "--preset", "gemma3-270m", "--batch-max", "17"], "--batch-max");
 }
+
+#[test]
+fn validate_passes_a_fresh_directory_and_catches_tampering() {
+    let root = scratch("validate");
+    let out = root.join("g");
+    let o = ptxforge(&["generate", "--quiet", "--preset", "smollm2-135m", "--batch-max", "2", "--out", out.to_str().unwrap()], &root);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ok = ptxforge(&["validate", "--quiet", out.to_str().unwrap()], &root);
+    assert!(ok.status.success(), "{}{}", String::from_utf8_lossy(&ok.stdout), String::from_utf8_lossy(&ok.stderr));
+
+    // Change one instruction of one module: its sha256 no longer matches the manifest.
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let file = manifest["kernels"][0]["file"].as_str().unwrap().to_string();
+    let text = std::fs::read_to_string(out.join(&file)).unwrap();
+    std::fs::write(out.join(&file), text.replacen("mov.u32", "mov.s32", 1)).unwrap();
+    // Break another module's syntax.
+    let file2 = manifest["kernels"][1]["file"].as_str().unwrap().to_string();
+    std::fs::write(out.join(&file2), ".version 7.8\n.target sm_61\n.address_size 64\n.visible .entry (").unwrap();
+    let bad = ptxforge(&["validate", "--quiet", out.to_str().unwrap()], &root);
+    assert_eq!(bad.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert!(stdout.contains(&format!("{}: sha256:", manifest["kernels"][0]["name"].as_str().unwrap())), "{stdout}");
+    assert!(stdout.contains(&format!("{}: parse:", manifest["kernels"][1]["name"].as_str().unwrap())), "{stdout}");
+
+    assert_usage_error(&["validate", root.join("nowhere").to_str().unwrap()], "manifest.json");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod emit;
 pub mod generate;
 pub mod inspect;
+pub mod validate;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Generate the kernels, manifest and parity report of one model (default: llama3-8b).
     Generate(generate::GenerateArgs),
+    /// Re-check a generated kernel directory (parse, static checks, parity, sha256, ptxas).
+    Validate(validate::ValidateArgs),
     /// Print the PTX of one kernel for given dimensions.
     Emit(emit::EmitArgs),
     /// Inspect a model file: architecture, contract, dims, per-role weight types, gate.
@@ -60,6 +63,7 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Generate(args) => generate::run(args),
         Command::Emit(args) => emit::run(args),
+        Command::Validate(args) => validate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Inspect(args) => inspect::run_inspect(args),
     }
