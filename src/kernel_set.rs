@@ -210,3 +210,27 @@ fn step_protocol() -> Vec<String> {
     .map(|s| s.to_string())
     .collect()
 }
+
+/// Static findings of a generated set: a kernel name and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SetFinding {
+    pub kernel: String,
+    pub message: String,
+}
+
+/// Re-parses every module of the set and runs the static checks on it. The parity of every
+/// batched kernel with its single twin is checked by [`crate::parity`].
+pub fn check_set(set: &KernelSet) -> Result<Vec<SetFinding>, SetError> {
+    let mut findings = Vec::new();
+    for (k, _) in set.all_kernels() {
+        match ptx_gen::parse::parse_module(&k.ptx) {
+            Err(e) => findings.push(SetFinding { kernel: k.name.clone(), message: format!("does not re-parse: {e}") }),
+            Ok(m) => findings.extend(
+                ptx_gen::check::check_module(&m)
+                    .into_iter()
+                    .map(|f| SetFinding { kernel: k.name.clone(), message: f.to_string() }),
+            ),
+        }
+    }
+    Ok(findings)
+}
