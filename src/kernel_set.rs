@@ -68,12 +68,30 @@ fn gen(spec: &KernelSpec, target: Target) -> Result<GeneratedKernel, SetError> {
     generate(spec, target).map_err(|source| SetError::Generate { kernel: spec.name(), source })
 }
 
+/// `f` over `items` on every core (item i on thread i mod n, which balances runs of large
+/// and small kernels), results in input order so the output stays deterministic.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, items.len().max(1));
+    let mut parts: Vec<Vec<(usize, R)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let f = &f;
+                scope.spawn(move || items.iter().enumerate().skip(t).step_by(threads).map(|(i, x)| (i, f(x))).collect::<Vec<_>>())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    let mut all: Vec<(usize, R)> = parts.iter_mut().flat_map(std::mem::take).collect();
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
 impl KernelSet {
     /// Plans `model`, generates every kernel and checks every launch binds exactly the
     /// kernel's parameters in order.
     pub fn generate(model: &ModelSpec, options: SetOptions) -> Result<KernelSet, SetError> {
         let plan = KernelPlan::build(model, PlanOptions { max_context: options.max_context })?;
-        let kernels = plan.kernels.iter().map(|s| gen(s, options.target)).collect::<Result<Vec<_>, _>>()?;
+        let kernels = par_map(&plan.kernels, |s| gen(s, options.target)).into_iter().collect::<Result<Vec<_>, _>>()?;
         for launch in &plan.step {
             let k = kernels.iter().find(|k| k.name == launch.kernel);
             let params: Vec<String> = k.map(|k| k.params.iter().map(|p| p.name.clone()).collect()).unwrap_or_default();
@@ -82,15 +100,17 @@ impl KernelSet {
                 return Err(SetError::Binding { kernel: launch.kernel.clone(), bound, params });
             }
         }
-        let mut batched = Vec::new();
+        let mut wanted = Vec::new();
         for spec in &plan.kernels {
             if let KernelSpec::Gemv(g) = spec {
                 for m in 2..=options.batch_max.min(ptx_gen::kernels::GEMV_MAX_BATCH) {
-                    let b = KernelSpec::Gemv(ptx_gen::kernels::Gemv { m, ..*g });
-                    batched.push(BatchedPair { single: spec.name(), batched: gen(&b, options.target)? });
+                    wanted.push((spec.name(), KernelSpec::Gemv(ptx_gen::kernels::Gemv { m, ..*g })));
                 }
             }
         }
+        let batched = par_map(&wanted, |(single, b)| gen(b, options.target).map(|k| BatchedPair { single: single.clone(), batched: k }))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         tracing::info!(
             model = %model.name,
             kernels = kernels.len(),
@@ -221,16 +241,13 @@ pub struct SetFinding {
 /// Re-parses every module of the set and runs the static checks on it. The parity of every
 /// batched kernel with its single twin is checked by [`crate::parity`].
 pub fn check_set(set: &KernelSet) -> Result<Vec<SetFinding>, SetError> {
-    let mut findings = Vec::new();
-    for (k, _) in set.all_kernels() {
-        match ptx_gen::parse::parse_module(&k.ptx) {
-            Err(e) => findings.push(SetFinding { kernel: k.name.clone(), message: format!("does not re-parse: {e}") }),
-            Ok(m) => findings.extend(
-                ptx_gen::check::check_module(&m)
-                    .into_iter()
-                    .map(|f| SetFinding { kernel: k.name.clone(), message: f.to_string() }),
-            ),
-        }
-    }
-    Ok(findings)
+    let kernels: Vec<&GeneratedKernel> = set.all_kernels().map(|(k, _)| k).collect();
+    let per_kernel = par_map(&kernels, |k| match ptx_gen::parse::parse_module(&k.ptx) {
+        Err(e) => vec![SetFinding { kernel: k.name.clone(), message: format!("does not re-parse: {e}") }],
+        Ok(m) => ptx_gen::check::check_module(&m)
+            .into_iter()
+            .map(|f| SetFinding { kernel: k.name.clone(), message: f.to_string() })
+            .collect(),
+    });
+    Ok(per_kernel.into_iter().flatten().collect())
 }
