@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use ptx_gen::kernels::{generate, GenError, GeneratedKernel, KernelSpec};
+use ptx_gen::parity::{validate_pairs, BatchDecl, KernelSource, PairInput, ParityReport};
 use ptx_gen::Target;
 
 use crate::contract::ModelSpec;
@@ -38,6 +39,8 @@ pub enum SetError {
         bound: Vec<String>,
         params: Vec<String>,
     },
+    #[error("{kernel}: batched kernel without a batching claim to check")]
+    NoBatchClaim { kernel: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -62,6 +65,8 @@ pub struct KernelSet {
     /// The plan's kernels, in order of first use.
     pub kernels: Vec<GeneratedKernel>,
     pub batched: Vec<BatchedPair>,
+    /// Structural parity of every batched kernel with its single twin.
+    pub parity: ParityReport,
 }
 
 fn gen(spec: &KernelSpec, target: Target) -> Result<GeneratedKernel, SetError> {
@@ -111,14 +116,16 @@ impl KernelSet {
         let batched = par_map(&wanted, |(single, b)| gen(b, options.target).map(|k| BatchedPair { single: single.clone(), batched: k }))
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
+        let parity = parity_of(&kernels, &batched)?;
         tracing::info!(
             model = %model.name,
             kernels = kernels.len(),
             batched = batched.len(),
             launches = plan.step.len(),
+            parity = if parity.passed() { "passed" } else { "FAILED" },
             "generated kernel set"
         );
-        Ok(KernelSet { model: model.clone(), options, plan, kernels, batched })
+        Ok(KernelSet { model: model.clone(), options, plan, kernels, batched, parity })
     }
 
     /// Every kernel (single, then batched) with the single kernel a batched one pairs with.
@@ -185,7 +192,8 @@ impl KernelSet {
         }
     }
 
-    /// Writes one `.ptx` per kernel and `manifest.json` into `dir` (created if needed).
+    /// Writes one `.ptx` per kernel, `manifest.json` and `parity.json` into `dir` (created
+    /// if needed). Callers refuse to write a set whose parity failed.
     pub fn write_to(&self, dir: &Path) -> Result<Manifest, SetError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -203,8 +211,36 @@ impl KernelSet {
             source: std::io::Error::other(e),
         })?;
         std::fs::write(&path, text + "\n").map_err(io(&path))?;
+        let path = dir.join("parity.json");
+        let text = serde_json::to_string_pretty(&self.parity).map_err(|e| SetError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(&path, text + "\n").map_err(io(&path))?;
         Ok(manifest)
     }
+}
+
+/// Checks every batched kernel against its single twin under the generator's batching claim.
+fn parity_of(kernels: &[GeneratedKernel], batched: &[BatchedPair]) -> Result<ParityReport, SetError> {
+    let mut claims: Vec<(&GeneratedKernel, &GeneratedKernel, BatchDecl)> = Vec::new();
+    for pair in batched {
+        let decl = pair
+            .batched
+            .spec
+            .batch_decl()
+            .ok_or_else(|| SetError::NoBatchClaim { kernel: pair.batched.name.clone() })?;
+        let single = kernels
+            .iter()
+            .find(|k| k.name == pair.single)
+            .ok_or_else(|| SetError::NoBatchClaim { kernel: pair.single.clone() })?;
+        claims.push((single, &pair.batched, decl));
+    }
+    let inputs: Vec<PairInput> = claims
+        .iter()
+        .map(|(s, b, d)| PairInput { single: KernelSource::from(*s), batched: KernelSource::from(*b), decl: d })
+        .collect();
+    Ok(validate_pairs(&inputs))
 }
 
 /// The file a kernel's PTX is written to: one module per kernel.
@@ -238,8 +274,8 @@ pub struct SetFinding {
     pub message: String,
 }
 
-/// Re-parses every module of the set and runs the static checks on it. The parity of every
-/// batched kernel with its single twin is checked by [`crate::parity`].
+/// Re-parses every module of the set and runs the static checks on it (the parity of every
+/// batched kernel is checked when the set is generated: [`KernelSet::parity`]).
 pub fn check_set(set: &KernelSet) -> Result<Vec<SetFinding>, SetError> {
     let kernels: Vec<&GeneratedKernel> = set.all_kernels().map(|(k, _)| k).collect();
     let per_kernel = par_map(&kernels, |k| match ptx_gen::parse::parse_module(&k.ptx) {

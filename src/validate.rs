@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use ptx_gen::check::check_module;
+use ptx_gen::parity::{validate_pairs, KernelSource, PairInput};
 use ptx_gen::parse::parse_module;
 use ptx_gen::target::ASSEMBLY_TARGETS;
 
@@ -26,6 +27,7 @@ pub struct Finding {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ValidationReport {
     pub kernels: usize,
+    pub parity_pairs: usize,
     pub assembled: usize,
     pub findings: Vec<Finding>,
 }
@@ -83,6 +85,32 @@ pub fn validate_dir(dir: &Path, ptxas: Option<&Ptxas>) -> Result<ValidationRepor
             }
         }
         texts.push((k, text));
+    }
+    // Structural parity of every batched kernel with its single twin.
+    let mut pairs = Vec::new();
+    for (k, text) in &texts {
+        let Some(single) = &k.single else { continue };
+        let Some(decl) = k.spec.batch_decl() else {
+            find(&k.name, "parity", "a batched kernel whose spec makes no batching claim".into());
+            continue;
+        };
+        match texts.iter().find(|(s, _)| &s.name == single) {
+            Some((s, stext)) => pairs.push((*s, stext.as_str(), *k, text.as_str(), decl)),
+            None => find(&k.name, "parity", format!("its single twin {single} is not in the manifest")),
+        }
+    }
+    let inputs: Vec<PairInput> = pairs
+        .iter()
+        .map(|(s, st, b, bt, d)| PairInput {
+            single: KernelSource::text(&s.name, st).with_launch(&s.launch).with_params(&s.params),
+            batched: KernelSource::text(&b.name, bt).with_launch(&b.launch).with_params(&b.params),
+            decl: d,
+        })
+        .collect();
+    let parity = validate_pairs(&inputs);
+    report.parity_pairs = parity.pairs.len();
+    for p in parity.failures() {
+        find(&p.batched, "parity", p.to_string());
     }
     if let Some(ptxas) = ptxas {
         for (k, text) in &texts {

@@ -110,6 +110,17 @@ fn validate_passes_a_fresh_directory_and_catches_tampering() {
     assert!(stdout.contains(&format!("{}: sha256:", manifest["kernels"][0]["name"].as_str().unwrap())), "{stdout}");
     assert!(stdout.contains(&format!("{}: parse:", manifest["kernels"][1]["name"].as_str().unwrap())), "{stdout}");
 
+    // Change a batched GEMV's reduction: parity must name it.
+    let batched = manifest["kernels"].as_array().unwrap().iter().find(|k| !k["single"].is_null()).unwrap();
+    let bfile = out.join(batched["file"].as_str().unwrap());
+    let btext = std::fs::read_to_string(&bfile).unwrap();
+    assert!(btext.contains(", 16, 31, 0xffffffff;"));
+    std::fs::write(&bfile, btext.replacen(", 16, 31, 0xffffffff;", ", 8, 31, 0xffffffff;", 1)).unwrap();
+    let bad = ptxforge(&["validate", "--quiet", out.to_str().unwrap()], &root);
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert!(stdout.contains(&format!("{}: parity:", batched["name"].as_str().unwrap())), "{stdout}");
+    assert!(std::fs::read(out.join("parity.json")).is_ok());
+
     assert_usage_error(&["validate", root.join("nowhere").to_str().unwrap()], "manifest.json");
     let _ = std::fs::remove_dir_all(&root);
 }

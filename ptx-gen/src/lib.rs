@@ -8,6 +8,7 @@ pub mod ast;
 pub mod check;
 pub mod emit;
 pub mod ir;
+pub mod parity;
 pub mod parse;
 pub mod target;
 

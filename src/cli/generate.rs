@@ -18,7 +18,8 @@ use super::CliError;
 /// The preset used when no model source is given.
 pub const DEFAULT_PRESET: &str = "llama3-8b";
 
-/// Generate the decode kernels of one model: one `.ptx` module per kernel, `manifest.json`.
+/// Generate the decode kernels of one model: one `.ptx` module per kernel, `manifest.json` and
+/// `parity.json`. A set whose batched kernels fail parity is not written (exit 1).
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// A preset of contracts/presets (no model file needed); `llama3-8b` when no source is given.
@@ -83,6 +84,19 @@ pub fn run(args: &GenerateArgs) -> Result<(), CliError> {
     let options = SetOptions { target, max_context: args.max_context, batch_max: args.batch_max };
     let set = KernelSet::generate(&spec, options).map_err(usage)?;
     let generated = start.elapsed();
+    if !set.parity.passed() {
+        println!("{}", set.parity);
+        return Err(CliError::internal(format!(
+            "{}: parity failed for {} of {} batched kernels; nothing written",
+            spec.name,
+            set.parity.failures().count(),
+            set.parity.pairs.len()
+        )));
+    }
+    let findings = crate::kernel_set::check_set(&set).map_err(usage)?;
+    if let Some(f) = findings.first() {
+        return Err(CliError::internal(format!("{}: {} static findings, first: {}: {}", spec.name, findings.len(), f.kernel, f.message)));
+    }
     let dir = args.out.clone().unwrap_or_else(|| PathBuf::from("kernels").join(&spec.name));
     let manifest = set.write_to(&dir).map_err(usage)?;
     tracing::info!(

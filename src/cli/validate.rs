@@ -34,9 +34,10 @@ pub fn run(args: &ValidateArgs) -> Result<(), CliError> {
             println!("{}: {}: {}", f.kernel, f.check, f.message);
         }
         println!(
-            "{}: {} kernels, {} assemblies, {} findings",
+            "{}: {} kernels, {} parity pairs, {} assemblies, {} findings",
             args.dir.display(),
             report.kernels,
+            report.parity_pairs,
             report.assembled,
             report.findings.len()
         );

@@ -23,6 +23,7 @@ use super::quantize_q8_1::{Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
 use super::reduce::warp_reduce;
 use super::spec::{cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::{gemv_q4_1, gemv_q4_k, gemv_q5_0, gemv_q6_k, gemv_q8_0, GeneratedKernel};
+use crate::parity::BatchDecl;
 
 /// Rows (warps) per thread block.
 const WARPS: u32 = 4;
@@ -217,6 +218,24 @@ impl FamilySpec for Gemv {
 
     fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
         generate(self, target)
+    }
+
+    /// Vector v reads `x + v * x_bytes` and `residual + v * n * 4`, writes `y + v * n * 4`;
+    /// the weights and the bias are shared, every step unrolled.
+    fn batch_decl(&self) -> Option<BatchDecl> {
+        if self.m < 2 {
+            return None;
+        }
+        let x_bytes = (self.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES) as u64;
+        let y_bytes = self.n as u64 * 4;
+        let mut d = BatchDecl::unrolled(self.m).shared("w").per_vector("x", x_bytes);
+        if self.bias {
+            d = d.shared("bias");
+        }
+        if self.residual {
+            d = d.per_vector("residual", y_bytes);
+        }
+        Some(d.per_vector("y", y_bytes))
     }
 
     fn samples() -> Vec<Self> {

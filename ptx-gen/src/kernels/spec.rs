@@ -42,6 +42,11 @@ pub trait FamilySpec: Sized {
     fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError>;
     /// Specs at the shapes of the reference models and at edge sizes (tests assemble each).
     fn samples() -> Vec<Self>;
+    /// For a batched spec: how the batched kernel addresses each vector, the claim
+    /// `crate::parity` verifies against the single-vector twin (`None`: not batched).
+    fn batch_decl(&self) -> Option<crate::parity::BatchDecl> {
+        None
+    }
 }
 
 /// Calls `$m!(Variant, Type)` for every family: the one list of families.
@@ -86,6 +91,10 @@ macro_rules! define_kernel_spec {
             }
             pub fn validate(&self) -> Result<(), GenError> {
                 match self { $(KernelSpec::$variant(s) => s.validate(),)* }
+            }
+            /// The batching claim of a batched spec (see [`FamilySpec::batch_decl`]).
+            pub fn batch_decl(&self) -> Option<crate::parity::BatchDecl> {
+                match self { $(KernelSpec::$variant(s) => s.batch_decl(),)* }
             }
             pub(crate) fn generate_validated(&self, target: Target) -> Result<GeneratedKernel, GenError> {
                 match self { $(KernelSpec::$variant(s) => s.generate(target),)* }
