@@ -7,12 +7,19 @@ use ptxforge::contract::Registry;
 use ptxforge::kernel_set::{KernelSet, SetOptions};
 
 fn options() -> SetOptions {
-    SetOptions { target: Target::dp4a_default(), max_context: 4096, batch_max: 8 }
+    SetOptions {
+        target: Target::dp4a_default(),
+        max_context: 4096,
+        batch_max: 8,
+    }
 }
 
 fn generate(c: &mut Criterion) {
     let registry = Registry::builtin().expect("built-in contracts");
-    let spec = registry.preset_spec("llama3-8b").expect("llama3-8b preset").clone();
+    let spec = registry
+        .preset_spec("llama3-8b")
+        .expect("llama3-8b preset")
+        .clone();
     c.bench_function("generate llama3-8b (batch max 8)", |b| {
         b.iter(|| KernelSet::generate(&spec, options()).expect("generation"))
     });

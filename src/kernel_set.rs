@@ -10,7 +10,9 @@ use ptx_gen::parity::{validate_pairs, BatchDecl, KernelSource, PairInput, Parity
 use ptx_gen::Target;
 
 use crate::contract::ModelSpec;
-use crate::manifest::{KernelEntry, KvCacheLayout, Manifest, ModelIdentity, WeightEntry, MANIFEST_SCHEMA_VERSION};
+use crate::manifest::{
+    KernelEntry, KvCacheLayout, Manifest, ModelIdentity, WeightEntry, MANIFEST_SCHEMA_VERSION,
+};
 use crate::plan::{KernelPlan, PlanError, PlanOptions};
 
 /// Options of generation.
@@ -70,21 +72,38 @@ pub struct KernelSet {
 }
 
 fn gen(spec: &KernelSpec, target: Target) -> Result<GeneratedKernel, SetError> {
-    generate(spec, target).map_err(|source| SetError::Generate { kernel: spec.name(), source })
+    generate(spec, target).map_err(|source| SetError::Generate {
+        kernel: spec.name(),
+        source,
+    })
 }
 
 /// `f` over `items` on every core (item i on thread i mod n, which balances runs of large
 /// and small kernels), results in input order so the output stays deterministic.
 fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, items.len().max(1));
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, items.len().max(1));
     let mut parts: Vec<Vec<(usize, R)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let f = &f;
-                scope.spawn(move || items.iter().enumerate().skip(t).step_by(threads).map(|(i, x)| (i, f(x))).collect::<Vec<_>>())
+                scope.spawn(move || {
+                    items
+                        .iter()
+                        .enumerate()
+                        .skip(t)
+                        .step_by(threads)
+                        .map(|(i, x)| (i, f(x)))
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     });
     let mut all: Vec<(usize, R)> = parts.iter_mut().flat_map(std::mem::take).collect();
     all.sort_by_key(|(i, _)| *i);
@@ -95,27 +114,48 @@ impl KernelSet {
     /// Plans `model`, generates every kernel and checks every launch binds exactly the
     /// kernel's parameters in order.
     pub fn generate(model: &ModelSpec, options: SetOptions) -> Result<KernelSet, SetError> {
-        let plan = KernelPlan::build(model, PlanOptions { max_context: options.max_context })?;
-        let kernels = par_map(&plan.kernels, |s| gen(s, options.target)).into_iter().collect::<Result<Vec<_>, _>>()?;
+        let plan = KernelPlan::build(
+            model,
+            PlanOptions {
+                max_context: options.max_context,
+            },
+        )?;
+        let kernels = par_map(&plan.kernels, |s| gen(s, options.target))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         for launch in &plan.step {
             let k = kernels.iter().find(|k| k.name == launch.kernel);
-            let params: Vec<String> = k.map(|k| k.params.iter().map(|p| p.name.clone()).collect()).unwrap_or_default();
+            let params: Vec<String> = k
+                .map(|k| k.params.iter().map(|p| p.name.clone()).collect())
+                .unwrap_or_default();
             let bound: Vec<String> = launch.args.iter().map(|(p, _)| p.clone()).collect();
             if bound != params {
-                return Err(SetError::Binding { kernel: launch.kernel.clone(), bound, params });
+                return Err(SetError::Binding {
+                    kernel: launch.kernel.clone(),
+                    bound,
+                    params,
+                });
             }
         }
         let mut wanted = Vec::new();
         for spec in &plan.kernels {
             if let KernelSpec::Gemv(g) = spec {
                 for m in 2..=options.batch_max.min(ptx_gen::kernels::GEMV_MAX_BATCH) {
-                    wanted.push((spec.name(), KernelSpec::Gemv(ptx_gen::kernels::Gemv { m, ..*g })));
+                    wanted.push((
+                        spec.name(),
+                        KernelSpec::Gemv(ptx_gen::kernels::Gemv { m, ..*g }),
+                    ));
                 }
             }
         }
-        let batched = par_map(&wanted, |(single, b)| gen(b, options.target).map(|k| BatchedPair { single: single.clone(), batched: k }))
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
+        let batched = par_map(&wanted, |(single, b)| {
+            gen(b, options.target).map(|k| BatchedPair {
+                single: single.clone(),
+                batched: k,
+            })
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
         let parity = parity_of(&kernels, &batched)?;
         tracing::info!(
             model = %model.name,
@@ -125,15 +165,23 @@ impl KernelSet {
             parity = if parity.passed() { "passed" } else { "FAILED" },
             "generated kernel set"
         );
-        Ok(KernelSet { model: model.clone(), options, plan, kernels, batched, parity })
+        Ok(KernelSet {
+            model: model.clone(),
+            options,
+            plan,
+            kernels,
+            batched,
+            parity,
+        })
     }
 
     /// Every kernel (single, then batched) with the single kernel a batched one pairs with.
     pub fn all_kernels(&self) -> impl Iterator<Item = (&GeneratedKernel, Option<&str>)> {
-        self.kernels
-            .iter()
-            .map(|k| (k, None))
-            .chain(self.batched.iter().map(|p| (&p.batched, Some(p.single.as_str()))))
+        self.kernels.iter().map(|k| (k, None)).chain(
+            self.batched
+                .iter()
+                .map(|p| (&p.batched, Some(p.single.as_str()))),
+        )
     }
 
     /// The manifest of the set (file names as `write_to` writes them).
@@ -156,9 +204,19 @@ impl KernelSet {
             .weights
             .iter()
             .map(|(key, ty)| {
-                let shape = self.model.shape(key.role).and_then(Result::ok).unwrap_or_default();
+                let shape = self
+                    .model
+                    .shape(key.role)
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
                 let bytes = ty.tensor_bytes(&shape).unwrap_or(0);
-                WeightEntry { role: key.role.name().to_string(), layer: key.layer, ty: ty.name().to_string(), shape, bytes }
+                WeightEntry {
+                    role: key.role.name().to_string(),
+                    layer: key.layer,
+                    ty: ty.name().to_string(),
+                    shape,
+                    bytes,
+                }
             })
             .collect();
         let summary = self.model.summary();
@@ -222,23 +280,34 @@ impl KernelSet {
 }
 
 /// Checks every batched kernel against its single twin under the generator's batching claim.
-fn parity_of(kernels: &[GeneratedKernel], batched: &[BatchedPair]) -> Result<ParityReport, SetError> {
+fn parity_of(
+    kernels: &[GeneratedKernel],
+    batched: &[BatchedPair],
+) -> Result<ParityReport, SetError> {
     let mut claims: Vec<(&GeneratedKernel, &GeneratedKernel, BatchDecl)> = Vec::new();
     for pair in batched {
         let decl = pair
             .batched
             .spec
             .batch_decl()
-            .ok_or_else(|| SetError::NoBatchClaim { kernel: pair.batched.name.clone() })?;
+            .ok_or_else(|| SetError::NoBatchClaim {
+                kernel: pair.batched.name.clone(),
+            })?;
         let single = kernels
             .iter()
             .find(|k| k.name == pair.single)
-            .ok_or_else(|| SetError::NoBatchClaim { kernel: pair.single.clone() })?;
+            .ok_or_else(|| SetError::NoBatchClaim {
+                kernel: pair.single.clone(),
+            })?;
         claims.push((single, &pair.batched, decl));
     }
     let inputs: Vec<PairInput> = claims
         .iter()
-        .map(|(s, b, d)| PairInput { single: KernelSource::from(*s), batched: KernelSource::from(*b), decl: d })
+        .map(|(s, b, d)| PairInput {
+            single: KernelSource::from(*s),
+            batched: KernelSource::from(*b),
+            decl: d,
+        })
         .collect();
     Ok(validate_pairs(&inputs))
 }
@@ -279,10 +348,16 @@ pub struct SetFinding {
 pub fn check_set(set: &KernelSet) -> Result<Vec<SetFinding>, SetError> {
     let kernels: Vec<&GeneratedKernel> = set.all_kernels().map(|(k, _)| k).collect();
     let per_kernel = par_map(&kernels, |k| match ptx_gen::parse::parse_module(&k.ptx) {
-        Err(e) => vec![SetFinding { kernel: k.name.clone(), message: format!("does not re-parse: {e}") }],
+        Err(e) => vec![SetFinding {
+            kernel: k.name.clone(),
+            message: format!("does not re-parse: {e}"),
+        }],
         Ok(m) => ptx_gen::check::check_module(&m)
             .into_iter()
-            .map(|f| SetFinding { kernel: k.name.clone(), message: f.to_string() })
+            .map(|f| SetFinding {
+                kernel: k.name.clone(),
+                message: f.to_string(),
+            })
             .collect(),
     });
     Ok(per_kernel.into_iter().flatten().collect())

@@ -28,7 +28,11 @@ fn ggml(w: WeightType) -> GgmlType {
 /// A random finite f16 scale of magnitude 2^-12 .. 2^-5, with a random sign when `signed`.
 fn scale(rng: &mut Rng, signed: bool) -> [u8; 2] {
     let mag = 2f32.powf(rng.uniform(-12.0, -5.0));
-    let v = if signed && rng.below(2) == 0 { -mag } else { mag };
+    let v = if signed && rng.below(2) == 0 {
+        -mag
+    } else {
+        mag
+    };
     f16::from_f32(v).to_le_bytes()
 }
 
@@ -71,17 +75,35 @@ struct Case {
 /// Runs one spec on M random vectors; checks against the reference and returns the outputs
 /// and the worst error relative to the row magnitude.
 fn run_case(dev: &Device, rng: &mut Rng, c: &Case, m: u32, single: Option<&LoadedKernel>) -> f64 {
-    let spec = Gemv { weight: c.weight, n: c.n, k: c.k, bias: c.bias, residual: c.residual, m };
+    let spec = Gemv {
+        weight: c.weight,
+        n: c.n,
+        k: c.k,
+        bias: c.bias,
+        residual: c.residual,
+        m,
+    };
     let kernel = generate(&KernelSpec::Gemv(spec), Target::dp4a_default()).expect("generating");
     let loaded = LoadedKernel::load_single(dev, &kernel).expect("loading");
     let wbytes = random_weights(rng, c.weight, c.n, c.k);
-    let wmat = QuantMatrix { ty: ggml(c.weight), rows: c.n as usize, cols: c.k as usize, data: &wbytes };
+    let wmat = QuantMatrix {
+        ty: ggml(c.weight),
+        rows: c.n as usize,
+        cols: c.k as usize,
+        data: &wbytes,
+    };
     let xs: Vec<_> = (0..m).map(|_| random_x(rng, c.k)).collect();
     let bias: Vec<f32> = (0..c.n).map(|_| rng.normal(1.0)).collect();
-    let residual: Vec<Vec<f32>> = (0..m).map(|_| (0..c.n).map(|_| rng.normal(1.0)).collect()).collect();
+    let residual: Vec<Vec<f32>> = (0..m)
+        .map(|_| (0..c.n).map(|_| rng.normal(1.0)).collect())
+        .collect();
 
     let wbuf = DeviceBuffer::from_bytes(dev, &wbytes).unwrap();
-    let xbuf = DeviceBuffer::from_bytes(dev, &xs.iter().flat_map(|(_, b)| b.clone()).collect::<Vec<u8>>()).unwrap();
+    let xbuf = DeviceBuffer::from_bytes(
+        dev,
+        &xs.iter().flat_map(|(_, b)| b.clone()).collect::<Vec<u8>>(),
+    )
+    .unwrap();
     let bbuf = DeviceBuffer::from_f32(dev, &bias).unwrap();
     let rbuf = DeviceBuffer::from_f32(dev, &residual.concat()).unwrap();
     let y_bytes = (c.n * m * 4) as usize;
@@ -100,12 +122,20 @@ fn run_case(dev: &Device, rng: &mut Rng, c: &Case, m: u32, single: Option<&Loade
 
     let mut worst = 0f64;
     for (v, (xb, xbytes)) in xs.iter().enumerate() {
-        let epi = Epilogue { bias: c.bias.then_some(&bias[..]), residual: c.residual.then_some(&residual[v][..]) };
+        let epi = Epilogue {
+            bias: c.bias.then_some(&bias[..]),
+            residual: c.residual.then_some(&residual[v][..]),
+        };
         let want = gemv(&wmat, xb, &epi).expect("reference");
         let mags = row_magnitudes(&wmat, xb).expect("magnitudes");
         let gv = &got[v * c.n as usize..(v + 1) * c.n as usize];
         for (i, (g, w)) in gv.iter().zip(&want).enumerate() {
-            let extra = if c.bias { bias[i].abs() as f64 } else { 0.0 } + if c.residual { residual[v][i].abs() as f64 } else { 0.0 };
+            let extra = if c.bias { bias[i].abs() as f64 } else { 0.0 }
+                + if c.residual {
+                    residual[v][i].abs() as f64
+                } else {
+                    0.0
+                };
             let scale = mags[i] + extra;
             let err = (*g as f64 - *w as f64).abs() / scale.max(f64::MIN_POSITIVE);
             assert!(
@@ -132,7 +162,12 @@ fn run_case(dev: &Device, rng: &mut Rng, c: &Case, m: u32, single: Option<&Loade
             dev.synchronize().unwrap();
             let sv = f32s(&read_checked(&one, c.n as usize * 4, "single"));
             for (i, (a, b)) in gv.iter().zip(&sv).enumerate() {
-                assert_eq!(a.to_bits(), b.to_bits(), "{} vector {v} row {i}: batched {a:e} != single {b:e}", kernel.name);
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "{} vector {v} row {i}: batched {a:e} != single {b:e}",
+                    kernel.name
+                );
             }
         }
     }
@@ -141,10 +176,27 @@ fn run_case(dev: &Device, rng: &mut Rng, c: &Case, m: u32, single: Option<&Loade
 
 fn cases() -> Vec<Case> {
     let mut v = Vec::new();
-    let all = |n, k| WeightType::ALL.into_iter().filter(move |w| k % w.block_values() == 0).map(move |w| (w, n, k));
-    let shapes = [(4096, 4096), (14336, 4096), (4096, 14336), (4864, 896), (896, 4864)];
+    let all = |n, k| {
+        WeightType::ALL
+            .into_iter()
+            .filter(move |w| k % w.block_values() == 0)
+            .map(move |w| (w, n, k))
+    };
+    let shapes = [
+        (4096, 4096),
+        (14336, 4096),
+        (4096, 14336),
+        (4864, 896),
+        (896, 4864),
+    ];
     for (weight, n, k) in shapes.into_iter().flat_map(|(n, k)| all(n, k)) {
-        v.push(Case { weight, n, k, bias: false, residual: false });
+        v.push(Case {
+            weight,
+            n,
+            k,
+            bias: false,
+            residual: false,
+        });
     }
     for (weight, n, k) in [
         (WeightType::Q5_0, 1024, 640),
@@ -158,19 +210,39 @@ fn cases() -> Vec<Case> {
         (WeightType::Q4_1, 576, 1536),
         (WeightType::Q4_1, 49152 / 16, 576),
     ] {
-        v.push(Case { weight, n, k, bias: false, residual: false });
+        v.push(Case {
+            weight,
+            n,
+            k,
+            bias: false,
+            residual: false,
+        });
     }
     for weight in WeightType::ALL {
         // Rows not a multiple of the rows per block, a partial last pass, both epilogues.
-        v.push(Case { weight, n: 1001, k: 7 * weight.block_values(), bias: true, residual: true });
-        v.push(Case { weight, n: 33, k: weight.block_values(), bias: true, residual: false });
+        v.push(Case {
+            weight,
+            n: 1001,
+            k: 7 * weight.block_values(),
+            bias: true,
+            residual: true,
+        });
+        v.push(Case {
+            weight,
+            n: 33,
+            k: weight.block_values(),
+            bias: true,
+            residual: false,
+        });
     }
     v
 }
 
 #[test]
 fn gemv_matches_the_cpu_reference() {
-    let Some(dev) = gpu_or_skip("gemv") else { return };
+    let Some(dev) = gpu_or_skip("gemv") else {
+        return;
+    };
     let mut rng = Rng::fresh("gemv");
     let mut worst = std::collections::BTreeMap::new();
     for c in cases() {
@@ -185,23 +257,54 @@ fn gemv_matches_the_cpu_reference() {
 
 #[test]
 fn batched_gemv_matches_the_reference_and_the_single_kernel_bit_for_bit() {
-    let Some(dev) = gpu_or_skip("batched gemv") else { return };
+    let Some(dev) = gpu_or_skip("batched gemv") else {
+        return;
+    };
     let mut rng = Rng::fresh("batched gemv");
     for weight in WeightType::ALL {
-        let c = Case { weight, n: 1001, k: 7 * weight.block_values(), bias: true, residual: true };
-        let single = Gemv { weight, n: c.n, k: c.k, bias: c.bias, residual: c.residual, m: 1 };
+        let c = Case {
+            weight,
+            n: 1001,
+            k: 7 * weight.block_values(),
+            bias: true,
+            residual: true,
+        };
+        let single = Gemv {
+            weight,
+            n: c.n,
+            k: c.k,
+            bias: c.bias,
+            residual: c.residual,
+            m: 1,
+        };
         let single = generate(&KernelSpec::Gemv(single), Target::dp4a_default()).unwrap();
         let single = LoadedKernel::load_single(&dev, &single).unwrap();
         for m in 2..=16 {
             run_case(&dev, &mut rng, &c, m, Some(&single));
         }
-        let c = Case { weight, n: 4096, k: 4096, bias: false, residual: false };
-        let single = Gemv { weight, n: c.n, k: c.k, bias: false, residual: false, m: 1 };
+        let c = Case {
+            weight,
+            n: 4096,
+            k: 4096,
+            bias: false,
+            residual: false,
+        };
+        let single = Gemv {
+            weight,
+            n: c.n,
+            k: c.k,
+            bias: false,
+            residual: false,
+            m: 1,
+        };
         let single = generate(&KernelSpec::Gemv(single), Target::dp4a_default()).unwrap();
         let single = LoadedKernel::load_single(&dev, &single).unwrap();
         for m in [2, 5, 8, 16] {
             run_case(&dev, &mut rng, &c, m, Some(&single));
         }
-        println!("batched gemv {}: M = 2..=16 bit-identical to single", weight.name());
+        println!(
+            "batched gemv {}: M = 2..=16 bit-identical to single",
+            weight.name()
+        );
     }
 }

@@ -12,7 +12,11 @@ const PRESETS: [&str; 4] = ["llama3-8b", "qwen2.5-0.5b", "gemma3-270m", "smollm2
 fn snapshot_preset(preset: &str) {
     let registry = Registry::builtin().unwrap();
     let spec = registry.preset_spec(preset).unwrap();
-    let options = SetOptions { target: Target::dp4a_default(), max_context: 4096, batch_max: 2 };
+    let options = SetOptions {
+        target: Target::dp4a_default(),
+        max_context: 4096,
+        batch_max: 2,
+    };
     let set = KernelSet::generate(spec, options).unwrap();
     let manifest = serde_json::to_string_pretty(&set.manifest()).unwrap();
     insta::with_settings!({

@@ -14,7 +14,16 @@ fn every_sample_kernel_passes_the_static_checks() {
             let k = generate(&spec, target).unwrap_or_else(|e| panic!("{spec:?}: {e}"));
             let m = parse_module(&k.ptx).unwrap_or_else(|e| panic!("{}: {e}", k.name));
             let findings = check_module(&m);
-            assert!(findings.is_empty(), "{}:\n{}", k.name, findings.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n"));
+            assert!(
+                findings.is_empty(),
+                "{}:\n{}",
+                k.name,
+                findings
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
             count += 1;
         }
     }

@@ -12,15 +12,20 @@ fn emit_parse_print_is_the_identity_on_every_sample_kernel() {
         for spec in sample_specs() {
             let k = generate(&spec, target).unwrap();
             let tree = parse_module(&k.ptx).unwrap_or_else(|e| panic!("{}: {e}", k.name));
-            assert_eq!(print_module(&tree), k.ptx, "{}: print(parse(emit)) differs", k.name);
+            assert_eq!(
+                print_module(&tree),
+                k.ptx,
+                "{}: print(parse(emit)) differs",
+                k.name
+            );
         }
     }
 }
 
 #[test]
 fn the_parsed_tree_equals_the_lowered_ir() {
-    use ptx_gen::ir::{KernelBuilder, Module};
     use ptx_gen::ast::Type;
+    use ptx_gen::ir::{KernelBuilder, Module};
     let mut b = KernelBuilder::new("tiny", Target::sm(80));
     b.header_comment("spec: tiny");
     let p = b.param(Type::U64, "out");

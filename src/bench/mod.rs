@@ -48,7 +48,10 @@ impl BenchReport {
             self.copy_gb_per_s,
             self.launches_per_row
         );
-        s.push_str(&format!("{:<40} {:<14} {:>3} {:>10} {:>9} {:>7}\n", "kernel", "shape", "M", "us", "GB/s", "% copy"));
+        s.push_str(&format!(
+            "{:<40} {:<14} {:>3} {:>10} {:>9} {:>7}\n",
+            "kernel", "shape", "M", "us", "GB/s", "% copy"
+        ));
         for r in &self.rows {
             s.push_str(&format!(
                 "{:<40} {:<14} {:>3} {:>10.2} {:>9.0} {:>6.1}%\n",
@@ -76,19 +79,36 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Benchmarks the GEMV of every weight type at the given shapes (`n x k`) and batch sizes.
-pub fn gemv(device: &Device, shapes: &[(u32, u32)], batches: &[u32], target: Target) -> Result<BenchReport, RuntimeError> {
+pub fn gemv(
+    device: &Device,
+    shapes: &[(u32, u32)],
+    batches: &[u32],
+    target: Target,
+) -> Result<BenchReport, RuntimeError> {
     let l2 = device.l2_bytes()?;
     let copy = copy_bandwidth(device)?;
     let mut rows = Vec::new();
     for &(n, k) in shapes {
-        for (weight, m) in WeightType::ALL.into_iter().flat_map(|w| batches.iter().map(move |m| (w, *m))) {
-            let spec = Gemv { weight, n, k, bias: false, residual: false, m };
-            let kernel = generate(&KernelSpec::Gemv(spec), target).map_err(|e| RuntimeError::Launch {
-                kernel: format!("gemv {} {n}x{k}", weight.name()),
-                message: e.to_string(),
-            })?;
+        for (weight, m) in WeightType::ALL
+            .into_iter()
+            .flat_map(|w| batches.iter().map(move |m| (w, *m)))
+        {
+            let spec = Gemv {
+                weight,
+                n,
+                k,
+                bias: false,
+                residual: false,
+                m,
+            };
+            let kernel =
+                generate(&KernelSpec::Gemv(spec), target).map_err(|e| RuntimeError::Launch {
+                    kernel: format!("gemv {} {n}x{k}", weight.name()),
+                    message: e.to_string(),
+                })?;
             let loaded = LoadedKernel::load_single(device, &kernel)?;
-            let w_bytes = (n as u64) * (k / weight.block_values()) as u64 * weight.block_bytes() as u64;
+            let w_bytes =
+                (n as u64) * (k / weight.block_values()) as u64 * weight.block_bytes() as u64;
             let rotations = ((2 * l2) / w_bytes.max(1) + 2) as usize;
             let weights: Vec<DeviceBuffer> = (0..rotations)
                 .map(|r| DeviceBuffer::from_bytes(device, &noise(w_bytes as usize, r as u64 + 7)))
@@ -99,7 +119,11 @@ pub fn gemv(device: &Device, shapes: &[(u32, u32)], batches: &[u32], target: Tar
             let y = DeviceBuffer::filled(device, y_bytes as usize, 0)?;
             let t = median_launch_us(device, LAUNCHES, |i| {
                 loaded.launch(
-                    &[KernelArg::Ptr(weights[i % rotations].ptr()), KernelArg::Ptr(x.ptr()), KernelArg::Ptr(y.ptr())],
+                    &[
+                        KernelArg::Ptr(weights[i % rotations].ptr()),
+                        KernelArg::Ptr(x.ptr()),
+                        KernelArg::Ptr(y.ptr()),
+                    ],
                     |_| 0,
                 )
             })?;

@@ -57,7 +57,15 @@ pub fn model_spec(args: &GenerateArgs) -> Result<ModelSpec, CliError> {
     let registry = Registry::builtin().map_err(|e| CliError::internal(e.to_string()))?;
     if let Some(path) = &args.model {
         let supported = SupportedTypes::new(
-            &[GgmlType::Q4K, GgmlType::Q6K, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::F16, GgmlType::F32],
+            &[
+                GgmlType::Q4K,
+                GgmlType::Q6K,
+                GgmlType::Q5_0,
+                GgmlType::Q8_0,
+                GgmlType::Q4_1,
+                GgmlType::F16,
+                GgmlType::F32,
+            ],
             &[GgmlType::F32],
         );
         let bound = open_checked(path, &registry, &supported).map_err(usage)?;
@@ -65,7 +73,8 @@ pub fn model_spec(args: &GenerateArgs) -> Result<ModelSpec, CliError> {
     }
     if let (Some(contract), Some(dims)) = (&args.contract, &args.dims) {
         let contract = Arc::new(Contract::load(contract).map_err(usage)?);
-        let text = std::fs::read_to_string(dims).map_err(|e| usage(format!("{}: {e}", dims.display())))?;
+        let text =
+            std::fs::read_to_string(dims).map_err(|e| usage(format!("{}: {e}", dims.display())))?;
         let preset = Preset::from_yaml(dims, &text, &[contract]).map_err(usage)?;
         return Ok(preset.spec);
     }
@@ -74,14 +83,26 @@ pub fn model_spec(args: &GenerateArgs) -> Result<ModelSpec, CliError> {
 }
 
 pub fn run(args: &GenerateArgs) -> Result<(), CliError> {
-    let target = Target::parse(&args.target)
-        .ok_or_else(|| usage(format!("--target: expected sm_XX (e.g. sm_61, sm_90), got `{}`", args.target)))?;
+    let target = Target::parse(&args.target).ok_or_else(|| {
+        usage(format!(
+            "--target: expected sm_XX (e.g. sm_61, sm_90), got `{}`",
+            args.target
+        ))
+    })?;
     if !(1..=ptx_gen::kernels::GEMV_MAX_BATCH).contains(&args.batch_max) {
-        return Err(usage(format!("--batch-max: expected 1..={}, got {}", ptx_gen::kernels::GEMV_MAX_BATCH, args.batch_max)));
+        return Err(usage(format!(
+            "--batch-max: expected 1..={}, got {}",
+            ptx_gen::kernels::GEMV_MAX_BATCH,
+            args.batch_max
+        )));
     }
     let spec = model_spec(args)?;
     let start = Instant::now();
-    let options = SetOptions { target, max_context: args.max_context, batch_max: args.batch_max };
+    let options = SetOptions {
+        target,
+        max_context: args.max_context,
+        batch_max: args.batch_max,
+    };
     let set = KernelSet::generate(&spec, options).map_err(usage)?;
     let generated = start.elapsed();
     if !set.parity.passed() {
@@ -95,9 +116,18 @@ pub fn run(args: &GenerateArgs) -> Result<(), CliError> {
     }
     let findings = crate::kernel_set::check_set(&set).map_err(usage)?;
     if let Some(f) = findings.first() {
-        return Err(CliError::internal(format!("{}: {} static findings, first: {}: {}", spec.name, findings.len(), f.kernel, f.message)));
+        return Err(CliError::internal(format!(
+            "{}: {} static findings, first: {}: {}",
+            spec.name,
+            findings.len(),
+            f.kernel,
+            f.message
+        )));
     }
-    let dir = args.out.clone().unwrap_or_else(|| PathBuf::from("kernels").join(&spec.name));
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("kernels").join(&spec.name));
     let manifest = set.write_to(&dir).map_err(usage)?;
     tracing::info!(
         "{}: {} kernels ({} batched), {} launches per step, generated in {:.1} ms, written to {}",

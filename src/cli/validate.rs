@@ -26,9 +26,13 @@ pub fn run(args: &ValidateArgs) -> Result<(), CliError> {
     if ptxas.is_none() {
         tracing::warn!("ptxas not found (set PTXAS or PATH): modules are not assembled");
     }
-    let report = validate_dir(&args.dir, ptxas.as_ref()).map_err(|e| CliError::usage(e.to_string()))?;
+    let report =
+        validate_dir(&args.dir, ptxas.as_ref()).map_err(|e| CliError::usage(e.to_string()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| CliError::internal(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| CliError::internal(e.to_string()))?
+        );
     } else {
         for f in &report.findings {
             println!("{}: {}: {}", f.kernel, f.check, f.message);
@@ -45,6 +49,13 @@ pub fn run(args: &ValidateArgs) -> Result<(), CliError> {
     if report.passed() {
         Ok(())
     } else {
-        Err(CliError { message: format!("{}: validation failed with {} findings", args.dir.display(), report.findings.len()), code: 1 })
+        Err(CliError {
+            message: format!(
+                "{}: validation failed with {} findings",
+                args.dir.display(),
+                report.findings.len()
+            ),
+            code: 1,
+        })
     }
 }

@@ -102,7 +102,13 @@ pub struct BufferDecl {
 
 /// The workspace for `dims`, with attention split into `chunks` chunks.
 pub fn workspace(dims: &ModelDims, chunks: u32, argmax_partials: u32) -> Vec<BufferDecl> {
-    let (h, q, kv, f, v) = (dims.hidden, dims.q_dim(), dims.kv_dim(), dims.ffn, dims.vocab);
+    let (h, q, kv, f, v) = (
+        dims.hidden,
+        dims.q_dim(),
+        dims.kv_dim(),
+        dims.ffn,
+        dims.vocab,
+    );
     let heads = dims.heads;
     let hd = dims.head_dim;
     let d = |name, layout: String, bytes: u64, meaning: &str| BufferDecl {
@@ -112,21 +118,96 @@ pub fn workspace(dims: &ModelDims, chunks: u32, argmax_partials: u32) -> Vec<Buf
         meaning: meaning.to_string(),
     };
     vec![
-        d(Buffer::Token, "u32[1]".into(), 4, "token fed to the step; the step's argmax overwrites it with the next token"),
-        d(Buffer::Pos, "u32[1]".into(), 4, "KV-cache slot this step writes (0-based position of the token)"),
-        d(Buffer::SeqLen, "u32[1]".into(), 4, "positions attention reads: pos + 1"),
-        d(Buffer::X, format!("f32[{h}]"), h as u64 * 4, "residual stream"),
-        d(Buffer::Xq, format!("block_q8_1[{}]", h / 32), q8_1_bytes(h), "normalized residual stream, Q8_1"),
-        d(Buffer::Qkv, format!("f32[{}]", q + 2 * kv), (q + 2 * kv) as u64 * 4, "Q (q_dim), then K (kv_dim), then V (kv_dim)"),
-        d(Buffer::Attn, format!("f32[{q}]"), q as u64 * 4, "attention output"),
-        d(Buffer::AttnQ8, format!("block_q8_1[{}]", q / 32), q8_1_bytes(q), "attention output, Q8_1"),
-        d(Buffer::PartO, format!("f32[{heads}][{chunks}][{hd}]"), heads as u64 * chunks as u64 * hd as u64 * 4, "attention split partials (weighted V sums)"),
-        d(Buffer::PartMl, format!("f32[{heads}][{chunks}][2]"), heads as u64 * chunks as u64 * 8, "attention split partials (max, sum) in base 2"),
-        d(Buffer::Tmp, format!("f32[{h}]"), h as u64 * 4, "projection output before its post-norm"),
-        d(Buffer::Tmp2, format!("f32[{h}]"), h as u64 * 4, "post-normed projection output"),
-        d(Buffer::GateUp, format!("f32[{}]", 2 * f), 2 * f as u64 * 4, "FFN gate (ffn), then up (ffn)"),
-        d(Buffer::ActQ8, format!("block_q8_1[{}]", f / 32), q8_1_bytes(f), "act(gate) * up, Q8_1"),
+        d(
+            Buffer::Token,
+            "u32[1]".into(),
+            4,
+            "token fed to the step; the step's argmax overwrites it with the next token",
+        ),
+        d(
+            Buffer::Pos,
+            "u32[1]".into(),
+            4,
+            "KV-cache slot this step writes (0-based position of the token)",
+        ),
+        d(
+            Buffer::SeqLen,
+            "u32[1]".into(),
+            4,
+            "positions attention reads: pos + 1",
+        ),
+        d(
+            Buffer::X,
+            format!("f32[{h}]"),
+            h as u64 * 4,
+            "residual stream",
+        ),
+        d(
+            Buffer::Xq,
+            format!("block_q8_1[{}]", h / 32),
+            q8_1_bytes(h),
+            "normalized residual stream, Q8_1",
+        ),
+        d(
+            Buffer::Qkv,
+            format!("f32[{}]", q + 2 * kv),
+            (q + 2 * kv) as u64 * 4,
+            "Q (q_dim), then K (kv_dim), then V (kv_dim)",
+        ),
+        d(
+            Buffer::Attn,
+            format!("f32[{q}]"),
+            q as u64 * 4,
+            "attention output",
+        ),
+        d(
+            Buffer::AttnQ8,
+            format!("block_q8_1[{}]", q / 32),
+            q8_1_bytes(q),
+            "attention output, Q8_1",
+        ),
+        d(
+            Buffer::PartO,
+            format!("f32[{heads}][{chunks}][{hd}]"),
+            heads as u64 * chunks as u64 * hd as u64 * 4,
+            "attention split partials (weighted V sums)",
+        ),
+        d(
+            Buffer::PartMl,
+            format!("f32[{heads}][{chunks}][2]"),
+            heads as u64 * chunks as u64 * 8,
+            "attention split partials (max, sum) in base 2",
+        ),
+        d(
+            Buffer::Tmp,
+            format!("f32[{h}]"),
+            h as u64 * 4,
+            "projection output before its post-norm",
+        ),
+        d(
+            Buffer::Tmp2,
+            format!("f32[{h}]"),
+            h as u64 * 4,
+            "post-normed projection output",
+        ),
+        d(
+            Buffer::GateUp,
+            format!("f32[{}]", 2 * f),
+            2 * f as u64 * 4,
+            "FFN gate (ffn), then up (ffn)",
+        ),
+        d(
+            Buffer::ActQ8,
+            format!("block_q8_1[{}]", f / 32),
+            q8_1_bytes(f),
+            "act(gate) * up, Q8_1",
+        ),
         d(Buffer::Logits, format!("f32[{v}]"), v as u64 * 4, "logits"),
-        d(Buffer::ArgmaxPartials, format!("u64[{argmax_partials}]"), argmax_partials as u64 * 8, "argmax partials"),
+        d(
+            Buffer::ArgmaxPartials,
+            format!("u64[{argmax_partials}]"),
+            argmax_partials as u64 * 8,
+            "argmax partials",
+        ),
     ]
 }

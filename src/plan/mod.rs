@@ -115,7 +115,12 @@ impl Recorder {
     }
 
     /// Records a launch of `spec` with `args` (by parameter name, in PTX order).
-    pub(crate) fn launch(&mut self, spec: KernelSpec, layer: Option<u32>, args: Vec<(&str, Arg)>) -> Result<(), GenError> {
+    pub(crate) fn launch(
+        &mut self,
+        spec: KernelSpec,
+        layer: Option<u32>,
+        args: Vec<(&str, Arg)>,
+    ) -> Result<(), GenError> {
         spec.validate()?;
         let name = spec.name();
         if self.names.insert(name.clone()) {

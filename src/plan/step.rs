@@ -5,15 +5,18 @@
 //! Every residual add is fused into a GEMV epilogue or into the next norm.
 
 use ptx_gen::kernels::{
-    Argmax, ArgmaxStage, DecodeAttention, Embed, EmbedTable, Gemv, Glu, GluAct, HeadRmsNorm, KernelSpec,
-    OutFormat, QuantizeQ8_1, ResidualRmsNorm, RmsNorm, RmsNormQ8_1, RopeKv, RopeStyle as KRopeStyle,
+    Argmax, ArgmaxStage, DecodeAttention, Embed, EmbedTable, Gemv, Glu, GluAct, HeadRmsNorm,
+    KernelSpec, OutFormat, QuantizeQ8_1, ResidualRmsNorm, RmsNorm, RmsNormQ8_1, RopeKv,
+    RopeStyle as KRopeStyle,
 };
 
 use crate::contract::{Activation, EmbeddingScale, ModelSpec, QkNorm, Role, RopeStyle};
 use crate::quant::GgmlType;
 
 use super::buffers::{workspace, Buffer};
-use super::{gemv_weight, tensor_name, Arg, KernelPlan, PlanError, PlanOptions, Recorder, RopeTable};
+use super::{
+    gemv_weight, tensor_name, Arg, KernelPlan, PlanError, PlanOptions, Recorder, RopeTable,
+};
 
 fn buf(buffer: Buffer) -> Arg {
     Arg::Buffer { buffer, offset: 0 }
@@ -34,19 +37,32 @@ struct Planner<'a> {
 
 impl Planner<'_> {
     fn kernel_err(&self, e: ptx_gen::kernels::GenError) -> PlanError {
-        PlanError::Kernel { model: self.model.name.clone(), source: e }
+        PlanError::Kernel {
+            model: self.model.name.clone(),
+            source: e,
+        }
     }
 
-    fn launch(&mut self, spec: KernelSpec, layer: Option<u32>, args: Vec<(&str, Arg)>) -> Result<(), PlanError> {
-        self.rec.launch(spec, layer, args).map_err(|e| self.kernel_err(e))
+    fn launch(
+        &mut self,
+        spec: KernelSpec,
+        layer: Option<u32>,
+        args: Vec<(&str, Arg)>,
+    ) -> Result<(), PlanError> {
+        self.rec
+            .launch(spec, layer, args)
+            .map_err(|e| self.kernel_err(e))
     }
 
     /// The type of a tensor the schedule reads, or an error naming it.
     fn ty(&self, role: Role, layer: Option<u32>) -> Result<GgmlType, PlanError> {
-        self.model.weights.get(role, layer).ok_or_else(|| PlanError::Tensor {
-            tensor: tensor_name(role, layer),
-            constraint: "required by the decode step but absent from the model".into(),
-        })
+        self.model
+            .weights
+            .get(role, layer)
+            .ok_or_else(|| PlanError::Tensor {
+                tensor: tensor_name(role, layer),
+                constraint: "required by the decode step but absent from the model".into(),
+            })
     }
 
     /// Norm weights are read as f32.
@@ -84,11 +100,21 @@ impl Planner<'_> {
                 constraint: format!("{ty} needs K % {} == 0, got {k}", w.block_values()),
             });
         }
-        let spec = Gemv { weight: w, n, k, bias: bias.is_some(), residual: residual.is_some(), m: 1 };
+        let spec = Gemv {
+            weight: w,
+            n,
+            k,
+            bias: bias.is_some(),
+            residual: residual.is_some(),
+            m: 1,
+        };
         let mut args = vec![("w", weight(role, layer)), ("x", buf(x))];
         if let Some(b) = bias {
             if self.ty(b, layer)? != GgmlType::F32 {
-                return Err(PlanError::Tensor { tensor: tensor_name(b, layer), constraint: "biases must be F32".into() });
+                return Err(PlanError::Tensor {
+                    tensor: tensor_name(b, layer),
+                    constraint: "biases must be F32".into(),
+                });
             }
             args.push(("bias", weight(b, layer)));
         }
@@ -103,7 +129,10 @@ impl Planner<'_> {
 pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan, PlanError> {
     let d = &model.dims;
     let b = &model.behaviour;
-    let unsupported = |what: &str| PlanError::Unsupported { model: model.name.clone(), what: what.to_string() };
+    let unsupported = |what: &str| PlanError::Unsupported {
+        model: model.name.clone(),
+        what: what.to_string(),
+    };
     if !b.gated_ffn {
         return Err(unsupported("an ungated FFN"));
     }
@@ -115,19 +144,29 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
     let woff = b.norm_weight_offset;
     let (q_dim, kv_dim, h, ffn) = (d.q_dim(), d.kv_dim(), d.hidden, d.ffn);
     let f32_bytes = |n: u32| n as u64 * 4;
-    let mut p = Planner { model, rec: Recorder::new() };
+    let mut p = Planner {
+        model,
+        rec: Recorder::new(),
+    };
 
     // Rope tables, one per distinct (theta, scaling) over the layers.
     let mut rope_tables: Vec<RopeTable> = Vec::new();
     let mut layer_table = Vec::new();
-    let freq_factors = model.weights.has_role(Role::RopeFreqs).then_some(Role::RopeFreqs);
+    let freq_factors = model
+        .weights
+        .has_role(Role::RopeFreqs)
+        .then_some(Role::RopeFreqs);
     for layer in 0..d.layers {
         let la = d.layer_attention(layer);
         let table = RopeTable {
             theta: la.rope_theta,
             rope_dims: d.rope_dims,
             max_context: max_ctx,
-            freq_factors: if la.rope_scaling.is_some() { freq_factors } else { None },
+            freq_factors: if la.rope_scaling.is_some() {
+                freq_factors
+            } else {
+                None
+            },
         };
         let index = match rope_tables.iter().position(|t| *t == table) {
             Some(i) => i,
@@ -150,7 +189,9 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         other => {
             return Err(PlanError::Tensor {
                 tensor: "token_embd".into(),
-                constraint: format!("the embedding lookup reads F32, F16, Q8_0, Q4_K or Q6_K rows, got {other}"),
+                constraint: format!(
+                    "the embedding lookup reads F32, F16, Q8_0, Q4_K or Q6_K rows, got {other}"
+                ),
             })
         }
     };
@@ -159,13 +200,26 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         EmbeddingScale::SqrtHidden => (h as f32).sqrt(),
     };
     p.launch(
-        KernelSpec::Embed(Embed { table, vocab: d.vocab, hidden: h, scale }),
+        KernelSpec::Embed(Embed {
+            table,
+            vocab: d.vocab,
+            hidden: h,
+            scale,
+        }),
         None,
-        vec![("table", weight(Role::TokenEmbd, None)), ("token", buf(Buffer::Token)), ("y", buf(Buffer::X))],
+        vec![
+            ("table", weight(Role::TokenEmbd, None)),
+            ("token", buf(Buffer::Token)),
+            ("y", buf(Buffer::X)),
+        ],
     )?;
     let w0 = p.norm_weight(Role::AttnNorm, Some(0))?;
     p.launch(
-        KernelSpec::RmsNormQ8_1(RmsNormQ8_1 { hidden: h, eps, weight_offset: woff }),
+        KernelSpec::RmsNormQ8_1(RmsNormQ8_1 {
+            hidden: h,
+            eps,
+            weight_offset: woff,
+        }),
         Some(0),
         vec![("x", buf(Buffer::X)), ("w", w0), ("y", buf(Buffer::Xq))],
     )?;
@@ -180,18 +234,66 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         // Q, K, V into one buffer: Q at 0, K at q_dim, V at q_dim + kv_dim.
         let (k_off, v_off) = (f32_bytes(q_dim), f32_bytes(q_dim + kv_dim));
         if model.weights.has_role(Role::AttnQkv) {
-            p.gemv(Role::AttnQkv, l, q_dim + 2 * kv_dim, h, Buffer::Xq, buf(Buffer::Qkv), None, None)?;
+            p.gemv(
+                Role::AttnQkv,
+                l,
+                q_dim + 2 * kv_dim,
+                h,
+                Buffer::Xq,
+                buf(Buffer::Qkv),
+                None,
+                None,
+            )?;
         } else {
             let bias = |r| b.qkv_bias.then_some(r);
-            p.gemv(Role::AttnQ, l, q_dim, h, Buffer::Xq, buf(Buffer::Qkv), bias(Role::AttnQBias), None)?;
-            p.gemv(Role::AttnK, l, kv_dim, h, Buffer::Xq, buf_at(Buffer::Qkv, k_off), bias(Role::AttnKBias), None)?;
-            p.gemv(Role::AttnV, l, kv_dim, h, Buffer::Xq, buf_at(Buffer::Qkv, v_off), bias(Role::AttnVBias), None)?;
+            p.gemv(
+                Role::AttnQ,
+                l,
+                q_dim,
+                h,
+                Buffer::Xq,
+                buf(Buffer::Qkv),
+                bias(Role::AttnQBias),
+                None,
+            )?;
+            p.gemv(
+                Role::AttnK,
+                l,
+                kv_dim,
+                h,
+                Buffer::Xq,
+                buf_at(Buffer::Qkv, k_off),
+                bias(Role::AttnKBias),
+                None,
+            )?;
+            p.gemv(
+                Role::AttnV,
+                l,
+                kv_dim,
+                h,
+                Buffer::Xq,
+                buf_at(Buffer::Qkv, v_off),
+                bias(Role::AttnVBias),
+                None,
+            )?;
         }
         if b.qk_norm == QkNorm::PerHeadRms {
-            for (role, heads, off) in [(Role::AttnQNorm, d.heads, 0), (Role::AttnKNorm, d.kv_heads, k_off)] {
+            for (role, heads, off) in [
+                (Role::AttnQNorm, d.heads, 0),
+                (Role::AttnKNorm, d.kv_heads, k_off),
+            ] {
                 let w = p.norm_weight(role, l)?;
-                let spec = HeadRmsNorm { n_heads: heads, head_dim: d.head_dim, eps, weight_offset: woff };
-                p.launch(KernelSpec::HeadRmsNorm(spec), l, vec![("x", buf_at(Buffer::Qkv, off)), ("w", w)])?;
+                let spec = HeadRmsNorm {
+                    n_heads: heads,
+                    head_dim: d.head_dim,
+                    eps,
+                    weight_offset: woff,
+                };
+                p.launch(
+                    KernelSpec::HeadRmsNorm(spec),
+                    l,
+                    vec![("x", buf_at(Buffer::Qkv, off)), ("w", w)],
+                )?;
             }
         }
         let rope = RopeKv {
@@ -211,7 +313,12 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
                 ("v", buf_at(Buffer::Qkv, v_off)),
                 ("k_cache", Arg::KCache { layer }),
                 ("v_cache", Arg::VCache { layer }),
-                ("rope_table", Arg::RopeTable { index: layer_table[layer as usize] }),
+                (
+                    "rope_table",
+                    Arg::RopeTable {
+                        index: layer_table[layer as usize],
+                    },
+                ),
                 ("pos", buf(Buffer::Pos)),
             ],
         )?;
@@ -256,21 +363,60 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         )?;
         // O projection; its residual add goes into the GEMV or into the FFN norm.
         let ffn_norm = p.norm_weight(Role::FfnNorm, l)?;
-        project_and_norm(&mut p, Role::AttnOutput, l, q_dim, Buffer::AttnQ8, b.post_attn_norm.then_some(Role::AttnPostNorm), ffn_norm)?;
+        project_and_norm(
+            &mut p,
+            Role::AttnOutput,
+            l,
+            q_dim,
+            Buffer::AttnQ8,
+            b.post_attn_norm.then_some(Role::AttnPostNorm),
+            ffn_norm,
+        )?;
 
         // FFN: gate and up into one buffer, activation + quantize, down.
         if model.weights.has_role(Role::FfnGateUp) {
-            p.gemv(Role::FfnGateUp, l, 2 * ffn, h, Buffer::Xq, buf(Buffer::GateUp), None, None)?;
+            p.gemv(
+                Role::FfnGateUp,
+                l,
+                2 * ffn,
+                h,
+                Buffer::Xq,
+                buf(Buffer::GateUp),
+                None,
+                None,
+            )?;
         } else {
-            p.gemv(Role::FfnGate, l, ffn, h, Buffer::Xq, buf(Buffer::GateUp), None, None)?;
-            p.gemv(Role::FfnUp, l, ffn, h, Buffer::Xq, buf_at(Buffer::GateUp, f32_bytes(ffn)), None, None)?;
+            p.gemv(
+                Role::FfnGate,
+                l,
+                ffn,
+                h,
+                Buffer::Xq,
+                buf(Buffer::GateUp),
+                None,
+                None,
+            )?;
+            p.gemv(
+                Role::FfnUp,
+                l,
+                ffn,
+                h,
+                Buffer::Xq,
+                buf_at(Buffer::GateUp, f32_bytes(ffn)),
+                None,
+                None,
+            )?;
         }
         let act = match b.activation {
             Activation::Silu => GluAct::Swiglu,
             Activation::GeluTanh => GluAct::Geglu,
         };
         p.launch(
-            KernelSpec::Glu(Glu { act, ffn, out: OutFormat::Q8_1 }),
+            KernelSpec::Glu(Glu {
+                act,
+                ffn,
+                out: OutFormat::Q8_1,
+            }),
             l,
             vec![
                 ("gate", buf(Buffer::GateUp)),
@@ -283,23 +429,56 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         } else {
             p.norm_weight(Role::OutputNorm, None)?
         };
-        project_and_norm(&mut p, Role::FfnDown, l, ffn, Buffer::ActQ8, b.post_ffn_norm.then_some(Role::FfnPostNorm), next_norm)?;
+        project_and_norm(
+            &mut p,
+            Role::FfnDown,
+            l,
+            ffn,
+            Buffer::ActQ8,
+            b.post_ffn_norm.then_some(Role::FfnPostNorm),
+            next_norm,
+        )?;
     }
 
     // LM head (the embedding when tied) and argmax.
-    let head = if model.weights.has_role(Role::Output) { Role::Output } else { Role::TokenEmbd };
-    p.gemv(head, None, d.vocab, h, Buffer::Xq, buf(Buffer::Logits), None, None)?;
-    let partial = Argmax { vocab: d.vocab, stage: ArgmaxStage::Partial };
+    let head = if model.weights.has_role(Role::Output) {
+        Role::Output
+    } else {
+        Role::TokenEmbd
+    };
+    p.gemv(
+        head,
+        None,
+        d.vocab,
+        h,
+        Buffer::Xq,
+        buf(Buffer::Logits),
+        None,
+        None,
+    )?;
+    let partial = Argmax {
+        vocab: d.vocab,
+        stage: ArgmaxStage::Partial,
+    };
     let partials = partial.partials();
     p.launch(
         KernelSpec::Argmax(partial),
         None,
-        vec![("logits", buf(Buffer::Logits)), ("partials", buf(Buffer::ArgmaxPartials))],
+        vec![
+            ("logits", buf(Buffer::Logits)),
+            ("partials", buf(Buffer::ArgmaxPartials)),
+        ],
     )?;
     p.launch(
-        KernelSpec::Argmax(Argmax { vocab: d.vocab, stage: ArgmaxStage::Final }),
+        KernelSpec::Argmax(Argmax {
+            vocab: d.vocab,
+            stage: ArgmaxStage::Final,
+        }),
         None,
-        vec![("partials", buf(Buffer::ArgmaxPartials)), ("index", buf(Buffer::Token))],
+        vec![
+            ("partials", buf(Buffer::ArgmaxPartials)),
+            ("index", buf(Buffer::Token)),
+        ],
     )?;
 
     let (kernels, step) = p.rec.finish();
@@ -329,25 +508,56 @@ fn project_and_norm(
     let (h, eps, woff) = (d.hidden, d.rms_eps, p.model.behaviour.norm_weight_offset);
     match post_norm {
         None => {
-            p.gemv(role, layer, h, k, input, buf(Buffer::X), None, Some(buf(Buffer::X)))?;
-            p.launch(
-                KernelSpec::RmsNormQ8_1(RmsNormQ8_1 { hidden: h, eps, weight_offset: woff }),
+            p.gemv(
+                role,
                 layer,
-                vec![("x", buf(Buffer::X)), ("w", next_norm), ("y", buf(Buffer::Xq))],
+                h,
+                k,
+                input,
+                buf(Buffer::X),
+                None,
+                Some(buf(Buffer::X)),
+            )?;
+            p.launch(
+                KernelSpec::RmsNormQ8_1(RmsNormQ8_1 {
+                    hidden: h,
+                    eps,
+                    weight_offset: woff,
+                }),
+                layer,
+                vec![
+                    ("x", buf(Buffer::X)),
+                    ("w", next_norm),
+                    ("y", buf(Buffer::Xq)),
+                ],
             )
         }
         Some(norm) => {
             p.gemv(role, layer, h, k, input, buf(Buffer::Tmp), None, None)?;
             let w = p.norm_weight(norm, layer)?;
             p.launch(
-                KernelSpec::RmsNorm(RmsNorm { hidden: h, eps, weight_offset: woff }),
+                KernelSpec::RmsNorm(RmsNorm {
+                    hidden: h,
+                    eps,
+                    weight_offset: woff,
+                }),
                 layer,
                 vec![("x", buf(Buffer::Tmp)), ("w", w), ("y", buf(Buffer::Tmp2))],
             )?;
             p.launch(
-                KernelSpec::ResidualRmsNorm(ResidualRmsNorm { hidden: h, eps, weight_offset: woff, out: OutFormat::Q8_1 }),
+                KernelSpec::ResidualRmsNorm(ResidualRmsNorm {
+                    hidden: h,
+                    eps,
+                    weight_offset: woff,
+                    out: OutFormat::Q8_1,
+                }),
                 layer,
-                vec![("x", buf(Buffer::X)), ("residual", buf(Buffer::Tmp2)), ("w", next_norm), ("y", buf(Buffer::Xq))],
+                vec![
+                    ("x", buf(Buffer::X)),
+                    ("residual", buf(Buffer::Tmp2)),
+                    ("w", next_norm),
+                    ("y", buf(Buffer::Xq)),
+                ],
             )
         }
     }

@@ -5,14 +5,14 @@ pub mod argmax;
 pub mod attention;
 pub mod embed;
 pub mod gemv;
+pub mod glu;
+pub mod head_rmsnorm;
 pub mod residual_add;
+pub mod residual_rmsnorm;
 pub mod rmsnorm;
 pub mod rmsnorm_q8_1;
-pub mod residual_rmsnorm;
-pub mod head_rmsnorm;
 pub mod rope;
 pub mod rope_kv;
-pub mod glu;
 
 pub use crate::quant::q8_1::quantize_row_bytes as quantize_q8_1;
 pub use rmsnorm::rmsnorm;

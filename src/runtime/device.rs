@@ -96,17 +96,24 @@ impl Device {
     /// Two events able to time the work recorded between them.
     pub fn timing_events(&self) -> Result<(CudaEvent, CudaEvent), RuntimeError> {
         let make = || self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT));
-        Ok((make().doing(|| "creating an event".into())?, make().doing(|| "creating an event".into())?))
+        Ok((
+            make().doing(|| "creating an event".into())?,
+            make().doing(|| "creating an event".into())?,
+        ))
     }
 
     /// Records `event` on the device's stream.
     pub fn record(&self, event: &CudaEvent) -> Result<(), RuntimeError> {
-        event.record(&self.stream).doing(|| "recording an event".into())
+        event
+            .record(&self.stream)
+            .doing(|| "recording an event".into())
     }
 
     /// Milliseconds between two recorded events (waits for both).
     pub fn elapsed_ms(&self, start: &CudaEvent, end: &CudaEvent) -> Result<f32, RuntimeError> {
-        start.elapsed_ms(end).doing(|| "reading an event time".into())
+        start
+            .elapsed_ms(end)
+            .doing(|| "reading an event time".into())
     }
 
     /// Waits for all work on the device's stream.

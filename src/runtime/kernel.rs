@@ -38,8 +38,14 @@ impl DeviceBuffer {
 
     /// `len` zero bytes, without a host copy.
     pub fn zeroed(device: &Device, len: usize) -> Result<DeviceBuffer, RuntimeError> {
-        let slice = device.stream.alloc_zeros::<u8>(len).doing(|| format!("allocating {len} bytes"))?;
-        Ok(DeviceBuffer { slice, device: device.clone() })
+        let slice = device
+            .stream
+            .alloc_zeros::<u8>(len)
+            .doing(|| format!("allocating {len} bytes"))?;
+        Ok(DeviceBuffer {
+            slice,
+            device: device.clone(),
+        })
     }
 
     /// Copies `src` into this buffer on the device (the lengths must match).
@@ -47,7 +53,11 @@ impl DeviceBuffer {
         if src.len() != self.len() {
             return Err(RuntimeError::Launch {
                 kernel: "memcpy".into(),
-                message: format!("copy of {} bytes into a buffer of {}", src.len(), self.len()),
+                message: format!(
+                    "copy of {} bytes into a buffer of {}",
+                    src.len(),
+                    self.len()
+                ),
             });
         }
         self.device

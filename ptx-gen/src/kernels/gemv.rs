@@ -40,7 +40,13 @@ pub enum WeightType {
 }
 
 impl WeightType {
-    pub const ALL: [WeightType; 5] = [WeightType::Q4K, WeightType::Q6K, WeightType::Q5_0, WeightType::Q8_0, WeightType::Q4_1];
+    pub const ALL: [WeightType; 5] = [
+        WeightType::Q4K,
+        WeightType::Q6K,
+        WeightType::Q5_0,
+        WeightType::Q8_0,
+        WeightType::Q4_1,
+    ];
 
     /// GGML's name: `q4_k`, `q8_0`, ...
     pub fn name(self) -> &'static str {
@@ -54,7 +60,9 @@ impl WeightType {
     }
 
     pub fn from_name(s: &str) -> Option<WeightType> {
-        WeightType::ALL.into_iter().find(|t| t.name() == s.to_ascii_lowercase())
+        WeightType::ALL
+            .into_iter()
+            .find(|t| t.name() == s.to_ascii_lowercase())
     }
 
     /// Values per block.
@@ -156,18 +164,31 @@ impl FamilySpec for Gemv {
     fn from_cli(dims: &[String]) -> Result<Self, String> {
         cli_max(dims, 6)?;
         let ty = dims.first().ok_or("missing TYPE")?;
-        let weight = WeightType::from_name(ty).ok_or_else(|| format!("TYPE must be one of q4_k q6_k q5_0 q8_0 q4_1, got `{ty}`"))?;
+        let weight = WeightType::from_name(ty)
+            .ok_or_else(|| format!("TYPE must be one of q4_k q6_k q5_0 q8_0 q4_1, got `{ty}`"))?;
         let num = |i: usize, what: &str| -> Result<u32, String> {
             let s = dims.get(i).ok_or_else(|| format!("missing {what}"))?;
-            s.parse().map_err(|_| format!("{what} must be a number, got `{s}`"))
+            s.parse()
+                .map_err(|_| format!("{what} must be a number, got `{s}`"))
         };
-        let mut spec = Gemv { weight, n: num(1, "N")?, k: num(2, "K")?, bias: false, residual: false, m: 1 };
+        let mut spec = Gemv {
+            weight,
+            n: num(1, "N")?,
+            k: num(2, "K")?,
+            bias: false,
+            residual: false,
+            m: 1,
+        };
         for flag in dims.iter().skip(3) {
             match flag.as_str() {
                 m if m.parse::<u32>().is_ok() => spec.m = m.parse().unwrap_or(1),
                 "bias" => spec.bias = true,
                 "residual" => spec.residual = true,
-                other => return Err(format!("unknown option `{other}` (expected bias or residual)")),
+                other => {
+                    return Err(format!(
+                        "unknown option `{other}` (expected bias or residual)"
+                    ))
+                }
             }
         }
         Ok(spec)
@@ -206,11 +227,19 @@ impl FamilySpec for Gemv {
             return Err(invalid(Self::FAMILY, "n", "in 1..=16777216", self.n));
         }
         if self.m == 0 || self.m > GEMV_MAX_BATCH {
-            return Err(invalid(Self::FAMILY, "m", &format!("in 1..={GEMV_MAX_BATCH}"), self.m));
+            return Err(invalid(
+                Self::FAMILY,
+                "m",
+                &format!("in 1..={GEMV_MAX_BATCH}"),
+                self.m,
+            ));
         }
         let bv = self.weight.block_values();
         if self.k == 0 || self.k % bv != 0 || self.k > 1 << 20 {
-            let expected = format!("a positive multiple of {bv} (the {} block) up to 1048576", self.weight.name());
+            let expected = format!(
+                "a positive multiple of {bv} (the {} block) up to 1048576",
+                self.weight.name()
+            );
             return Err(invalid(Self::FAMILY, "k", &expected, self.k));
         }
         Ok(())
@@ -228,7 +257,9 @@ impl FamilySpec for Gemv {
         }
         let x_bytes = (self.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES) as u64;
         let y_bytes = self.n as u64 * 4;
-        let mut d = BatchDecl::unrolled(self.m).shared("w").per_vector("x", x_bytes);
+        let mut d = BatchDecl::unrolled(self.m)
+            .shared("w")
+            .per_vector("x", x_bytes);
         if self.bias {
             d = d.shared("bias");
         }
@@ -254,15 +285,43 @@ impl FamilySpec for Gemv {
         for weight in WeightType::ALL {
             for (n, k) in shapes {
                 if k % weight.block_values() == 0 {
-                    out.push(Gemv { weight, n, k, bias: false, residual: false, m: 1 });
+                    out.push(Gemv {
+                        weight,
+                        n,
+                        k,
+                        bias: false,
+                        residual: false,
+                        m: 1,
+                    });
                 }
             }
-            out.push(Gemv { weight, n: 1000, k: 7 * weight.block_values(), bias: true, residual: true, m: 1 });
+            out.push(Gemv {
+                weight,
+                n: 1000,
+                k: 7 * weight.block_values(),
+                bias: true,
+                residual: true,
+                m: 1,
+            });
             for m in [2, 8, 16] {
-                out.push(Gemv { weight, n: 4096, k: 14336 / 256 * weight.block_values(), bias: false, residual: m == 8, m });
+                out.push(Gemv {
+                    weight,
+                    n: 4096,
+                    k: 14336 / 256 * weight.block_values(),
+                    bias: false,
+                    residual: m == 8,
+                    m,
+                });
             }
         }
-        out.push(Gemv { weight: WeightType::Q8_0, n: 896, k: 896, bias: true, residual: false, m: 1 });
+        out.push(Gemv {
+            weight: WeightType::Q8_0,
+            n: 896,
+            k: 896,
+            bias: true,
+            residual: false,
+            m: 1,
+        });
         out
     }
 }
@@ -278,7 +337,10 @@ fn generate(s: &Gemv, target: Target) -> Result<GeneratedKernel, GenError> {
     let grid = s.n.div_ceil(WARPS);
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
-    b.header_comment(&format!("launch: grid {grid} x 1 x 1, block {} x 1 x 1; one warp per row", WARPS * 32));
+    b.header_comment(&format!(
+        "launch: grid {grid} x 1 x 1, block {} x 1 x 1; one warp per row",
+        WARPS * 32
+    ));
     b.max_threads(WARPS * 32);
     let wp = b.param(Type::U64, "w");
     let xp = b.param(Type::U64, "x");
@@ -317,7 +379,8 @@ fn generate(s: &Gemv, target: Target) -> Result<GeneratedKernel, GenError> {
             for (v, acc) in accs.iter().enumerate() {
                 let xblk = b.add(Type::U64, x_lane, x_off + (v as u32 * x_bytes) as i64);
                 let partial = loaded.dot(b, xblk);
-                b.to(*acc).bin(BinOp::Add, Type::F32, FMode::rn(), *acc, partial);
+                b.to(*acc)
+                    .bin(BinOp::Add, Type::F32, FMode::rn(), *acc, partial);
             }
         };
         let first_block = pass * per_pass;
@@ -329,14 +392,24 @@ fn generate(s: &Gemv, target: Target) -> Result<GeneratedKernel, GenError> {
             b.if_then(valid, emit);
         }
     }
-    let totals: Vec<Reg> = accs.iter().map(|acc| warp_reduce(&mut b, BinOp::Add, Type::F32, *acc)).collect();
+    let totals: Vec<Reg> = accs
+        .iter()
+        .map(|acc| warp_reduce(&mut b, BinOp::Add, Type::F32, *acc))
+        .collect();
     let lane0 = b.setp(Cmp::Eq, Type::U32, lane, 0u32);
     b.if_then(lane0, |b| {
         let off = b.mul_wide(Type::U32, row, 4u32);
         let bias_v = bias.as_ref().map(|p| {
             let base = b.global_ptr(p);
             let a = b.add(Type::U64, base, off);
-            b.load(StateSpace::Global, Type::F32, 1, Addr::reg(a), &[CacheHint::NonCoherent], None)[0]
+            b.load(
+                StateSpace::Global,
+                Type::F32,
+                1,
+                Addr::reg(a),
+                &[CacheHint::NonCoherent],
+                None,
+            )[0]
         });
         let res_row = residual.as_ref().map(|p| {
             let base = b.global_ptr(p);
@@ -361,7 +434,11 @@ fn generate(s: &Gemv, target: Target) -> Result<GeneratedKernel, GenError> {
     let kernel = b.finish()?;
     let ptx = crate::emit::emit_module(&Module::single(kernel));
     let vec_bytes = s.n as u64 * 4 * s.m as u64;
-    let m_dim = if s.m > 1 { format!("[{}]", s.m) } else { String::new() };
+    let m_dim = if s.m > 1 {
+        format!("[{}]", s.m)
+    } else {
+        String::new()
+    };
     let mut params = vec![
         ParamSpec::buffer(
             "w",
@@ -381,12 +458,33 @@ fn generate(s: &Gemv, target: Target) -> Result<GeneratedKernel, GenError> {
         ),
     ];
     if s.bias {
-        params.push(ParamSpec::buffer("bias", format!("f32[{}]", s.n), s.n as u64 * 4, 4, Access::Read, "bias added to every output"));
+        params.push(ParamSpec::buffer(
+            "bias",
+            format!("f32[{}]", s.n),
+            s.n as u64 * 4,
+            4,
+            Access::Read,
+            "bias added to every output",
+        ));
     }
     if s.residual {
-        params.push(ParamSpec::buffer("residual", format!("f32{m_dim}[{}]", s.n), vec_bytes, 4, Access::Read, "residual added last; may be y itself"));
+        params.push(ParamSpec::buffer(
+            "residual",
+            format!("f32{m_dim}[{}]", s.n),
+            vec_bytes,
+            4,
+            Access::Read,
+            "residual added last; may be y itself",
+        ));
     }
-    params.push(ParamSpec::buffer("y", format!("f32{m_dim}[{}]", s.n), vec_bytes, 4, Access::Write, "output vectors"));
+    params.push(ParamSpec::buffer(
+        "y",
+        format!("f32{m_dim}[{}]", s.n),
+        vec_bytes,
+        4,
+        Access::Write,
+        "output vectors",
+    ));
     Ok(GeneratedKernel {
         name,
         ptx,

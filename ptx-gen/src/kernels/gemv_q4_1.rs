@@ -28,7 +28,14 @@ pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
     let hi = b.and(Type::B32, q_hi, Value::Hex(0x0F0F_0F0F));
     let (d, m) = half2_as_f32(b, Addr::reg(wblk));
     let first = b.setp(Cmp::Eq, Type::U32, part, 0u32);
-    Part { lo, hi, d, m, first, off }
+    Part {
+        lo,
+        hi,
+        d,
+        m,
+        first,
+        off,
+    }
 }
 
 pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, xblk: Reg) -> Reg {

@@ -64,18 +64,35 @@ pub(crate) struct Part {
 pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
     let off = b.mul_wide(Type::U32, part, 8u32);
     let wq = b.add(Type::U64, wblk, off);
-    let w = b.load(StateSpace::Global, Type::B32, 2, Addr::reg_off(wq, 16), &[CacheHint::NonCoherent], None);
+    let w = b.load(
+        StateSpace::Global,
+        Type::B32,
+        2,
+        Addr::reg_off(wq, 16),
+        &[CacheHint::NonCoherent],
+        None,
+    );
     let c = b.shr(Type::U32, part, 2u32);
     let quarter = b.and(Type::B32, part, 3u32);
     let x_in = b.shl(Type::B32, quarter, 3u32);
     let x_in = b.cvt(Type::U64, Type::U32, FMode::NONE, x_in);
     let scales = scales_mins(b, wblk, c);
-    let lo = [b.and(Type::B32, w[0], NIBBLES), b.and(Type::B32, w[1], NIBBLES)];
+    let lo = [
+        b.and(Type::B32, w[0], NIBBLES),
+        b.and(Type::B32, w[1], NIBBLES),
+    ];
     let h0 = b.shr(Type::U32, w[0], 4u32);
     let h1 = b.shr(Type::U32, w[1], 4u32);
     let hi = [b.and(Type::B32, h0, NIBBLES), b.and(Type::B32, h1, NIBBLES)];
     let (d, dmin) = half2_as_f32(b, Addr::reg(wblk));
-    Part { v: [lo, hi], scales, d, dmin, c, x_in }
+    Part {
+        v: [lo, hi],
+        scales,
+        d,
+        dmin,
+        c,
+        x_in,
+    }
 }
 
 pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, xblk: Reg) -> Reg {

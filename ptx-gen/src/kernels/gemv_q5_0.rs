@@ -45,7 +45,13 @@ pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
     let hi = add_fifth_bits(b, hi, qh_hi);
     let d = half_as_f32(b, Addr::reg(wblk));
     let first = b.setp(Cmp::Eq, Type::U32, part, 0u32);
-    Part { lo, hi, d, first, off }
+    Part {
+        lo,
+        hi,
+        d,
+        first,
+        off,
+    }
 }
 
 pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, xblk: Reg) -> Reg {

@@ -58,29 +58,54 @@ pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
     let mut sc = Vec::new();
     for quarter in 0..2u32 {
         // Quarter h: low nibbles, qh bits 2h..2h+1; quarter h + 2: high nibbles, bits 4 + 2h.
-        let nib = if quarter == 0 { ql } else { b.shr(Type::U32, ql, 4u32) };
+        let nib = if quarter == 0 {
+            ql
+        } else {
+            b.shr(Type::U32, ql, 4u32)
+        };
         let nib = b.and(Type::B32, nib, Value::Hex(0x0F0F_0F0F));
-        let shift = if quarter == 0 { two_bits } else { b.add(Type::U32, two_bits, 4u32) };
+        let shift = if quarter == 0 {
+            two_bits
+        } else {
+            b.add(Type::U32, two_bits, 4u32)
+        };
         let hb = b.shr(Type::U32, qh, shift);
         let hb = b.and(Type::B32, hb, Value::Hex(0x0303_0303));
         let hb = b.shl(Type::B32, hb, 4u32);
         q.push(b.or(Type::B32, nib, hb));
         let s = b.reg(Type::S32);
         let addr = Addr::reg_off(sc_a, 192 + 4 * quarter as i64);
-        b.load_to(StateSpace::Global, Type::S8, &[s], addr, &[CacheHint::NonCoherent], None);
+        b.load_to(
+            StateSpace::Global,
+            Type::S8,
+            &[s],
+            addr,
+            &[CacheHint::NonCoherent],
+            None,
+        );
         sc.push(s);
     }
     let d = half_as_f32(b, Addr::reg_off(wblk, 208));
     let x_idx = b.shl(Type::B32, n, 2u32);
     let x_idx = b.add(Type::U32, x_idx, h);
     let x_in = b.cvt(Type::U64, Type::U32, FMode::NONE, k4);
-    Part { q: [q[0], q[1]], sc: [sc[0], sc[1]], d, x_idx, x_in }
+    Part {
+        q: [q[0], q[1]],
+        sc: [sc[0], sc[1]],
+        d,
+        x_idx,
+        x_in,
+    }
 }
 
 pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, xblk: Reg) -> Reg {
     let mut terms = Vec::new();
     for quarter in 0..2usize {
-        let xi = if quarter == 0 { w.x_idx } else { b.add(Type::U32, w.x_idx, 2u32) };
+        let xi = if quarter == 0 {
+            w.x_idx
+        } else {
+            b.add(Type::U32, w.x_idx, 2u32)
+        };
         let xb = q8_1_addr(b, xblk, xi);
         let xq = b.add(Type::U64, xb, w.x_in);
         let x = word4(b, Addr::reg_off(xq, 4));

@@ -18,7 +18,10 @@ pub(crate) struct Part {
 pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
     let off = b.mul_wide(Type::U32, part, 8u32);
     let wq = b.add(Type::U64, wblk, off);
-    let q = [word2(b, Addr::reg_off(wq, 2)), word2(b, Addr::reg_off(wq, 6))];
+    let q = [
+        word2(b, Addr::reg_off(wq, 2)),
+        word2(b, Addr::reg_off(wq, 6)),
+    ];
     let d = half_as_f32(b, Addr::reg(wblk));
     Part { q, d, off }
 }

@@ -11,33 +11,35 @@ mod gemv_q4_k;
 mod gemv_q5_0;
 mod gemv_q6_k;
 mod gemv_q8_0;
+mod glu;
+mod head_rmsnorm;
 mod loads;
 mod quantize_q8_1;
 mod reduce;
 mod residual_add;
+mod residual_rmsnorm;
 mod rmsnorm;
 mod rmsnorm_q8_1;
-mod residual_rmsnorm;
-mod head_rmsnorm;
 mod rope_kv;
-mod glu;
 mod spec;
 
 pub use rmsnorm::RowLayout;
 
-pub use gemv::{Gemv, WeightType, GEMV_MAX_BATCH};
-pub use attention::{DecodeAttention, ATTENTION_HEAD_DIMS, ATTENTION_MAX_CTX, ATTENTION_MAX_GROUP, ATTENTION_THREADS};
+pub use argmax::{Argmax, ArgmaxStage, ARGMAX_BLOCK_VALUES, ARGMAX_MAX_VOCAB};
+pub use attention::{
+    DecodeAttention, ATTENTION_HEAD_DIMS, ATTENTION_MAX_CTX, ATTENTION_MAX_GROUP, ATTENTION_THREADS,
+};
 pub use attention_combine::AttentionCombine;
+pub use embed::{Embed, EmbedTable, EMBED_BAD_TOKEN_BITS, EMBED_MAX_HIDDEN};
+pub use gemv::{Gemv, WeightType, GEMV_MAX_BATCH};
+pub use glu::{Glu, GluAct, GELU_COEF_A};
+pub use head_rmsnorm::{HeadRmsNorm, HEAD_RMSNORM_MAX_HEAD_DIM};
 pub use quantize_q8_1::{QuantizeQ8_1, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
+pub use residual_add::{ResidualAdd, RESIDUAL_ADD_MAX_N};
+pub use residual_rmsnorm::ResidualRmsNorm;
 pub use rmsnorm::{RmsNorm, RMSNORM_MAX_HIDDEN};
 pub use rmsnorm_q8_1::{OutFormat, RmsNormQ8_1};
-pub use residual_rmsnorm::ResidualRmsNorm;
-pub use head_rmsnorm::{HeadRmsNorm, HEAD_RMSNORM_MAX_HEAD_DIM};
 pub use rope_kv::{RopeKv, RopeStyle, ROPE_MAX_HEAD_DIM};
-pub use glu::{Glu, GluAct, GELU_COEF_A};
-pub use embed::{Embed, EmbedTable, EMBED_BAD_TOKEN_BITS, EMBED_MAX_HIDDEN};
-pub use residual_add::{ResidualAdd, RESIDUAL_ADD_MAX_N};
-pub use argmax::{Argmax, ArgmaxStage, ARGMAX_BLOCK_VALUES, ARGMAX_MAX_VOCAB};
 pub use spec::{Access, BufferParam, FamilySpec, GenError, KernelSpec, ParamKind, ParamSpec};
 
 use serde::{Deserialize, Serialize};

@@ -36,7 +36,9 @@ impl FamilySpec for QuantizeQ8_1 {
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
         cli_max(dims, 1)?;
-        Ok(QuantizeQ8_1 { k: cli_dim(dims, 0, "K", None)? })
+        Ok(QuantizeQ8_1 {
+            k: cli_dim(dims, 0, "K", None)?,
+        })
     }
 
     fn name(&self) -> String {
@@ -44,12 +46,21 @@ impl FamilySpec for QuantizeQ8_1 {
     }
 
     fn describe(&self) -> String {
-        format!("quantize_q8_1: f32[{}] -> {} Q8_1 blocks", self.k, self.k / Q8_1_BLOCK_VALUES)
+        format!(
+            "quantize_q8_1: f32[{}] -> {} Q8_1 blocks",
+            self.k,
+            self.k / Q8_1_BLOCK_VALUES
+        )
     }
 
     fn validate(&self) -> Result<(), GenError> {
         if self.k == 0 || self.k % Q8_1_BLOCK_VALUES != 0 {
-            return Err(invalid(Self::FAMILY, "k", "a positive multiple of 32 (the Q8_1 block)", self.k));
+            return Err(invalid(
+                Self::FAMILY,
+                "k",
+                "a positive multiple of 32 (the Q8_1 block)",
+                self.k,
+            ));
         }
         Ok(())
     }
@@ -59,7 +70,9 @@ impl FamilySpec for QuantizeQ8_1 {
     }
 
     fn samples() -> Vec<Self> {
-        [32, 96, 576, 640, 896, 1536, 2048, 4096, 4864, 14336].map(|k| QuantizeQ8_1 { k }).to_vec()
+        [32, 96, 576, 640, 896, 1536, 2048, 4096, 4864, 14336]
+            .map(|k| QuantizeQ8_1 { k })
+            .to_vec()
     }
 }
 

@@ -61,13 +61,28 @@ impl FamilySpec for RmsNorm {
 
     fn validate(&self) -> Result<(), GenError> {
         if self.hidden == 0 || self.hidden > RMSNORM_MAX_HIDDEN {
-            return Err(invalid(Self::FAMILY, "hidden", &format!("in 1..={RMSNORM_MAX_HIDDEN}"), self.hidden));
+            return Err(invalid(
+                Self::FAMILY,
+                "hidden",
+                &format!("in 1..={RMSNORM_MAX_HIDDEN}"),
+                self.hidden,
+            ));
         }
         if !(self.eps.is_finite() && self.eps > 0.0) {
-            return Err(invalid(Self::FAMILY, "eps", "a positive finite number", self.eps));
+            return Err(invalid(
+                Self::FAMILY,
+                "eps",
+                "a positive finite number",
+                self.eps,
+            ));
         }
         if !self.weight_offset.is_finite() {
-            return Err(invalid(Self::FAMILY, "weight_offset", "a finite number", self.weight_offset));
+            return Err(invalid(
+                Self::FAMILY,
+                "weight_offset",
+                "a finite number",
+                self.weight_offset,
+            ));
         }
         Ok(())
     }
@@ -91,7 +106,11 @@ impl FamilySpec for RmsNorm {
             (16384, 1e-6, 0.0),
             (65536, 1e-5, 0.0),
         ]
-        .map(|(hidden, eps, weight_offset)| RmsNorm { hidden, eps, weight_offset })
+        .map(|(hidden, eps, weight_offset)| RmsNorm {
+            hidden,
+            eps,
+            weight_offset,
+        })
         .to_vec()
     }
 }
@@ -237,7 +256,11 @@ fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError> {
 
 /// The bounds guard of each of a thread's loads: `Some(p)` only for the loads that can pass
 /// the end of the row.
-pub(crate) fn chunk_guards(b: &mut KernelBuilder, layout: &RowLayout, tid: Reg) -> Vec<Option<Reg>> {
+pub(crate) fn chunk_guards(
+    b: &mut KernelBuilder,
+    layout: &RowLayout,
+    tid: Reg,
+) -> Vec<Option<Reg>> {
     (0..layout.per_thread)
         .map(|j| {
             layout.partial(j).then(|| {
@@ -266,7 +289,16 @@ pub(crate) fn row_scale(
     lane: Reg,
     warp: Reg,
 ) -> Reg {
-    let total = block_reduce(b, BinOp::Add, Type::F32, acc, "partials", threads, lane, warp);
+    let total = block_reduce(
+        b,
+        BinOp::Add,
+        Type::F32,
+        acc,
+        "partials",
+        threads,
+        lane,
+        warp,
+    );
     let mean = b.bin(BinOp::Div, Type::F32, FMode::rn(), total, hidden as f32);
     let var = b.bin(BinOp::Add, Type::F32, FMode::rn(), mean, eps);
     let root = b.un(UnOp::Sqrt, Type::F32, FMode::rn(), var);
@@ -274,7 +306,13 @@ pub(crate) fn row_scale(
 }
 
 /// One normalized value: `(x * scale) * (w + weight_offset)`, IEEE-rounded.
-pub(crate) fn normalize(b: &mut KernelBuilder, x: Reg, scale: Reg, w: Reg, weight_offset: f32) -> Reg {
+pub(crate) fn normalize(
+    b: &mut KernelBuilder,
+    x: Reg,
+    scale: Reg,
+    w: Reg,
+    weight_offset: f32,
+) -> Reg {
     let n = b.bin(BinOp::Mul, Type::F32, FMode::rn(), x, scale);
     let g = if weight_offset != 0.0 {
         b.bin(BinOp::Add, Type::F32, FMode::rn(), w, weight_offset)

@@ -124,7 +124,12 @@ macro_rules! define_kernel_spec {
 for_each_family!(define_kernel_spec);
 
 /// A spec error naming the kernel family, the field, what was expected and what was found.
-pub(crate) fn invalid(kernel: &'static str, field: &'static str, expected: &str, found: impl ToString) -> GenError {
+pub(crate) fn invalid(
+    kernel: &'static str,
+    field: &'static str,
+    expected: &str,
+    found: impl ToString,
+) -> GenError {
     GenError::InvalidSpec {
         kernel,
         field,
@@ -134,9 +139,16 @@ pub(crate) fn invalid(kernel: &'static str, field: &'static str, expected: &str,
 }
 
 /// Reads CLI dimension `i`, or `default` when it is absent (`None`: required).
-pub(crate) fn cli_dim<T: std::str::FromStr>(dims: &[String], i: usize, what: &str, default: Option<T>) -> Result<T, String> {
+pub(crate) fn cli_dim<T: std::str::FromStr>(
+    dims: &[String],
+    i: usize,
+    what: &str,
+    default: Option<T>,
+) -> Result<T, String> {
     match dims.get(i) {
-        Some(s) => s.parse().map_err(|_| format!("{what} must be a number, got `{s}`")),
+        Some(s) => s
+            .parse()
+            .map_err(|_| format!("{what} must be a number, got `{s}`")),
         None => default.ok_or_else(|| format!("missing {what}")),
     }
 }
@@ -144,7 +156,10 @@ pub(crate) fn cli_dim<T: std::str::FromStr>(dims: &[String], i: usize, what: &st
 /// Refuses more CLI dimensions than a family takes.
 pub(crate) fn cli_max(dims: &[String], max: usize) -> Result<(), String> {
     if dims.len() > max {
-        return Err(format!("takes at most {max} dimension(s), got {}", dims.len()));
+        return Err(format!(
+            "takes at most {max} dimension(s), got {}",
+            dims.len()
+        ));
     }
     Ok(())
 }
