@@ -28,12 +28,12 @@ pub struct SetOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum SetError {
     #[error(transparent)]
-    Plan(#[from] PlanError),
+    Plan(#[from] Box<PlanError>),
     #[error("{kernel}: {source}")]
     Generate {
         kernel: String,
         #[source]
-        source: GenError,
+        source: Box<GenError>,
     },
     #[error("{kernel}: launch binds parameters {bound:?}, the kernel has {params:?}")]
     Binding {
@@ -74,7 +74,7 @@ pub struct KernelSet {
 fn gen(spec: &KernelSpec, target: Target) -> Result<GeneratedKernel, SetError> {
     generate(spec, target).map_err(|source| SetError::Generate {
         kernel: spec.name(),
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -119,7 +119,8 @@ impl KernelSet {
             PlanOptions {
                 max_context: options.max_context,
             },
-        )?;
+        )
+        .map_err(Box::new)?;
         let kernels = par_map(&plan.kernels, |s| gen(s, options.target))
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;

@@ -102,8 +102,7 @@ impl Ptxas {
         let text = String::from_utf8_lossy(&out.stdout);
         Ok(text
             .lines()
-            .filter(|l| !l.trim().is_empty())
-            .last()
+            .rfind(|l| !l.trim().is_empty())
             .unwrap_or("")
             .to_string())
     }

@@ -37,7 +37,7 @@ pub enum PlanError {
     Kernel {
         model: String,
         #[source]
-        source: GenError,
+        source: Box<GenError>,
     },
 }
 

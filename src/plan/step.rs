@@ -39,7 +39,7 @@ impl Planner<'_> {
     fn kernel_err(&self, e: ptx_gen::kernels::GenError) -> PlanError {
         PlanError::Kernel {
             model: self.model.name.clone(),
-            source: e,
+            source: Box::new(e),
         }
     }
 

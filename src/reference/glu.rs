@@ -75,7 +75,7 @@ mod tests {
         let e = std::f64::consts::E;
         assert_eq!(y[0], (2.0 * e / (e + 1.0)) as f32);
         assert_eq!(y[1], 0.0);
-        assert_eq!(y[2], (3.0 * -1.0 / (1.0 + e)) as f32);
+        assert_eq!(y[2], (-3.0 / (1.0 + e)) as f32);
         assert_eq!(
             glu_q8_1(GluAct::Geglu, &[1.0; 32], &[1.0; 32])
                 .unwrap()

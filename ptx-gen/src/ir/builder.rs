@@ -1016,7 +1016,7 @@ impl KernelBuilder {
             Some(_)
                 if !needs_int_round
                     && !needs_float_round
-                    && !(dst_ty.is_float() && src_ty == dst_ty) =>
+                    && (!dst_ty.is_float() || src_ty != dst_ty) =>
             {
                 self.fail(format!(
                     "cvt.{}.{} takes no rounding mode",

@@ -22,6 +22,7 @@ pub fn warp_reduce(b: &mut KernelBuilder, op: BinOp, ty: Type, v: Reg) -> Reg {
 /// the result. The warps' partials go through a shared array named `smem_name` (declared
 /// here, only when there is more than one warp). `lane` and `warp` are the thread's lane and
 /// warp index. Uses one `bar.sync`: call it from uniform control flow only.
+#[allow(clippy::too_many_arguments)] // the reduction's inputs, each needed, none derivable
 pub fn block_reduce(
     b: &mut KernelBuilder,
     op: BinOp,
