@@ -140,12 +140,9 @@ impl KernelSet {
         }
         let mut wanted = Vec::new();
         for spec in &plan.kernels {
-            if let KernelSpec::Gemv(g) = spec {
-                for m in 2..=options.batch_max.min(ptx_gen::kernels::GEMV_MAX_BATCH) {
-                    wanted.push((
-                        spec.name(),
-                        KernelSpec::Gemv(ptx_gen::kernels::Gemv { m, ..*g }),
-                    ));
+            for m in 2..=options.batch_max {
+                if let Some(b) = spec.batched(m) {
+                    wanted.push((spec.name(), b));
                 }
             }
         }

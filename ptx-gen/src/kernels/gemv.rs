@@ -249,6 +249,10 @@ impl FamilySpec for Gemv {
         generate(self, target)
     }
 
+    fn batched(&self, m: u32) -> Option<Self> {
+        (self.m == 1).then_some(Gemv { m, ..*self })
+    }
+
     /// Vector v reads `x + v * x_bytes` and `residual + v * n * 4`, writes `y + v * n * 4`;
     /// the weights and the bias are shared, every step unrolled.
     fn batch_decl(&self) -> Option<BatchDecl> {

@@ -47,6 +47,11 @@ pub trait FamilySpec: Sized {
     fn batch_decl(&self) -> Option<crate::parity::BatchDecl> {
         None
     }
+    /// The batched variant of this single-vector spec for `m` vectors, when the family has
+    /// one (`None`: the family is single-vector only).
+    fn batched(&self, _m: u32) -> Option<Self> {
+        None
+    }
 }
 
 /// Calls `$m!(Variant, Type)` for every family: the one list of families.
@@ -91,6 +96,10 @@ macro_rules! define_kernel_spec {
             }
             pub fn validate(&self) -> Result<(), GenError> {
                 match self { $(KernelSpec::$variant(s) => s.validate(),)* }
+            }
+            /// The batched variant for `m` vectors (see [`FamilySpec::batched`]).
+            pub fn batched(&self, m: u32) -> Option<KernelSpec> {
+                match self { $(KernelSpec::$variant(s) => s.batched(m).map(KernelSpec::$variant),)* }
             }
             /// The batching claim of a batched spec (see [`FamilySpec::batch_decl`]).
             pub fn batch_decl(&self) -> Option<crate::parity::BatchDecl> {
