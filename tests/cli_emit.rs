@@ -24,6 +24,7 @@ fn emit_prints_the_generated_ptx() {
         hidden: 640,
         eps: 1e-6,
         weight_offset: 1.0,
+        m: 1,
     });
     let want = ptx_gen::generate(&spec, ptx_gen::Target::sm(80)).unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), want.ptx);
@@ -49,7 +50,7 @@ fn emit_describe_gives_the_launch_and_params() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let want = ptx_gen::generate(
-        &KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: 4096 }),
+        &KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: 4096, m: 1 }),
         ptx_gen::Target::default(),
     )
     .unwrap();

@@ -200,7 +200,10 @@ fn residual_add_equals_the_cpu_bit_for_bit() {
         (65536 + 2, 1.0),
     ];
     for &(n, scale) in cases {
-        let (kernel, loaded) = load(&dev, KernelSpec::ResidualAdd(ResidualAdd { n, scale }));
+        let (kernel, loaded) = load(
+            &dev,
+            KernelSpec::ResidualAdd(ResidualAdd { n, scale, m: 1 }),
+        );
         for round in 0..3 {
             let sd = 10f32.powf(rng.uniform(-3.0, 3.0));
             let x: Vec<f32> = (0..n).map(|_| rng.normal(sd)).collect();

@@ -52,7 +52,7 @@ fn q8_1_quantize_is_bit_exact_with_the_cpu_reference() {
         32 * 9,
         32 * 1001,
     ] {
-        let spec = KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k });
+        let spec = KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k, m: 1 });
         let kernel = generate(&spec, Target::dp4a_default()).expect("generating");
         let loaded = LoadedKernel::load_single(&dev, &kernel).expect("loading");
         for round in 0..3 {
@@ -111,6 +111,7 @@ fn rmsnorm_matches_the_cpu_reference() {
             hidden,
             eps,
             weight_offset,
+            m: 1,
         });
         let kernel = generate(&spec, Target::dp4a_default()).expect("generating");
         let loaded = LoadedKernel::load_single(&dev, &kernel).expect("loading");

@@ -185,6 +185,7 @@ fn rmsnorm_q8_1_equals_rmsnorm_then_quantize() {
                 hidden,
                 eps,
                 weight_offset,
+                m: 1,
             }),
         );
         let norm = load(
@@ -193,9 +194,13 @@ fn rmsnorm_q8_1_equals_rmsnorm_then_quantize() {
                 hidden,
                 eps,
                 weight_offset,
+                m: 1,
             }),
         );
-        let quant = load(&dev, KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: hidden }));
+        let quant = load(
+            &dev,
+            KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: hidden, m: 1 }),
+        );
         let n = hidden as usize;
         let qbytes = n / 32 * BLOCK_Q8_1_BYTES;
         for round in 0..3 {
@@ -281,6 +286,7 @@ fn residual_rmsnorm_updates_x_and_normalizes_the_sum() {
                 eps,
                 weight_offset,
                 out,
+                m: 1,
             }),
         );
         let twin = match out {
@@ -290,6 +296,7 @@ fn residual_rmsnorm_updates_x_and_normalizes_the_sum() {
                     hidden,
                     eps,
                     weight_offset,
+                    m: 1,
                 }),
             ),
             OutFormat::Q8_1 => load(
@@ -298,6 +305,7 @@ fn residual_rmsnorm_updates_x_and_normalizes_the_sum() {
                     hidden,
                     eps,
                     weight_offset,
+                    m: 1,
                 }),
             ),
         };
@@ -403,6 +411,7 @@ fn head_rmsnorm_matches_the_cpu_reference() {
                 head_dim,
                 eps,
                 weight_offset,
+                m: 1,
             }),
         );
         let (h, d) = (n_heads as usize, head_dim as usize);
@@ -593,6 +602,7 @@ fn glu_matches_the_f64_reference_and_q8_1_is_quantize_of_f32() {
                 act,
                 ffn,
                 out: OutFormat::F32,
+                m: 1,
             }),
         );
         let q8 = (ffn % 32 == 0).then(|| {
@@ -603,9 +613,13 @@ fn glu_matches_the_f64_reference_and_q8_1_is_quantize_of_f32() {
                         act,
                         ffn,
                         out: OutFormat::Q8_1,
+                        m: 1,
                     }),
                 ),
-                load(&dev, KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: ffn })),
+                load(
+                    &dev,
+                    KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: ffn, m: 1 }),
+                ),
             )
         });
         let n = ffn as usize;

@@ -232,7 +232,7 @@ fn the_same_kernel_is_emitted_byte_identically() {
 fn invalid_specs_are_typed_errors_naming_the_field() {
     use ptx_gen::kernels::{GenError, KernelSpec, QuantizeQ8_1, RmsNorm};
     let e = ptx_gen::generate(
-        &KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: 100 }),
+        &KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: 100, m: 1 }),
         Target::default(),
     )
     .unwrap_err();
@@ -242,6 +242,7 @@ fn invalid_specs_are_typed_errors_naming_the_field() {
             hidden: 4096,
             eps: -1.0,
             weight_offset: 0.0,
+            m: 1,
         }),
         Target::default(),
     )

@@ -68,6 +68,7 @@ fn names_encode_the_spec() {
                 hidden: 4096,
                 eps: 1e-5,
                 weight_offset: 0.0,
+                m: 1,
             }),
             "rmsnorm_q8_1_n4096_eps3727c5ac",
         ),
@@ -76,6 +77,7 @@ fn names_encode_the_spec() {
                 hidden: 640,
                 eps: 1e-6,
                 weight_offset: 1.0,
+                m: 1,
             }),
             "rmsnorm_q8_1_n640_eps358637bd_woff3f800000",
         ),
@@ -85,6 +87,7 @@ fn names_encode_the_spec() {
                 eps: 1e-6,
                 weight_offset: 0.0,
                 out: OutFormat::Q8_1,
+                m: 1,
             }),
             "residual_rmsnorm_q8_1_n896_eps358637bd",
         ),
@@ -94,6 +97,7 @@ fn names_encode_the_spec() {
                 head_dim: 128,
                 eps: 1e-6,
                 weight_offset: 0.0,
+                m: 1,
             }),
             "head_rmsnorm_h16_d128_eps358637bd",
         ),
@@ -113,6 +117,7 @@ fn names_encode_the_spec() {
                 act: GluAct::Geglu,
                 ffn: 2048,
                 out: OutFormat::Q8_1,
+                m: 1,
             }),
             "glu_geglu_q8_1_n2048",
         ),
@@ -214,7 +219,8 @@ fn bad_specs_name_the_field() {
         field_of(KernelSpec::RmsNormQ8_1(RmsNormQ8_1 {
             hidden: 100,
             eps: 1e-5,
-            weight_offset: 0.0
+            weight_offset: 0.0,
+            m: 1,
         })),
         "hidden"
     );
@@ -223,7 +229,8 @@ fn bad_specs_name_the_field() {
             hidden: 99,
             eps: 1e-5,
             weight_offset: 0.0,
-            out: OutFormat::Q8_1
+            out: OutFormat::Q8_1,
+            m: 1,
         })),
         "hidden"
     );
@@ -234,6 +241,7 @@ fn bad_specs_name_the_field() {
             eps: 1e-5,
             weight_offset: 0.0,
             out: OutFormat::F32,
+            m: 1,
         }),
         Target::default(),
     )
@@ -243,7 +251,8 @@ fn bad_specs_name_the_field() {
             n_heads: 4,
             head_dim: 0,
             eps: 1e-6,
-            weight_offset: 0.0
+            weight_offset: 0.0,
+            m: 1,
         })),
         "head_dim"
     );
@@ -252,7 +261,8 @@ fn bad_specs_name_the_field() {
             n_heads: 4,
             head_dim: 64,
             eps: 0.0,
-            weight_offset: 0.0
+            weight_offset: 0.0,
+            m: 1,
         })),
         "eps"
     );
@@ -260,7 +270,8 @@ fn bad_specs_name_the_field() {
         field_of(KernelSpec::Glu(Glu {
             act: GluAct::Swiglu,
             ffn: 33,
-            out: OutFormat::Q8_1
+            out: OutFormat::Q8_1,
+            m: 1,
         })),
         "ffn"
     );
@@ -268,7 +279,8 @@ fn bad_specs_name_the_field() {
         field_of(KernelSpec::Glu(Glu {
             act: GluAct::Swiglu,
             ffn: 0,
-            out: OutFormat::F32
+            out: OutFormat::F32,
+            m: 1,
         })),
         "ffn"
     );
@@ -281,11 +293,13 @@ fn the_fused_norm_computes_the_scale_exactly_as_rmsnorm() {
         hidden: 4096,
         eps: 1e-5,
         weight_offset: 0.0,
+        m: 1,
     }));
     let plain = ptx(KernelSpec::RmsNorm(RmsNorm {
         hidden: 4096,
         eps: 1e-5,
         weight_offset: 0.0,
+        m: 1,
     }));
     let pass1 = |text: &str| -> Vec<String> {
         let body: Vec<&str> = text.lines().filter(|l| l.starts_with('\t')).collect();
@@ -310,6 +324,7 @@ fn written_buffers_are_never_read_through_the_non_coherent_path() {
         eps: 1e-5,
         weight_offset: 0.0,
         out: OutFormat::F32,
+        m: 1,
     }));
     assert_eq!(res.matches("ld.global.v4.f32").count(), 4, "{res}");
     assert_eq!(res.matches("ld.global.nc.v4.f32").count(), 8, "{res}");
@@ -319,6 +334,7 @@ fn written_buffers_are_never_read_through_the_non_coherent_path() {
         eps: 1e-5,
         weight_offset: 0.0,
         out: OutFormat::Q8_1,
+        m: 1,
     }));
     assert_eq!(res_q8.matches("ld.global.f32").count(), 1, "{res_q8}");
     let bar = res_q8.rfind("bar.sync").unwrap();
@@ -329,6 +345,7 @@ fn written_buffers_are_never_read_through_the_non_coherent_path() {
         head_dim: 256,
         eps: 1e-6,
         weight_offset: 0.0,
+        m: 1,
     }));
     assert_eq!(head.matches("ld.global.v4.f32").count(), 2, "{head}");
     assert_eq!(head.matches("ld.global.nc.v4.f32").count(), 2, "{head}");

@@ -219,6 +219,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
             hidden: h,
             eps,
             weight_offset: woff,
+            m: 1,
         }),
         Some(0),
         vec![("x", buf(Buffer::X)), ("w", w0), ("y", buf(Buffer::Xq))],
@@ -288,6 +289,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
                     head_dim: d.head_dim,
                     eps,
                     weight_offset: woff,
+                    m: 1,
                 };
                 p.launch(
                     KernelSpec::HeadRmsNorm(spec),
@@ -357,7 +359,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
             ],
         )?;
         p.launch(
-            KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: q_dim }),
+            KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: q_dim, m: 1 }),
             l,
             vec![("x", buf(Buffer::Attn)), ("y", buf(Buffer::AttnQ8))],
         )?;
@@ -416,6 +418,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
                 act,
                 ffn,
                 out: OutFormat::Q8_1,
+                m: 1,
             }),
             l,
             vec![
@@ -523,6 +526,7 @@ fn project_and_norm(
                     hidden: h,
                     eps,
                     weight_offset: woff,
+                    m: 1,
                 }),
                 layer,
                 vec![
@@ -540,6 +544,7 @@ fn project_and_norm(
                     hidden: h,
                     eps,
                     weight_offset: woff,
+                    m: 1,
                 }),
                 layer,
                 vec![("x", buf(Buffer::Tmp)), ("w", w), ("y", buf(Buffer::Tmp2))],
@@ -550,6 +555,7 @@ fn project_and_norm(
                     eps,
                     weight_offset: woff,
                     out: OutFormat::Q8_1,
+                    m: 1,
                 }),
                 layer,
                 vec![

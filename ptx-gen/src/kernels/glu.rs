@@ -20,6 +20,10 @@
 //! computed exactly from the f32 inputs. The Q8_1 output quantizes exactly that `y` with
 //! `quantize_q8_1`'s `emit_block`: it equals the `quantize_q8_1` kernel applied to this
 //! kernel's f32 output, bit for bit.
+//!
+//! Batched (`m` > 1): M vectors, vector v = `%ctaid.y` (grid `G x M`); `gate` and `up` of
+//! vector v start `v * ffn * 4` and `y` `v * (its single size)` after the pointers, and the
+//! rest is exactly the single kernel's code.
 
 use crate::ast::{StateSpace, Type};
 use crate::ir::{
@@ -28,7 +32,10 @@ use crate::ir::{
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
-use super::quantize_q8_1::{emit_block, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
+use super::quantize_q8_1::{
+    batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, emit_block,
+    grid_decl, is_one, one, validate_batch, vector_ptr, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES,
+};
 use super::rmsnorm_q8_1::OutFormat;
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
@@ -77,26 +84,36 @@ pub struct Glu {
     pub act: GluAct,
     pub ffn: u32,
     pub out: OutFormat,
+    /// Vectors per launch (1: single; up to 16, one per `%ctaid.y`).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub m: u32,
 }
 
 impl FamilySpec for Glu {
     const FAMILY: &'static str = "glu";
     const CLI_DIMS: &'static str =
-        "ACT OUT FFN: y = act(gate) * up; ACT swiglu|geglu, OUT f32|q8_1 (q8_1: FFN % 32 == 0)";
+        "ACT OUT FFN [M]: y = act(gate) * up; ACT swiglu|geglu, OUT f32|q8_1 (q8_1: FFN % 32 == 0), M 1..=16 vectors (default 1)";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 3)?;
+        cli_max(dims, 4)?;
         let act = GluAct::parse(dims.first().ok_or("missing ACT (swiglu or geglu)")?)?;
         let out = OutFormat::parse(dims.get(1).ok_or("missing OUT (f32 or q8_1)")?)?;
         Ok(Glu {
             act,
             ffn: cli_dim(dims, 2, "FFN", None)?,
             out,
+            m: cli_batch(dims, 3)?,
         })
     }
 
     fn name(&self) -> String {
-        format!("glu_{}_{}_n{}", self.act.tag(), self.out.tag(), self.ffn)
+        format!(
+            "glu_{}_{}_n{}{}",
+            self.act.tag(),
+            self.out.tag(),
+            self.ffn,
+            batch_suffix(self.m)
+        )
     }
 
     fn describe(&self) -> String {
@@ -105,9 +122,10 @@ impl FamilySpec for Glu {
             GluAct::Geglu => "gelu(g) = 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3)))",
         };
         format!(
-            "glu: y = {act} * up over f32[{}] -> {}",
+            "glu: y = {act} * up over f32[{}] -> {}{}",
             self.ffn,
-            self.out.buffer(self.ffn).0
+            self.out.buffer(self.ffn).0,
+            batch_describe(self.m)
         )
     }
 
@@ -123,7 +141,15 @@ impl FamilySpec for Glu {
                 self.ffn,
             ));
         }
-        Ok(())
+        if self.m > 1 && self.ffn as u64 * 4 > u32::MAX as u64 {
+            return Err(invalid(
+                Self::FAMILY,
+                "ffn",
+                "below 2^30 when batched (a 32-bit per-vector stride)",
+                self.ffn,
+            ));
+        }
+        validate_batch(Self::FAMILY, self.m)
     }
 
     fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
@@ -142,7 +168,12 @@ impl FamilySpec for Glu {
             (GluAct::Swiglu, 8192 + 32),
         ] {
             for out in [OutFormat::F32, OutFormat::Q8_1] {
-                all.push(Glu { act, ffn, out });
+                all.push(Glu {
+                    act,
+                    ffn,
+                    out,
+                    m: 1,
+                });
             }
         }
         // f32 output takes any length.
@@ -150,18 +181,41 @@ impl FamilySpec for Glu {
             act: GluAct::Swiglu,
             ffn: 1,
             out: OutFormat::F32,
+            m: 1,
         });
         all.push(Glu {
             act: GluAct::Geglu,
             ffn: 1001,
             out: OutFormat::F32,
+            m: 1,
         });
         all.push(Glu {
             act: GluAct::Geglu,
             ffn: 4098,
             out: OutFormat::F32,
+            m: 1,
         });
+        for (act, ffn, out, m) in [
+            (GluAct::Swiglu, 14336, OutFormat::Q8_1, 2),
+            (GluAct::Swiglu, 14336, OutFormat::F32, 16),
+            (GluAct::Geglu, 2048, OutFormat::Q8_1, 16),
+            (GluAct::Geglu, 1001, OutFormat::F32, 3),
+        ] {
+            all.push(Glu { act, ffn, out, m });
+        }
         all
+    }
+
+    fn batched(&self, m: u32) -> Option<Self> {
+        let b = Self { m, ..*self };
+        (self.m == 1 && b.validate().is_ok()).then_some(b)
+    }
+
+    /// Vector v reads `gate` and `up` at `+ v * ffn * 4`, writes `y + v * (y's single size)`.
+    fn batch_decl(&self) -> Option<crate::parity::BatchDecl> {
+        let row = self.ffn as u64 * 4;
+        let y = self.out.buffer(self.ffn).1;
+        grid_decl(self.m, &[("gate", row), ("up", row), ("y", y)], &[])
     }
 }
 
@@ -175,6 +229,8 @@ fn generate(s: &Glu, target: Target) -> Result<GeneratedKernel, GenError> {
     let y = b.param(Type::U64, "y");
     let tid = b.special(Sreg::TidX);
     let cta = b.special(Sreg::CtaidX);
+    let row_bytes = s.ffn as u64 * 4;
+    let y_bytes = s.out.buffer(s.ffn).1;
     let (launch, align) = match s.out {
         OutFormat::F32 => {
             let vec = [4, 2, 1].into_iter().find(|v| s.ffn % v == 0).unwrap_or(1);
@@ -182,7 +238,8 @@ fn generate(s: &Glu, target: Target) -> Result<GeneratedKernel, GenError> {
             let threads = THREADS.min(chunks.div_ceil(32) * 32);
             let grid = chunks.div_ceil(threads);
             b.header_comment(&format!(
-                "launch: grid {grid} x 1 x 1, block {threads} x 1 x 1"
+                "launch: grid {grid} x {} x 1, block {threads} x 1 x 1",
+                s.m
             ));
             b.max_threads(threads);
             let chunk = b.mad(Type::U32, FMode::NONE, cta, threads, tid);
@@ -191,10 +248,12 @@ fn generate(s: &Glu, target: Target) -> Result<GeneratedKernel, GenError> {
                 b.return_if(past);
             }
             let off = b.mul_wide(Type::U32, chunk, vec * 4);
-            let [ga, ua, ya] = [gate, up, y].map(|p| {
-                let base = b.global_ptr(&p);
-                b.add(Type::U64, base, off)
-            });
+            let vi = batch_vector(&mut b, s.m);
+            let [ga, ua, ya] =
+                [(gate, row_bytes), (up, row_bytes), (y, y_bytes)].map(|(p, bytes)| {
+                    let base = vector_ptr(&mut b, &p, vi, bytes);
+                    b.add(Type::U64, base, off)
+                });
             let nc = [CacheHint::NonCoherent];
             let gs = b.load(
                 StateSpace::Global,
@@ -232,7 +291,8 @@ fn generate(s: &Glu, target: Target) -> Result<GeneratedKernel, GenError> {
             let warps = WARPS.min(nblocks);
             let grid = nblocks.div_ceil(warps);
             b.header_comment(&format!(
-                "launch: grid {grid} x 1 x 1, block {} x 1 x 1",
+                "launch: grid {grid} x {} x 1, block {} x 1 x 1",
+                s.m,
                 warps * 32
             ));
             b.max_threads(warps * 32);
@@ -246,8 +306,9 @@ fn generate(s: &Glu, target: Target) -> Result<GeneratedKernel, GenError> {
             }
             let idx = b.mad(Type::U32, FMode::NONE, blk, Q8_1_BLOCK_VALUES, lane);
             let off = b.mul_wide(Type::U32, idx, 4u32);
+            let vi = batch_vector(&mut b, s.m);
             let [ga, ua] = [gate, up].map(|p| {
-                let base = b.global_ptr(&p);
+                let base = vector_ptr(&mut b, &p, vi, row_bytes);
                 b.add(Type::U64, base, off)
             });
             let g = b.load(
@@ -267,7 +328,7 @@ fn generate(s: &Glu, target: Target) -> Result<GeneratedKernel, GenError> {
                 None,
             )[0];
             let v = emit_glu(&mut b, s.act, g, u);
-            let yp = b.global_ptr(&y);
+            let yp = vector_ptr(&mut b, &y, vi, y_bytes);
             let yoff = b.mul_wide(Type::U32, blk, Q8_1_BLOCK_BYTES);
             let ya = b.add(Type::U64, yp, yoff);
             emit_block(&mut b, v, lane, ya);
@@ -284,22 +345,24 @@ fn generate(s: &Glu, target: Target) -> Result<GeneratedKernel, GenError> {
         OutFormat::F32 => "act(gate) * up",
         OutFormat::Q8_1 => "act(gate) * up, quantized: per 32 values half2 {d, s} then int8 qs[32]",
     };
+    let mut params = vec![
+        ParamSpec::buffer(
+            "gate",
+            row.clone(),
+            bytes,
+            align,
+            Access::Read,
+            "gate projection",
+        ),
+        ParamSpec::buffer("up", row, bytes, align, Access::Read, "up projection"),
+        ParamSpec::buffer("y", y_layout, y_bytes, align, Access::Write, y_meaning),
+    ];
+    batch_params(&mut params, s.m, &[]);
     Ok(GeneratedKernel {
         name,
         ptx,
-        launch,
-        params: vec![
-            ParamSpec::buffer(
-                "gate",
-                row.clone(),
-                bytes,
-                align,
-                Access::Read,
-                "gate projection",
-            ),
-            ParamSpec::buffer("up", row, bytes, align, Access::Read, "up projection"),
-            ParamSpec::buffer("y", y_layout, y_bytes, align, Access::Write, y_meaning),
-        ],
+        launch: batch_launch(launch, s.m),
+        params,
         spec,
         target,
     })

@@ -5,6 +5,10 @@
 //! One warp per head. Lane l holds chunks l, l + 32, ... of the head (float4 where head_dim
 //! allows), sums their squares in that fixed order, and the warp reduces with the butterfly of
 //! `reduce.rs`; the scale and the per-value normalization are `rmsnorm`'s IEEE-rounded ones.
+//!
+//! Batched (`m` > 1): M vectors `x[m][n_heads][head_dim]`, vector v = `%ctaid.y` (grid
+//! `G x M`); vector v's heads start `v * n_heads * head_dim * 4` after `x`, the gamma is
+//! shared, and the rest is exactly the single kernel's code.
 
 use crate::ast::{StateSpace, Type};
 use crate::ir::{
@@ -13,6 +17,10 @@ use crate::ir::{
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
+use super::quantize_q8_1::{
+    batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, grid_decl,
+    is_one, one, validate_batch, vector_ptr,
+};
 use super::reduce::warp_reduce;
 use super::rmsnorm::{add_squares, normalize};
 use super::rmsnorm_q8_1::woff_suffix;
@@ -33,41 +41,47 @@ pub struct HeadRmsNorm {
     pub eps: f32,
     /// Added to every weight (1.0 for checkpoints that store `w - 1`).
     pub weight_offset: f32,
+    /// Vectors per launch (1: single; up to 16, one per `%ctaid.y`).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub m: u32,
 }
 
 impl FamilySpec for HeadRmsNorm {
     const FAMILY: &'static str = "head_rmsnorm";
     const CLI_DIMS: &'static str =
-        "N_HEADS HEAD_DIM [EPS] [WEIGHT_OFFSET]: each head x / rms(x) * (w + offset), in place";
+        "N_HEADS HEAD_DIM [EPS] [WEIGHT_OFFSET] [M]: each head x / rms(x) * (w + offset), in place; M 1..=16 vectors (default 1)";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 4)?;
+        cli_max(dims, 5)?;
         Ok(HeadRmsNorm {
             n_heads: cli_dim(dims, 0, "N_HEADS", None)?,
             head_dim: cli_dim(dims, 1, "HEAD_DIM", None)?,
             eps: cli_dim(dims, 2, "EPS", Some(1e-6))?,
             weight_offset: cli_dim(dims, 3, "WEIGHT_OFFSET", Some(0.0))?,
+            m: cli_batch(dims, 4)?,
         })
     }
 
     fn name(&self) -> String {
         format!(
-            "head_rmsnorm_h{}_d{}_eps{:08x}{}",
+            "head_rmsnorm_h{}_d{}_eps{:08x}{}{}",
             self.n_heads,
             self.head_dim,
             self.eps.to_bits(),
-            woff_suffix(self.weight_offset)
+            woff_suffix(self.weight_offset),
+            batch_suffix(self.m)
         )
     }
 
     fn describe(&self) -> String {
         format!(
-            "head_rmsnorm: f32[{}][{}] in place, each head x / rms(x) * (w + {}), eps = {:e} (0x{:08x})",
+            "head_rmsnorm: f32[{}][{}] in place, each head x / rms(x) * (w + {}), eps = {:e} (0x{:08x}){}",
             self.n_heads,
             self.head_dim,
             self.weight_offset,
             self.eps,
-            self.eps.to_bits()
+            self.eps.to_bits(),
+            batch_describe(self.m)
         )
     }
 
@@ -99,7 +113,15 @@ impl FamilySpec for HeadRmsNorm {
                 self.weight_offset,
             ));
         }
-        Ok(())
+        if self.m > 1 && self.n_heads as u64 * self.head_dim as u64 * 4 > u32::MAX as u64 {
+            return Err(invalid(
+                Self::FAMILY,
+                "n_heads",
+                "at most 2^32 - 1 bytes of heads per vector when batched",
+                self.n_heads,
+            ));
+        }
+        validate_batch(Self::FAMILY, self.m)
     }
 
     fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
@@ -128,8 +150,34 @@ impl FamilySpec for HeadRmsNorm {
             head_dim,
             eps,
             weight_offset,
+            m: 1,
         })
-        .to_vec()
+        .into_iter()
+        .chain(
+            [(16, 128, 2), (8, 128, 16), (5, 34, 3)].map(|(n_heads, head_dim, m)| HeadRmsNorm {
+                n_heads,
+                head_dim,
+                eps: 1e-6,
+                weight_offset: 0.0,
+                m,
+            }),
+        )
+        .collect()
+    }
+
+    fn batched(&self, m: u32) -> Option<Self> {
+        let b = Self { m, ..*self };
+        (self.m == 1 && b.validate().is_ok()).then_some(b)
+    }
+
+    /// Vector v normalizes `x + v * n_heads * head_dim * 4` in place; the gamma is shared.
+    fn batch_decl(&self) -> Option<crate::parity::BatchDecl> {
+        let heads = self.n_heads as u64 * self.head_dim as u64 * 4;
+        grid_decl(
+            self.m,
+            &[("x", heads), ("w", self.head_dim as u64 * 4)],
+            &["w"],
+        )
     }
 }
 
@@ -147,7 +195,8 @@ fn generate(s: &HeadRmsNorm, target: Target) -> Result<GeneratedKernel, GenError
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
     b.header_comment(&format!(
-        "launch: grid {grid} x 1 x 1, block {} x 1 x 1",
+        "launch: grid {grid} x {} x 1, block {} x 1 x 1",
+        s.m,
         warps * 32
     ));
     b.max_threads(warps * 32);
@@ -164,7 +213,8 @@ fn generate(s: &HeadRmsNorm, target: Target) -> Result<GeneratedKernel, GenError
         let past = b.setp(Cmp::Ge, Type::U32, head, s.n_heads);
         b.return_if(past);
     }
-    let xp = b.global_ptr(&x);
+    let vi = batch_vector(&mut b, s.m);
+    let xp = vector_ptr(&mut b, &x, vi, s.n_heads as u64 * s.head_dim as u64 * 4);
     let wp = b.global_ptr(&w);
     let hoff = b.mul_wide(Type::U32, head, s.head_dim * 4);
     let xh = b.add(Type::U64, xp, hoff);
@@ -217,28 +267,30 @@ fn generate(s: &HeadRmsNorm, target: Target) -> Result<GeneratedKernel, GenError
 
     let kernel = b.finish()?;
     let ptx = crate::emit::emit_module(&Module::single(kernel));
+    let mut params = vec![
+        ParamSpec::buffer(
+            "x",
+            format!("f32[{}][{}]", s.n_heads, s.head_dim),
+            s.n_heads as u64 * s.head_dim as u64 * 4,
+            vec * 4,
+            Access::ReadWrite,
+            "heads, normalized in place",
+        ),
+        ParamSpec::buffer(
+            "w",
+            format!("f32[{}]", s.head_dim),
+            s.head_dim as u64 * 4,
+            vec * 4,
+            Access::Read,
+            "norm weight (gamma), shared by every head",
+        ),
+    ];
+    batch_params(&mut params, s.m, &["w"]);
     Ok(GeneratedKernel {
         name,
         ptx,
-        launch: LaunchSpec::fixed(grid, 1, warps * 32),
-        params: vec![
-            ParamSpec::buffer(
-                "x",
-                format!("f32[{}][{}]", s.n_heads, s.head_dim),
-                s.n_heads as u64 * s.head_dim as u64 * 4,
-                vec * 4,
-                Access::ReadWrite,
-                "heads, normalized in place",
-            ),
-            ParamSpec::buffer(
-                "w",
-                format!("f32[{}]", s.head_dim),
-                s.head_dim as u64 * 4,
-                vec * 4,
-                Access::Read,
-                "norm weight (gamma), shared by every head",
-            ),
-        ],
+        launch: batch_launch(LaunchSpec::fixed(grid, 1, warps * 32), s.m),
+        params,
         spec,
         target,
     })

@@ -4,12 +4,18 @@
 //! (`quantize_row_q8_1_ref`). One warp quantizes one block, lane j holding value j.
 //! Every float step is IEEE-rounded (`div.rn`, `rcp.rn`, `mul.rn`) and the integer sum is
 //! exact, so the result is bit-identical to the CPU reference.
+//!
+//! Batched (`m` > 1): M vectors `x[m][k]` -> `y[m][k / 32]`, one vector per `%ctaid.y`
+//! (grid `G x M`); vector v's buffers start `v * (per-vector bytes)` after the pointers and
+//! the rest is exactly the single kernel's code. This file also holds the small helpers
+//! every grid-batched family (the norms, `glu`, `residual_add`) shares.
 
 use crate::ast::{StateSpace, Type};
 use crate::ir::{
-    Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Round, Sreg, UnOp, Value,
+    Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Param, Reg, Round, Sreg, UnOp, Value,
 };
-use crate::launch::LaunchSpec;
+use crate::launch::{Extent, LaunchSpec};
+use crate::parity::{BatchDecl, GridAxis};
 use crate::target::Target;
 
 use super::reduce::warp_reduce;
@@ -24,32 +30,145 @@ pub const Q8_1_BLOCK_BYTES: u32 = 36;
 /// Warps (Q8_1 blocks) per thread block.
 const WARPS: u32 = 8;
 
-/// Q8_1 quantization of an f32 vector of length `k`.
+/// The largest batch of the grid-batched families (one vector per `%ctaid.y`).
+pub const GRID_MAX_BATCH: u32 = 16;
+
+/// Serde default of the `m` fields: a single vector.
+pub(crate) fn one() -> u32 {
+    1
+}
+
+/// Serde: a single vector's `m` is left out, so specs without `m` round-trip unchanged.
+pub(crate) fn is_one(m: &u32) -> bool {
+    *m == 1
+}
+
+/// `_m{m}` for a batched kernel's name, nothing for a single one.
+pub(crate) fn batch_suffix(m: u32) -> String {
+    if m > 1 {
+        format!("_m{m}")
+    } else {
+        String::new()
+    }
+}
+
+/// The tail of a batched kernel's description, nothing for a single one.
+pub(crate) fn batch_describe(m: u32) -> String {
+    if m > 1 {
+        format!("; batch of {m} vectors, vector v = %ctaid.y")
+    } else {
+        String::new()
+    }
+}
+
+/// `m` in `1..=GRID_MAX_BATCH`.
+pub(crate) fn validate_batch(family: &'static str, m: u32) -> Result<(), GenError> {
+    if m == 0 || m > GRID_MAX_BATCH {
+        return Err(invalid(family, "m", &format!("in 1..={GRID_MAX_BATCH}"), m));
+    }
+    Ok(())
+}
+
+/// The optional trailing batch size `M` of a family's CLI dimensions (1 when absent).
+pub(crate) fn cli_batch(dims: &[String], i: usize) -> Result<u32, String> {
+    cli_dim(dims, i, "M", Some(1))
+}
+
+/// The vector index of a batched kernel, `%ctaid.y`; nothing at all is emitted for `m` = 1.
+pub(crate) fn batch_vector(b: &mut KernelBuilder, m: u32) -> Option<Reg> {
+    (m > 1).then(|| b.special(Sreg::CtaidY))
+}
+
+/// The global address of a per-vector buffer: `p + v * stride` in a batched kernel, just `p`
+/// (exactly the single kernel's code) without a vector index.
+pub(crate) fn vector_ptr(b: &mut KernelBuilder, p: &Param, v: Option<Reg>, stride: u64) -> Reg {
+    let base = b.global_ptr(p);
+    match v {
+        Some(v) => {
+            let stride = u32::try_from(stride).expect("per-vector stride fits in 32 bits");
+            b.mad_wide(Type::U32, v, stride, base)
+        }
+        None => base,
+    }
+}
+
+/// The batched launch: the single kernel's, with `m` blocks along y.
+pub(crate) fn batch_launch(mut launch: LaunchSpec, m: u32) -> LaunchSpec {
+    if m > 1 {
+        launch.grid[1] = Extent::Const(m);
+    }
+    launch
+}
+
+/// Makes the per-vector buffers (every parameter not named in `shared`) of a batched kernel
+/// `m` times their single size, layout `T[m][...]`; leaves everything alone for `m` = 1.
+pub(crate) fn batch_params(params: &mut [ParamSpec], m: u32, shared: &[&str]) {
+    if m < 2 {
+        return;
+    }
+    for p in params.iter_mut() {
+        if shared.contains(&p.name.as_str()) {
+            continue;
+        }
+        if let super::spec::ParamKind::Buffer(buf) = &mut p.kind {
+            buf.bytes *= m as u64;
+            buf.layout = match buf.layout.find('[') {
+                Some(i) => format!("{}[{m}]{}", &buf.layout[..i], &buf.layout[i..]),
+                None => format!("{}[{m}]", buf.layout),
+            };
+        }
+    }
+}
+
+/// The grid batching claim: every parameter of `params` per-vector at its single size,
+/// except those named in `shared`.
+pub(crate) fn grid_decl(m: u32, params: &[(&str, u64)], shared: &[&str]) -> Option<BatchDecl> {
+    if m < 2 {
+        return None;
+    }
+    let mut d = BatchDecl::grid(m, GridAxis::Y);
+    for (name, bytes) in params {
+        d = if shared.contains(name) {
+            d.shared(name)
+        } else {
+            d.per_vector(name, *bytes)
+        };
+    }
+    Some(d)
+}
+
+/// Q8_1 quantization of `m` f32 vectors of length `k`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QuantizeQ8_1 {
     pub k: u32,
+    /// Vectors per launch (1: single; up to [`GRID_MAX_BATCH`], one per `%ctaid.y`).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub m: u32,
 }
 
 impl FamilySpec for QuantizeQ8_1 {
     const FAMILY: &'static str = "quantize_q8_1";
-    const CLI_DIMS: &'static str = "K: f32[K] -> Q8_1 blocks (K % 32 == 0)";
+    const CLI_DIMS: &'static str =
+        "K [M]: f32[M][K] -> Q8_1 blocks (K % 32 == 0), M 1..=16 vectors (default 1)";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 1)?;
+        cli_max(dims, 2)?;
         Ok(QuantizeQ8_1 {
             k: cli_dim(dims, 0, "K", None)?,
+            m: cli_batch(dims, 1)?,
         })
     }
 
     fn name(&self) -> String {
-        format!("quantize_q8_1_k{}", self.k)
+        format!("quantize_q8_1_k{}{}", self.k, batch_suffix(self.m))
     }
 
     fn describe(&self) -> String {
         format!(
-            "quantize_q8_1: f32[{}] -> {} Q8_1 blocks",
+            "quantize_q8_1: f32[{}] -> {} Q8_1 blocks{}",
             self.k,
-            self.k / Q8_1_BLOCK_VALUES
+            self.k / Q8_1_BLOCK_VALUES,
+            batch_describe(self.m)
         )
     }
 
@@ -62,7 +181,7 @@ impl FamilySpec for QuantizeQ8_1 {
                 self.k,
             ));
         }
-        Ok(())
+        validate_batch(Self::FAMILY, self.m)
     }
 
     fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
@@ -70,9 +189,22 @@ impl FamilySpec for QuantizeQ8_1 {
     }
 
     fn samples() -> Vec<Self> {
-        [32, 96, 576, 640, 896, 1536, 2048, 4096, 4864, 14336]
-            .map(|k| QuantizeQ8_1 { k })
-            .to_vec()
+        let mut all: Vec<Self> = [32, 96, 576, 640, 896, 1536, 2048, 4096, 4864, 14336]
+            .map(|k| QuantizeQ8_1 { k, m: 1 })
+            .to_vec();
+        all.extend([(4096, 2), (4096, 16), (896, 5)].map(|(k, m)| QuantizeQ8_1 { k, m }));
+        all
+    }
+
+    fn batched(&self, m: u32) -> Option<Self> {
+        let b = Self { m, ..*self };
+        (self.m == 1 && b.validate().is_ok()).then_some(b)
+    }
+
+    /// Vector v reads `x + v * k * 4` and writes `y + v * (k / 32) * 36`.
+    fn batch_decl(&self) -> Option<BatchDecl> {
+        let y_bytes = (self.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES) as u64;
+        grid_decl(self.m, &[("x", self.k as u64 * 4), ("y", y_bytes)], &[])
     }
 }
 
@@ -83,8 +215,9 @@ fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, GenErro
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
     b.header_comment(&format!(
-        "launch: grid {} x 1 x 1, block {} x 1 x 1",
+        "launch: grid {} x {} x 1, block {} x 1 x 1",
         nblocks.div_ceil(WARPS),
+        s.m,
         WARPS * 32
     ));
     b.max_threads(WARPS * 32);
@@ -101,8 +234,9 @@ fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, GenErro
         let past = b.setp(Cmp::Ge, Type::U32, blk, nblocks);
         b.return_if(past);
     }
-    let xp = b.global_ptr(&x);
-    let yp = b.global_ptr(&y);
+    let vi = batch_vector(&mut b, s.m);
+    let xp = vector_ptr(&mut b, &x, vi, s.k as u64 * 4);
+    let yp = vector_ptr(&mut b, &y, vi, (nblocks * Q8_1_BLOCK_BYTES) as u64);
     let idx = b.mad(Type::U32, FMode::NONE, blk, Q8_1_BLOCK_VALUES, lane);
     let xoff = b.mul_wide(Type::U32, idx, 4u32);
     let xa = b.add(Type::U64, xp, xoff);
@@ -119,28 +253,33 @@ fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, GenErro
     emit_block(&mut b, v, lane, ya);
     let kernel = b.finish()?;
     let ptx = crate::emit::emit_module(&Module::single(kernel));
+    let mut params = vec![
+        ParamSpec::buffer(
+            "x",
+            format!("f32[{}]", s.k),
+            s.k as u64 * 4,
+            4,
+            Access::Read,
+            "input vector",
+        ),
+        ParamSpec::buffer(
+            "y",
+            format!("block_q8_1[{nblocks}]"),
+            (nblocks * Q8_1_BLOCK_BYTES) as u64,
+            4,
+            Access::Write,
+            "quantized vector: per 32 values half2 {d, s} then int8 qs[32]",
+        ),
+    ];
+    batch_params(&mut params, s.m, &[]);
     Ok(GeneratedKernel {
         name,
         ptx,
-        launch: LaunchSpec::fixed(nblocks.div_ceil(WARPS), 1, WARPS * 32),
-        params: vec![
-            ParamSpec::buffer(
-                "x",
-                format!("f32[{}]", s.k),
-                s.k as u64 * 4,
-                4,
-                Access::Read,
-                "input vector",
-            ),
-            ParamSpec::buffer(
-                "y",
-                format!("block_q8_1[{nblocks}]"),
-                (nblocks * Q8_1_BLOCK_BYTES) as u64,
-                4,
-                Access::Write,
-                "quantized vector: per 32 values half2 {d, s} then int8 qs[32]",
-            ),
-        ],
+        launch: batch_launch(
+            LaunchSpec::fixed(nblocks.div_ceil(WARPS), 1, WARPS * 32),
+            s.m,
+        ),
+        params,
         spec,
         target,
     })

@@ -6,12 +6,20 @@
 //! `rmsnorm` kernel run on the updated `x` (and, for Q8_1 output, to `rmsnorm_q8_1` on it).
 //! The updated `x` is written during pass 1; for f32 output every thread re-reads only its own
 //! values, for Q8_1 output the warps read other threads' values after a `bar.sync`.
+//!
+//! Batched (`m` > 1): M vectors, one block per vector along `%ctaid.y`; `x` and `residual`
+//! of vector v start `v * hidden * 4` and `y` `v * (its single size)` after the pointers, the
+//! weight is shared, and the rest is exactly the single kernel's code.
 
 use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, FMode, KernelBuilder, Module, Reg, Sreg, Value};
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
+use super::quantize_q8_1::{
+    batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, grid_decl,
+    is_one, one, validate_batch, vector_ptr,
+};
 use super::rmsnorm::{add_squares, chunk_guards, load_chunk, normalize, row_scale, RowLayout};
 use super::rmsnorm_q8_1::{
     emit_normalize_quantize, validate_norm, woff_suffix, NormRows, OutFormat,
@@ -27,42 +35,48 @@ pub struct ResidualRmsNorm {
     /// Added to every weight (1.0 for checkpoints that store `w - 1`).
     pub weight_offset: f32,
     pub out: OutFormat,
+    /// Vectors per launch (1: single; up to 16, one per `%ctaid.y`).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub m: u32,
 }
 
 impl FamilySpec for ResidualRmsNorm {
     const FAMILY: &'static str = "residual_rmsnorm";
     const CLI_DIMS: &'static str =
-        "OUT HIDDEN [EPS] [WEIGHT_OFFSET]: x += r; y = x / rms(x) * (w + offset); OUT f32|q8_1";
+        "OUT HIDDEN [EPS] [WEIGHT_OFFSET] [M]: x += r; y = x / rms(x) * (w + offset); OUT f32|q8_1, M 1..=16 vectors (default 1)";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 4)?;
+        cli_max(dims, 5)?;
         let out = OutFormat::parse(dims.first().ok_or("missing OUT (f32 or q8_1)")?)?;
         Ok(ResidualRmsNorm {
             hidden: cli_dim(dims, 1, "HIDDEN", None)?,
             eps: cli_dim(dims, 2, "EPS", Some(1e-5))?,
             weight_offset: cli_dim(dims, 3, "WEIGHT_OFFSET", Some(0.0))?,
             out,
+            m: cli_batch(dims, 4)?,
         })
     }
 
     fn name(&self) -> String {
         format!(
-            "residual_rmsnorm_{}_n{}_eps{:08x}{}",
+            "residual_rmsnorm_{}_n{}_eps{:08x}{}{}",
             self.out.tag(),
             self.hidden,
             self.eps.to_bits(),
-            woff_suffix(self.weight_offset)
+            woff_suffix(self.weight_offset),
+            batch_suffix(self.m)
         )
     }
 
     fn describe(&self) -> String {
         format!(
-            "residual_rmsnorm: x += residual, y = x / rms(x) * (w + {}) over f32[{}] -> {}, eps = {:e} (0x{:08x})",
+            "residual_rmsnorm: x += residual, y = x / rms(x) * (w + {}) over f32[{}] -> {}, eps = {:e} (0x{:08x}){}",
             self.weight_offset,
             self.hidden,
             self.out.buffer(self.hidden).0,
             self.eps,
-            self.eps.to_bits()
+            self.eps.to_bits(),
+            batch_describe(self.m)
         )
     }
 
@@ -73,7 +87,8 @@ impl FamilySpec for ResidualRmsNorm {
             self.eps,
             self.weight_offset,
             self.out,
-        )
+        )?;
+        validate_batch(Self::FAMILY, self.m)
     }
 
     fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
@@ -97,6 +112,7 @@ impl FamilySpec for ResidualRmsNorm {
             eps,
             weight_offset,
             out: OutFormat::F32,
+            m: 1,
         });
         let q8_rows = [
             (32, 1e-5, 0.0),
@@ -111,8 +127,39 @@ impl FamilySpec for ResidualRmsNorm {
             eps,
             weight_offset,
             out: OutFormat::Q8_1,
+            m: 1,
         });
-        f32_rows.into_iter().chain(q8_rows).collect()
+        let batched = [
+            (4096, OutFormat::F32, 2),
+            (4096, OutFormat::Q8_1, 16),
+            (99, OutFormat::F32, 3),
+            (896, OutFormat::Q8_1, 2),
+        ]
+        .map(|(hidden, out, m)| ResidualRmsNorm {
+            hidden,
+            eps: 1e-5,
+            weight_offset: 0.0,
+            out,
+            m,
+        });
+        f32_rows.into_iter().chain(q8_rows).chain(batched).collect()
+    }
+
+    fn batched(&self, m: u32) -> Option<Self> {
+        let b = Self { m, ..*self };
+        (self.m == 1 && b.validate().is_ok()).then_some(b)
+    }
+
+    /// Vector v updates `x + v * hidden * 4`, reads `residual + v * hidden * 4`, writes
+    /// `y + v * (y's single size)`; the weight is shared.
+    fn batch_decl(&self) -> Option<crate::parity::BatchDecl> {
+        let row = self.hidden as u64 * 4;
+        let y = self.out.buffer(self.hidden).1;
+        grid_decl(
+            self.m,
+            &[("x", row), ("residual", row), ("w", row), ("y", y)],
+            &["w"],
+        )
     }
 }
 
@@ -123,8 +170,8 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
     b.header_comment(&format!(
-        "launch: grid 1 x 1 x 1, block {} x 1 x 1",
-        layout.threads
+        "launch: grid 1 x {} x 1, block {} x 1 x 1",
+        s.m, layout.threads
     ));
     b.max_threads(layout.threads);
     let x = b.param(Type::U64, "x");
@@ -134,10 +181,12 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
     let tid = b.special(Sreg::TidX);
     let lane = b.and(Type::B32, tid, 31u32);
     let warp = b.shr(Type::U32, tid, 5u32);
-    let xp = b.global_ptr(&x);
-    let rp = b.global_ptr(&r);
+    let row_bytes = s.hidden as u64 * 4;
+    let vi = batch_vector(&mut b, s.m);
+    let xp = vector_ptr(&mut b, &x, vi, row_bytes);
+    let rp = vector_ptr(&mut b, &r, vi, row_bytes);
     let wp = b.global_ptr(&w);
-    let yp = b.global_ptr(&y);
+    let yp = vector_ptr(&mut b, &y, vi, s.out.buffer(s.hidden).1);
     let stride = layout.vec * 4;
     let toff = b.mul_wide(Type::U32, tid, stride);
     let xa = b.add(Type::U64, xp, toff);
@@ -213,37 +262,39 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
             "normalized vector, quantized: per 32 values half2 {d, s} then int8 qs[32]",
         ),
     };
+    let mut params = vec![
+        ParamSpec::buffer(
+            "x",
+            row.clone(),
+            bytes,
+            stride,
+            Access::ReadWrite,
+            "residual stream; x + residual is written back in place",
+        ),
+        ParamSpec::buffer(
+            "residual",
+            row.clone(),
+            bytes,
+            stride,
+            Access::Read,
+            "value added to x",
+        ),
+        ParamSpec::buffer(
+            "w",
+            row,
+            bytes,
+            w_align,
+            Access::Read,
+            "norm weight (gamma)",
+        ),
+        ParamSpec::buffer("y", y_layout, y_bytes, y_align, Access::Write, y_meaning),
+    ];
+    batch_params(&mut params, s.m, &["w"]);
     Ok(GeneratedKernel {
         name,
         ptx,
-        launch: LaunchSpec::fixed(1, 1, layout.threads),
-        params: vec![
-            ParamSpec::buffer(
-                "x",
-                row.clone(),
-                bytes,
-                stride,
-                Access::ReadWrite,
-                "residual stream; x + residual is written back in place",
-            ),
-            ParamSpec::buffer(
-                "residual",
-                row.clone(),
-                bytes,
-                stride,
-                Access::Read,
-                "value added to x",
-            ),
-            ParamSpec::buffer(
-                "w",
-                row,
-                bytes,
-                w_align,
-                Access::Read,
-                "norm weight (gamma)",
-            ),
-            ParamSpec::buffer("y", y_layout, y_bytes, y_align, Access::Write, y_meaning),
-        ],
+        launch: batch_launch(LaunchSpec::fixed(1, 1, layout.threads), s.m),
+        params,
         spec,
         target,
     })

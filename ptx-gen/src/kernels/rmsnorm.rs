@@ -4,6 +4,10 @@
 //! length allows), squared and summed per thread in a fixed order, reduced over the block
 //! (butterfly, then the warps' partials), scaled with IEEE-rounded `sqrt.rn`/`rcp.rn`,
 //! and written. Length, eps and the weight offset are immediates.
+//!
+//! Batched (`m` > 1): M vectors `x[m][n]` -> `y[m][n]`, one block per vector along
+//! `%ctaid.y`; `x` and `y` of vector v start `v * n * 4` after the pointers, the weight is
+//! shared, and the rest is exactly the single kernel's code.
 
 use crate::ast::{StateSpace, Type};
 use crate::ir::{
@@ -12,6 +16,10 @@ use crate::ir::{
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
+use super::quantize_q8_1::{
+    batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, grid_decl,
+    is_one, one, validate_batch, vector_ptr,
+};
 use super::reduce::block_reduce;
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
@@ -26,18 +34,22 @@ pub struct RmsNorm {
     pub eps: f32,
     /// Added to every weight (1.0 for checkpoints that store `w - 1`, as HF Gemma does).
     pub weight_offset: f32,
+    /// Vectors per launch (1: single; up to 16, one per `%ctaid.y`).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub m: u32,
 }
 
 impl FamilySpec for RmsNorm {
     const FAMILY: &'static str = "rmsnorm";
-    const CLI_DIMS: &'static str = "HIDDEN [EPS] [WEIGHT_OFFSET]: y = x / rms(x) * (w + offset); EPS 1e-5, offset 0 by default";
+    const CLI_DIMS: &'static str = "HIDDEN [EPS] [WEIGHT_OFFSET] [M]: y = x / rms(x) * (w + offset); EPS 1e-5, offset 0, M 1 (1..=16 vectors) by default";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 3)?;
+        cli_max(dims, 4)?;
         Ok(RmsNorm {
             hidden: cli_dim(dims, 0, "HIDDEN", None)?,
             eps: cli_dim(dims, 1, "EPS", Some(1e-5))?,
             weight_offset: cli_dim(dims, 2, "WEIGHT_OFFSET", Some(0.0))?,
+            m: cli_batch(dims, 3)?,
         })
     }
 
@@ -46,16 +58,18 @@ impl FamilySpec for RmsNorm {
         if self.weight_offset != 0.0 {
             n.push_str(&format!("_woff{:08x}", self.weight_offset.to_bits()));
         }
+        n.push_str(&batch_suffix(self.m));
         n
     }
 
     fn describe(&self) -> String {
         format!(
-            "rmsnorm: f32[{}], eps = {:e} (0x{:08x}), weight offset = {}",
+            "rmsnorm: f32[{}], eps = {:e} (0x{:08x}), weight offset = {}{}",
             self.hidden,
             self.eps,
             self.eps.to_bits(),
-            self.weight_offset
+            self.weight_offset,
+            batch_describe(self.m)
         )
     }
 
@@ -84,7 +98,7 @@ impl FamilySpec for RmsNorm {
                 self.weight_offset,
             ));
         }
-        Ok(())
+        validate_batch(Self::FAMILY, self.m)
     }
 
     fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
@@ -110,8 +124,27 @@ impl FamilySpec for RmsNorm {
             hidden,
             eps,
             weight_offset,
+            m: 1,
         })
-        .to_vec()
+        .into_iter()
+        .chain([(4096, 2), (4096, 16), (99, 3)].map(|(hidden, m)| RmsNorm {
+            hidden,
+            eps: 1e-5,
+            weight_offset: 0.0,
+            m,
+        }))
+        .collect()
+    }
+
+    fn batched(&self, m: u32) -> Option<Self> {
+        let b = Self { m, ..*self };
+        (self.m == 1 && b.validate().is_ok()).then_some(b)
+    }
+
+    /// Vector v reads `x + v * n * 4`, writes `y + v * n * 4`; the weight is shared.
+    fn batch_decl(&self) -> Option<crate::parity::BatchDecl> {
+        let row = self.hidden as u64 * 4;
+        grid_decl(self.m, &[("x", row), ("w", row), ("y", row)], &["w"])
     }
 }
 
@@ -158,8 +191,8 @@ fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError> {
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
     b.header_comment(&format!(
-        "launch: grid 1 x 1 x 1, block {} x 1 x 1",
-        layout.threads
+        "launch: grid 1 x {} x 1, block {} x 1 x 1",
+        s.m, layout.threads
     ));
     b.max_threads(layout.threads);
     let x = b.param(Type::U64, "x");
@@ -168,9 +201,11 @@ fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError> {
     let tid = b.special(Sreg::TidX);
     let lane = b.and(Type::B32, tid, 31u32);
     let warp = b.shr(Type::U32, tid, 5u32);
-    let xp = b.global_ptr(&x);
+    let row = s.hidden as u64 * 4;
+    let vi = batch_vector(&mut b, s.m);
+    let xp = vector_ptr(&mut b, &x, vi, row);
     let wp = b.global_ptr(&w);
-    let yp = b.global_ptr(&y);
+    let yp = vector_ptr(&mut b, &y, vi, row);
     let stride = layout.vec * 4;
     let toff = b.mul_wide(Type::U32, tid, stride);
     let xa = b.add(Type::U64, xp, toff);
@@ -219,36 +254,38 @@ fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError> {
     let bytes = s.hidden as u64 * 4;
     let layout_s = format!("f32[{}]", s.hidden);
     let align = layout.vec * 4;
+    let mut params = vec![
+        ParamSpec::buffer(
+            "x",
+            layout_s.clone(),
+            bytes,
+            align,
+            Access::Read,
+            "input vector",
+        ),
+        ParamSpec::buffer(
+            "w",
+            layout_s.clone(),
+            bytes,
+            align,
+            Access::Read,
+            "norm weight (gamma)",
+        ),
+        ParamSpec::buffer(
+            "y",
+            layout_s,
+            bytes,
+            align,
+            Access::Write,
+            "normalized output",
+        ),
+    ];
+    batch_params(&mut params, s.m, &["w"]);
     Ok(GeneratedKernel {
         name,
         ptx,
-        launch: LaunchSpec::fixed(1, 1, layout.threads),
-        params: vec![
-            ParamSpec::buffer(
-                "x",
-                layout_s.clone(),
-                bytes,
-                align,
-                Access::Read,
-                "input vector",
-            ),
-            ParamSpec::buffer(
-                "w",
-                layout_s.clone(),
-                bytes,
-                align,
-                Access::Read,
-                "norm weight (gamma)",
-            ),
-            ParamSpec::buffer(
-                "y",
-                layout_s,
-                bytes,
-                align,
-                Access::Write,
-                "normalized output",
-            ),
-        ],
+        launch: batch_launch(LaunchSpec::fixed(1, 1, layout.threads), s.m),
+        params,
         spec,
         target,
     })

@@ -7,13 +7,20 @@
 //! value with the same IEEE-rounded operations as `rmsnorm`, and quantizes the block with
 //! `quantize_q8_1`'s own `emit_block`. The output is therefore bit-identical to the
 //! `rmsnorm` kernel followed by the `quantize_q8_1` kernel.
+//!
+//! Batched (`m` > 1): M vectors, one block per vector along `%ctaid.y`; `x` of vector v
+//! starts `v * hidden * 4` and `y` `v * (hidden / 32) * 36` after the pointers, the weight
+//! is shared, and the rest is exactly the single kernel's code.
 
 use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, CacheHint, KernelBuilder, Module, Reg, Sreg};
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
-use super::quantize_q8_1::{emit_block, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
+use super::quantize_q8_1::{
+    batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, emit_block,
+    grid_decl, is_one, one, validate_batch, vector_ptr, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES,
+};
 use super::rmsnorm::{
     add_squares, chunk_guards, load_chunk, normalize, row_scale, RowLayout, RMSNORM_MAX_HIDDEN,
 };
@@ -70,39 +77,45 @@ pub struct RmsNormQ8_1 {
     pub eps: f32,
     /// Added to every weight (1.0 for checkpoints that store `w - 1`).
     pub weight_offset: f32,
+    /// Vectors per launch (1: single; up to 16, one per `%ctaid.y`).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub m: u32,
 }
 
 impl FamilySpec for RmsNormQ8_1 {
     const FAMILY: &'static str = "rmsnorm_q8_1";
     const CLI_DIMS: &'static str =
-        "HIDDEN [EPS] [WEIGHT_OFFSET]: Q8_1 of x / rms(x) * (w + offset); HIDDEN % 32 == 0";
+        "HIDDEN [EPS] [WEIGHT_OFFSET] [M]: Q8_1 of x / rms(x) * (w + offset); HIDDEN % 32 == 0, M 1..=16 vectors (default 1)";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 3)?;
+        cli_max(dims, 4)?;
         Ok(RmsNormQ8_1 {
             hidden: cli_dim(dims, 0, "HIDDEN", None)?,
             eps: cli_dim(dims, 1, "EPS", Some(1e-5))?,
             weight_offset: cli_dim(dims, 2, "WEIGHT_OFFSET", Some(0.0))?,
+            m: cli_batch(dims, 3)?,
         })
     }
 
     fn name(&self) -> String {
         format!(
-            "rmsnorm_q8_1_n{}_eps{:08x}{}",
+            "rmsnorm_q8_1_n{}_eps{:08x}{}{}",
             self.hidden,
             self.eps.to_bits(),
-            woff_suffix(self.weight_offset)
+            woff_suffix(self.weight_offset),
+            batch_suffix(self.m)
         )
     }
 
     fn describe(&self) -> String {
         format!(
-            "rmsnorm_q8_1: f32[{}] -> {} Q8_1 blocks of x / rms(x) * (w + {}), eps = {:e} (0x{:08x})",
+            "rmsnorm_q8_1: f32[{}] -> {} Q8_1 blocks of x / rms(x) * (w + {}), eps = {:e} (0x{:08x}){}",
             self.hidden,
             self.hidden / Q8_1_BLOCK_VALUES,
             self.weight_offset,
             self.eps,
-            self.eps.to_bits()
+            self.eps.to_bits(),
+            batch_describe(self.m)
         )
     }
 
@@ -113,7 +126,8 @@ impl FamilySpec for RmsNormQ8_1 {
             self.eps,
             self.weight_offset,
             OutFormat::Q8_1,
-        )
+        )?;
+        validate_batch(Self::FAMILY, self.m)
     }
 
     fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
@@ -138,8 +152,31 @@ impl FamilySpec for RmsNormQ8_1 {
             hidden,
             eps,
             weight_offset,
+            m: 1,
         })
-        .to_vec()
+        .into_iter()
+        .chain(
+            [(4096, 2), (4096, 16), (96, 3)].map(|(hidden, m)| RmsNormQ8_1 {
+                hidden,
+                eps: 1e-5,
+                weight_offset: 0.0,
+                m,
+            }),
+        )
+        .collect()
+    }
+
+    fn batched(&self, m: u32) -> Option<Self> {
+        let b = Self { m, ..*self };
+        (self.m == 1 && b.validate().is_ok()).then_some(b)
+    }
+
+    /// Vector v reads `x + v * hidden * 4`, writes `y + v * (hidden / 32) * 36`; the weight
+    /// is shared.
+    fn batch_decl(&self) -> Option<crate::parity::BatchDecl> {
+        let row = self.hidden as u64 * 4;
+        let q8 = OutFormat::Q8_1.buffer(self.hidden).1;
+        grid_decl(self.m, &[("x", row), ("w", row), ("y", q8)], &["w"])
     }
 }
 
@@ -198,8 +235,8 @@ fn generate(s: &RmsNormQ8_1, target: Target) -> Result<GeneratedKernel, GenError
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
     b.header_comment(&format!(
-        "launch: grid 1 x 1 x 1, block {} x 1 x 1",
-        layout.threads
+        "launch: grid 1 x {} x 1, block {} x 1 x 1",
+        s.m, layout.threads
     ));
     b.max_threads(layout.threads);
     let x = b.param(Type::U64, "x");
@@ -208,9 +245,10 @@ fn generate(s: &RmsNormQ8_1, target: Target) -> Result<GeneratedKernel, GenError
     let tid = b.special(Sreg::TidX);
     let lane = b.and(Type::B32, tid, 31u32);
     let warp = b.shr(Type::U32, tid, 5u32);
-    let xp = b.global_ptr(&x);
+    let vi = batch_vector(&mut b, s.m);
+    let xp = vector_ptr(&mut b, &x, vi, s.hidden as u64 * 4);
     let wp = b.global_ptr(&w);
-    let yp = b.global_ptr(&y);
+    let yp = vector_ptr(&mut b, &y, vi, OutFormat::Q8_1.buffer(s.hidden).1);
 
     // Pass 1: exactly the rmsnorm kernel's sum of squares and scale.
     let stride = layout.vec * 4;
@@ -241,29 +279,31 @@ fn generate(s: &RmsNormQ8_1, target: Target) -> Result<GeneratedKernel, GenError
     let (y_layout, y_bytes) = OutFormat::Q8_1.buffer(s.hidden);
     let row = format!("f32[{}]", s.hidden);
     let bytes = s.hidden as u64 * 4;
+    let mut params = vec![
+        ParamSpec::buffer(
+            "x",
+            row.clone(),
+            bytes,
+            stride,
+            Access::Read,
+            "input vector",
+        ),
+        ParamSpec::buffer("w", row, bytes, 4, Access::Read, "norm weight (gamma)"),
+        ParamSpec::buffer(
+            "y",
+            y_layout,
+            y_bytes,
+            4,
+            Access::Write,
+            "normalized vector, quantized: per 32 values half2 {d, s} then int8 qs[32]",
+        ),
+    ];
+    batch_params(&mut params, s.m, &["w"]);
     Ok(GeneratedKernel {
         name,
         ptx,
-        launch: LaunchSpec::fixed(1, 1, layout.threads),
-        params: vec![
-            ParamSpec::buffer(
-                "x",
-                row.clone(),
-                bytes,
-                stride,
-                Access::Read,
-                "input vector",
-            ),
-            ParamSpec::buffer("w", row, bytes, 4, Access::Read, "norm weight (gamma)"),
-            ParamSpec::buffer(
-                "y",
-                y_layout,
-                y_bytes,
-                4,
-                Access::Write,
-                "normalized vector, quantized: per 32 values half2 {d, s} then int8 qs[32]",
-            ),
-        ],
+        launch: batch_launch(LaunchSpec::fixed(1, 1, layout.threads), s.m),
+        params,
         spec,
         target,
     })
