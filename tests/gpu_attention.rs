@@ -317,6 +317,7 @@ fn spec(
         scale: 1.0 / (head_dim as f32).sqrt(),
         window,
         softcap,
+        m: 1,
     }
 }
 

@@ -132,6 +132,7 @@ fn embed_rows_equal_the_cpu_dequantization_bit_for_bit() {
             vocab,
             hidden,
             scale,
+            m: 1,
         };
         let (kernel, loaded) = load(&dev, KernelSpec::Embed(spec));
         let bytes = random_table(&mut rng, table, vocab as usize, hidden as usize);
@@ -317,10 +318,12 @@ fn argmax_equals_a_cpu_argmax() {
         let partial = Argmax {
             vocab,
             stage: ArgmaxStage::Partial,
+            m: 1,
         };
         let fin = Argmax {
             vocab,
             stage: ArgmaxStage::Final,
+            m: 1,
         };
         let p = partial.partials() as usize;
         let (pk, pl) = load(&dev, KernelSpec::Argmax(partial));

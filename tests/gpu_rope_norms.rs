@@ -469,6 +469,7 @@ fn rope_kv_is_bit_exact_with_the_cpu_reference() {
             head_dim,
             rope_dims,
             max_ctx,
+            m: 1,
         };
         let kernel = load(&dev, KernelSpec::RopeKv(spec));
         let table = reference::rope::rope_table(theta, rope_dims, max_ctx);

@@ -109,6 +109,7 @@ fn names_encode_the_spec() {
                 head_dim: 64,
                 rope_dims: 64,
                 max_ctx: 32768,
+                m: 1,
             }),
             "rope_kv_neox_h14_kv2_d64_r64_ctx32768",
         ),
@@ -181,6 +182,7 @@ fn bad_specs_name_the_field() {
         head_dim: 128,
         rope_dims: 128,
         max_ctx: 16,
+        m: 1,
     };
     assert_eq!(
         field_of(KernelSpec::RopeKv(RopeKv {
@@ -357,6 +359,7 @@ fn written_buffers_are_never_read_through_the_non_coherent_path() {
         head_dim: 128,
         rope_dims: 128,
         max_ctx: 4096,
+        m: 1,
     }));
     assert_eq!(
         rope.matches("ld.global.v2.f32").count(),

@@ -205,6 +205,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
             vocab: d.vocab,
             hidden: h,
             scale,
+            m: 1,
         }),
         None,
         vec![
@@ -305,6 +306,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
             head_dim: d.head_dim,
             rope_dims: d.rope_dims,
             max_ctx,
+            m: 1,
         };
         p.launch(
             KernelSpec::RopeKv(rope),
@@ -333,6 +335,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
             scale: d.attention_scale(),
             window: la.window,
             softcap: None,
+            m: 1,
         };
         chunks = max_ctx.div_ceil(attn.chunk());
         let combine = attn.combine();
@@ -462,6 +465,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
     let partial = Argmax {
         vocab: d.vocab,
         stage: ArgmaxStage::Partial,
+        m: 1,
     };
     let partials = partial.partials();
     p.launch(
@@ -476,6 +480,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         KernelSpec::Argmax(Argmax {
             vocab: d.vocab,
             stage: ArgmaxStage::Final,
+            m: 1,
         }),
         None,
         vec![

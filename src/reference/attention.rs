@@ -123,6 +123,7 @@ mod tests {
             scale: 1.0,
             window: None,
             softcap: None,
+            m: 1,
         }
     }
 

@@ -221,6 +221,7 @@ mod tests {
             vocab: 3,
             hidden: 2,
             scale: 2.0,
+            m: 1,
         };
         let table: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, -6.0]
             .iter()

@@ -75,6 +75,7 @@ mod tests {
             head_dim,
             rope_dims,
             max_ctx,
+            m: 1,
         }
     }
 

@@ -24,7 +24,13 @@ use crate::ir::{
     Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Sreg, UnOp, Value,
 };
 use crate::launch::LaunchSpec;
+use crate::parity::BatchDecl;
 use crate::target::Target;
+
+use super::quantize_q8_1::{
+    batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, grid_decl,
+    is_one, one, validate_batch, vector_ptr,
+};
 
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
@@ -75,6 +81,10 @@ impl FromStr for ArgmaxStage {
 pub struct Argmax {
     pub vocab: u32,
     pub stage: ArgmaxStage,
+    /// Vectors per launch (1: single; up to 16, one per `%ctaid.y`): vector v has its own
+    /// logits, partials and index.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub m: u32,
 }
 
 impl Argmax {
@@ -86,10 +96,10 @@ impl Argmax {
 
 impl FamilySpec for Argmax {
     const FAMILY: &'static str = "argmax";
-    const CLI_DIMS: &'static str = "VOCAB [STAGE]: index of the largest of f32[VOCAB] (ties: lowest, NaN wins); STAGE partial (default) or final";
+    const CLI_DIMS: &'static str = "VOCAB [STAGE] [M]: index of the largest of f32[VOCAB] (ties: lowest, NaN wins); STAGE partial (default) or final, M 1..=16 vectors (default 1)";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 2)?;
+        cli_max(dims, 3)?;
         let stage = match dims.get(1) {
             Some(s) => s.parse()?,
             None => ArgmaxStage::Partial,
@@ -97,16 +107,22 @@ impl FamilySpec for Argmax {
         Ok(Argmax {
             vocab: cli_dim(dims, 0, "VOCAB", None)?,
             stage,
+            m: cli_batch(dims, 2)?,
         })
     }
 
     fn name(&self) -> String {
-        format!("argmax_{}_v{}", self.stage, self.vocab)
+        format!(
+            "argmax_{}_v{}{}",
+            self.stage,
+            self.vocab,
+            batch_suffix(self.m)
+        )
     }
 
     fn describe(&self) -> String {
         let p = self.partials();
-        match self.stage {
+        let d = match self.stage {
             ArgmaxStage::Partial => format!(
                 "argmax partial: f32[{}] -> {p} candidates u64 (order_key(x) << 32 | !index), {ARGMAX_BLOCK_VALUES} logits per block; NaN ranks above +inf",
                 self.vocab
@@ -115,7 +131,8 @@ impl FamilySpec for Argmax {
                 "argmax final: {p} candidates of f32[{}] -> u32 index (ties: lowest index; any NaN: the first NaN)",
                 self.vocab
             ),
-        }
+        };
+        d + &batch_describe(self.m)
     }
 
     fn validate(&self) -> Result<(), GenError> {
@@ -127,7 +144,7 @@ impl FamilySpec for Argmax {
                 self.vocab,
             ));
         }
-        Ok(())
+        validate_batch(Self::FAMILY, self.m)
     }
 
     fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
@@ -154,8 +171,38 @@ impl FamilySpec for Argmax {
         ];
         [ArgmaxStage::Partial, ArgmaxStage::Final]
             .into_iter()
-            .flat_map(|stage| vocabs.map(|vocab| Argmax { vocab, stage }))
+            .flat_map(|stage| vocabs.map(|vocab| Argmax { vocab, stage, m: 1 }))
+            .chain(
+                [ArgmaxStage::Partial, ArgmaxStage::Final]
+                    .into_iter()
+                    .flat_map(|stage| {
+                        [(128256, 2), (151936, 16), (2049, 5)].map(|(vocab, m)| Argmax {
+                            vocab,
+                            stage,
+                            m,
+                        })
+                    }),
+            )
             .collect()
+    }
+
+    fn batched(&self, m: u32) -> Option<Self> {
+        let b = Self { m, ..*self };
+        (self.m == 1 && b.validate().is_ok()).then_some(b)
+    }
+
+    /// Partial: vector v reads `logits + v * vocab * 4` and writes `partials + v * P * 8`;
+    /// final: reads `partials + v * P * 8` and writes `index + 4 v`.
+    fn batch_decl(&self) -> Option<BatchDecl> {
+        let partials = self.partials() as u64 * 8;
+        match self.stage {
+            ArgmaxStage::Partial => grid_decl(
+                self.m,
+                &[("logits", self.vocab as u64 * 4), ("partials", partials)],
+                &[],
+            ),
+            ArgmaxStage::Final => grid_decl(self.m, &[("partials", partials), ("index", 4)], &[]),
+        }
     }
 }
 
@@ -184,7 +231,8 @@ fn generate_partial(s: &Argmax, target: Target) -> Result<GeneratedKernel, GenEr
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
     b.header_comment(&format!(
-        "launch: grid {grid} x 1 x 1, block {THREADS} x 1 x 1"
+        "launch: grid {grid} x {} x 1, block {THREADS} x 1 x 1",
+        s.m
     ));
     b.max_threads(THREADS);
     let logits = b.param(Type::U64, "logits");
@@ -193,8 +241,9 @@ fn generate_partial(s: &Argmax, target: Target) -> Result<GeneratedKernel, GenEr
     let cta = b.special(Sreg::CtaidX);
     let lane = b.and(Type::B32, tid, 31u32);
     let warp = b.shr(Type::U32, tid, 5u32);
-    let xp = b.global_ptr(&logits);
-    let pp = b.global_ptr(&partials);
+    let vi = batch_vector(&mut b, s.m);
+    let xp = vector_ptr(&mut b, &logits, vi, s.vocab as u64 * 4);
+    let pp = vector_ptr(&mut b, &partials, vi, s.partials() as u64 * 8);
     let first = b.mad(Type::U32, FMode::NONE, cta, block_chunks, tid);
     let xa = b.mad_wide(Type::U32, first, vec * 4, xp);
     // Only the last block can run past the end; every chunk is wholly in or out.
@@ -247,21 +296,23 @@ fn generate_partial(s: &Argmax, target: Target) -> Result<GeneratedKernel, GenEr
     b.when(t0).st_global(Type::U64, Addr::reg(pa), best);
     let kernel = b.finish()?;
     let ptx = crate::emit::emit_module(&Module::single(kernel));
+    let mut params = vec![
+        ParamSpec::buffer(
+            "logits",
+            format!("f32[{}]", s.vocab),
+            s.vocab as u64 * 4,
+            vec * 4,
+            Access::Read,
+            "logits",
+        ),
+        partials_param(s, Access::Write),
+    ];
+    batch_params(&mut params, s.m, &[]);
     Ok(GeneratedKernel {
         name,
         ptx,
-        launch: LaunchSpec::fixed(grid, 1, THREADS),
-        params: vec![
-            ParamSpec::buffer(
-                "logits",
-                format!("f32[{}]", s.vocab),
-                s.vocab as u64 * 4,
-                vec * 4,
-                Access::Read,
-                "logits",
-            ),
-            partials_param(s, Access::Write),
-        ],
+        launch: batch_launch(LaunchSpec::fixed(grid, 1, THREADS), s.m),
+        params,
         spec,
         target,
     })
@@ -275,15 +326,19 @@ fn generate_final(s: &Argmax, target: Target) -> Result<GeneratedKernel, GenErro
     let per_thread = p.div_ceil(threads);
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
-    b.header_comment(&format!("launch: grid 1 x 1 x 1, block {threads} x 1 x 1"));
+    b.header_comment(&format!(
+        "launch: grid 1 x {} x 1, block {threads} x 1 x 1",
+        s.m
+    ));
     b.max_threads(threads);
     let partials = b.param(Type::U64, "partials");
     let out = b.param(Type::U64, "index");
     let tid = b.special(Sreg::TidX);
     let lane = b.and(Type::B32, tid, 31u32);
     let warp = b.shr(Type::U32, tid, 5u32);
-    let pp = b.global_ptr(&partials);
-    let op = b.global_ptr(&out);
+    let vi = batch_vector(&mut b, s.m);
+    let pp = vector_ptr(&mut b, &partials, vi, p as u64 * 8);
+    let op = vector_ptr(&mut b, &out, vi, 4);
     let pa = b.mad_wide(Type::U32, tid, 8u32, pp);
     let acc = b.mov(Type::U64, 0u64);
     for j in 0..per_thread {
@@ -306,21 +361,23 @@ fn generate_final(s: &Argmax, target: Target) -> Result<GeneratedKernel, GenErro
     b.when(t0).st_global(Type::U32, Addr::reg(op), idx);
     let kernel = b.finish()?;
     let ptx = crate::emit::emit_module(&Module::single(kernel));
+    let mut params = vec![
+        partials_param(s, Access::Read),
+        ParamSpec::buffer(
+            "index",
+            "u32[1]".to_string(),
+            4,
+            4,
+            Access::Write,
+            "index of the largest logit (lowest on ties; the first NaN if any)",
+        ),
+    ];
+    batch_params(&mut params, s.m, &[]);
     Ok(GeneratedKernel {
         name,
         ptx,
-        launch: LaunchSpec::fixed(1, 1, threads),
-        params: vec![
-            partials_param(s, Access::Read),
-            ParamSpec::buffer(
-                "index",
-                "u32[1]".to_string(),
-                4,
-                4,
-                Access::Write,
-                "index of the largest logit (lowest on ties; the first NaN if any)",
-            ),
-        ],
+        launch: batch_launch(LaunchSpec::fixed(1, 1, threads), s.m),
+        params,
         spec,
         target,
     })
@@ -395,6 +452,7 @@ mod tests {
         let s = Argmax {
             vocab: 151936,
             stage: ArgmaxStage::Final,
+            m: 1,
         };
         assert_eq!(s.name(), "argmax_final_v151936");
         assert_eq!(s.partials(), 75);
@@ -407,6 +465,7 @@ mod tests {
         let e = Argmax {
             vocab: 0,
             stage: ArgmaxStage::Partial,
+            m: 1,
         }
         .validate()
         .unwrap_err();

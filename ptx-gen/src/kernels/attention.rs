@@ -43,10 +43,12 @@ use crate::ast::{StateSpace, Type};
 use crate::ir::{
     Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Sreg, UnOp, Value,
 };
-use crate::launch::LaunchSpec;
+use crate::launch::{Extent, LaunchSpec};
+use crate::parity::{BatchDecl, GridAxis};
 use crate::target::Target;
 
 use super::attention_combine::AttentionCombine;
+use super::quantize_q8_1::vector_ptr;
 use super::reduce::warp_reduce;
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
@@ -82,6 +84,13 @@ pub struct DecodeAttention {
     pub window: Option<u32>,
     /// Logit soft-cap: `logit = cap * tanh(logit / cap)` after scaling (Gemma 2).
     pub softcap: Option<f32>,
+    /// Sequences per launch (1: single; up to 16, one per `%ctaid.z`): sequence v has its
+    /// own q, KV cache, length and partials.
+    #[serde(
+        default = "super::quantize_q8_1::one",
+        skip_serializing_if = "super::quantize_q8_1::is_one"
+    )]
+    pub m: u32,
 }
 
 impl DecodeAttention {
@@ -112,6 +121,7 @@ impl DecodeAttention {
             max_ctx: self.max_ctx,
             chunk: self.chunk(),
             window: self.window,
+            m: self.m,
         }
     }
 
@@ -131,12 +141,46 @@ impl DecodeAttention {
     }
 }
 
+/// The tail of a batched description (`%ctaid.z`), nothing for a single kernel.
+pub(crate) fn batch_describe_z(m: u32) -> String {
+    if m > 1 {
+        format!("; batch of {m} sequences, sequence v = %ctaid.z")
+    } else {
+        String::new()
+    }
+}
+
+/// The sequence index of a batched kernel, `%ctaid.z`; nothing at all for `m` = 1.
+pub(crate) fn batch_sequence(b: &mut KernelBuilder, m: u32) -> Option<Reg> {
+    (m > 1).then(|| b.special(Sreg::CtaidZ))
+}
+
+/// The batched launch: the single kernel's, with `m` blocks along z.
+pub(crate) fn batch_launch_z(mut launch: LaunchSpec, m: u32) -> LaunchSpec {
+    if m > 1 {
+        launch.grid[2] = Extent::Const(m);
+    }
+    launch
+}
+
+/// The grid batching claim along z: every one of `params` per-vector at its single size.
+pub(crate) fn grid_decl_z(m: u32, params: &[(&str, u64)]) -> Option<BatchDecl> {
+    if m < 2 {
+        return None;
+    }
+    let mut d = BatchDecl::grid(m, GridAxis::Z);
+    for (name, bytes) in params {
+        d = d.per_vector(name, *bytes);
+    }
+    Some(d)
+}
+
 impl FamilySpec for DecodeAttention {
     const FAMILY: &'static str = "attention";
-    const CLI_DIMS: &'static str = "N_HEADS N_KV_HEADS HEAD_DIM MAX_CTX [SCALE] [WINDOW] [SOFTCAP]: split kernel; SCALE 1/sqrt(HEAD_DIM) by default, WINDOW 0 and SOFTCAP 0 mean none";
+    const CLI_DIMS: &'static str = "N_HEADS N_KV_HEADS HEAD_DIM MAX_CTX [SCALE] [WINDOW] [SOFTCAP] [M]: split kernel; SCALE 1/sqrt(HEAD_DIM) by default, WINDOW 0 and SOFTCAP 0 mean none; M 1..=16 sequences (default 1)";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 7)?;
+        cli_max(dims, 8)?;
         let head_dim: u32 = cli_dim(dims, 2, "HEAD_DIM", None)?;
         let window: u32 = cli_dim(dims, 5, "WINDOW", Some(0))?;
         let softcap: f32 = cli_dim(dims, 6, "SOFTCAP", Some(0.0))?;
@@ -153,6 +197,7 @@ impl FamilySpec for DecodeAttention {
             )?,
             window: (window != 0).then_some(window),
             softcap: (softcap != 0.0).then_some(softcap),
+            m: super::quantize_q8_1::cli_batch(dims, 7)?,
         })
     }
 
@@ -172,12 +217,13 @@ impl FamilySpec for DecodeAttention {
         if let Some(c) = self.softcap {
             n.push_str(&format!("_cap{:08x}", c.to_bits()));
         }
+        n.push_str(&super::quantize_q8_1::batch_suffix(self.m));
         n
     }
 
     fn describe(&self) -> String {
         format!(
-            "attention (split): {} query heads, {} kv heads (group {}), head_dim {}, f16 cache of {} positions, chunk {}, scale = {:e} (0x{:08x}), window {}, soft-cap {}",
+            "attention (split): {} query heads, {} kv heads (group {}), head_dim {}, f16 cache of {} positions, chunk {}, scale = {:e} (0x{:08x}), window {}, soft-cap {}{}",
             self.n_heads,
             self.n_kv_heads,
             self.group(),
@@ -188,6 +234,7 @@ impl FamilySpec for DecodeAttention {
             self.scale.to_bits(),
             self.window.map_or("none".to_string(), |w| w.to_string()),
             self.softcap.map_or("none".to_string(), |c| format!("{c:e} (0x{:08x})", c.to_bits())),
+            batch_describe_z(self.m),
         )
     }
 
@@ -260,6 +307,16 @@ impl FamilySpec for DecodeAttention {
                 format!("{} x {}", self.group(), self.head_dim),
             ));
         }
+        super::quantize_q8_1::validate_batch(f, self.m)?;
+        // A sequence's offsets are 32-bit immediates.
+        if self.m > 1 && self.cache_bytes().max(self.partial_o_bytes()) > u32::MAX as u64 {
+            return Err(invalid(
+                f,
+                "m",
+                "1 when a layer cache or the partials exceed 4 GiB",
+                self.m,
+            ));
+        }
         Ok(())
     }
 
@@ -276,7 +333,9 @@ impl FamilySpec for DecodeAttention {
             scale: 1.0 / (head_dim as f32).sqrt(),
             window,
             softcap,
+            m: 1,
         };
+        let b = |m, s: DecodeAttention| DecodeAttention { m, ..s };
         vec![
             // llama3-8b, qwen2.5-0.5b, gemma3-270m (local layers: window 512), smollm2-135m
             s(32, 8, 128, 8192, None, None),
@@ -293,7 +352,32 @@ impl FamilySpec for DecodeAttention {
             s(28, 4, 96, 4100, None, Some(5.0)),
             s(3, 3, 32, 1, None, None),
             s(7, 1, 128, 257, Some(1), Some(50.0)),
+            // batched: llama3-8b (shorter cache), qwen2.5-0.5b, group 7 with window + soft-cap
+            b(2, s(32, 8, 128, 4096, None, None)),
+            b(16, s(14, 2, 64, 1024, None, None)),
+            b(3, s(7, 1, 128, 257, Some(1), Some(50.0))),
         ]
+    }
+
+    fn batched(&self, m: u32) -> Option<Self> {
+        let b = Self { m, ..*self };
+        (self.m == 1 && b.validate().is_ok()).then_some(b)
+    }
+
+    /// Sequence v: `q + v * n_heads * head_dim * 4`, `k_cache`/`v_cache + v * cache_bytes()`,
+    /// `seq_len + 4 v`, `part_o`/`part_ml + v *` their single sizes.
+    fn batch_decl(&self) -> Option<BatchDecl> {
+        grid_decl_z(
+            self.m,
+            &[
+                ("q", self.n_heads as u64 * self.head_dim as u64 * 4),
+                ("k_cache", self.cache_bytes()),
+                ("v_cache", self.cache_bytes()),
+                ("seq_len", 4),
+                ("part_o", self.partial_o_bytes()),
+                ("part_ml", self.partial_ml_bytes()),
+            ],
+        )
     }
 }
 
@@ -434,8 +518,8 @@ fn generate(s: &DecodeAttention, target: Target) -> Result<GeneratedKernel, GenE
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
     b.header_comment(&format!(
-        "launch: grid {} x {} x 1 (chunks x kv heads, fixed), block {nt} x 1 x 1; tile {t_len} positions, {} bytes shared",
-        p.n_chunks, s.n_kv_heads, p.smem_bytes
+        "launch: grid {} x {} x {} (chunks x kv heads{}, fixed), block {nt} x 1 x 1; tile {t_len} positions, {} bytes shared",
+        p.n_chunks, s.n_kv_heads, s.m, if s.m > 1 { " x sequences" } else { "" }, p.smem_bytes
     ));
     b.required_threads(nt);
     let q = b.param(Type::U64, "q");
@@ -449,7 +533,8 @@ fn generate(s: &DecodeAttention, target: Target) -> Result<GeneratedKernel, GenE
     let tid = b.special(Sreg::TidX);
     let chunk_idx = b.special(Sreg::CtaidX);
     let kvh = b.special(Sreg::CtaidY);
-    let seqp = b.global_ptr(&seq_len);
+    let vi = batch_sequence(&mut b, s.m);
+    let seqp = vector_ptr(&mut b, &seq_len, vi, 4);
     let (seq, lo) = attended_range(&mut b, seqp, s.max_ctx, s.window);
     let cstart = b.mul(Type::U32, chunk_idx, p.chunk);
     let cend = b.add(Type::U32, cstart, p.chunk);
@@ -457,7 +542,7 @@ fn generate(s: &DecodeAttention, target: Target) -> Result<GeneratedKernel, GenE
     let pb = b.max(Type::U32, cstart, lo);
     let pe = b.min(Type::U32, cend, seq);
     let head0 = b.mul(Type::U32, kvh, g);
-    let mlp = b.global_ptr(&part_ml);
+    let mlp = vector_ptr(&mut b, &part_ml, vi, s.partial_ml_bytes());
     let neg_inf = b.mov(Type::F32, f32::NEG_INFINITY);
     let zero = b.mov(Type::F32, 0.0f32);
 
@@ -482,7 +567,7 @@ fn generate(s: &DecodeAttention, target: Target) -> Result<GeneratedKernel, GenE
     });
 
     let sbase = b.shared_base(&smem);
-    stage_q(&mut b, s, &p, &q, kvh, tid, sbase, zero);
+    stage_q(&mut b, s, &p, &q, vi, kvh, tid, sbase, zero);
 
     // Thread roles. K copy: column unit `kcol` of rows kr0, kr0 + RP, ... Threads past the
     // last full row group get kr0 = 2^20: their rows are never in range.
@@ -495,7 +580,7 @@ fn generate(s: &DecodeAttention, target: Target) -> Result<GeneratedKernel, GenE
         kr0_raw
     };
     let head_bytes = s.max_ctx * d * 2;
-    let kp = b.global_ptr(&k_cache);
+    let kp = vector_ptr(&mut b, &k_cache, vi, s.cache_bytes());
     let kg = b.mad_wide(Type::U32, kvh, head_bytes, kp);
     let kthr = b.mad_wide(Type::U32, kcol, 8u32, kg);
     let kt_base = b.add(Type::U32, sbase, p.kt_off);
@@ -531,7 +616,7 @@ fn generate(s: &DecodeAttention, target: Target) -> Result<GeneratedKernel, GenE
     let vdp = b.bin(BinOp::Rem, Type::U32, FMode::NONE, tid, p.pairs);
     let vr = b.bin(BinOp::Div, Type::U32, FMode::NONE, tid, p.pairs);
     let v_active = (p.v_rows * p.pairs < nt).then(|| b.setp(Cmp::Lt, Type::U32, vr, p.v_rows));
-    let vp = b.global_ptr(&v_cache);
+    let vp = vector_ptr(&mut b, &v_cache, vi, s.cache_bytes());
     let vg = b.mad_wide(Type::U32, kvh, head_bytes, vp);
     let vthr = b.mad_wide(Type::U32, vdp, 4u32, vg);
     let svp = b.mad(Type::U32, FMode::NONE, vr, 4u32, sc_base);
@@ -809,7 +894,7 @@ fn generate(s: &DecodeAttention, target: Target) -> Result<GeneratedKernel, GenE
 
     b.comment("partials: o of each head, from row group 0");
     let first_group = b.setp(Cmp::Eq, Type::U32, vr, 0u32);
-    let op = b.global_ptr(&part_o);
+    let op = vector_ptr(&mut b, &part_o, vi, s.partial_o_bytes());
     let oidx = b.mad(Type::U32, FMode::NONE, head0, p.n_chunks, chunk_idx);
     let oel0 = b.mul(Type::U32, oidx, d);
     let oel = b.mad(Type::U32, FMode::NONE, vdp, 2u32, oel0);
@@ -833,8 +918,12 @@ fn generate(s: &DecodeAttention, target: Target) -> Result<GeneratedKernel, GenE
     Ok(GeneratedKernel {
         name,
         ptx,
-        launch: LaunchSpec::fixed(p.n_chunks, s.n_kv_heads, nt),
-        params: split_params(s, &p),
+        launch: batch_launch_z(LaunchSpec::fixed(p.n_chunks, s.n_kv_heads, nt), s.m),
+        params: {
+            let mut params = split_params(s, &p);
+            super::quantize_q8_1::batch_params(&mut params, s.m, &[]);
+            params
+        },
         spec,
         target,
     })
@@ -879,6 +968,7 @@ fn stage_q(
     s: &DecodeAttention,
     p: &Plan,
     q: &crate::ir::Param,
+    vi: Option<Reg>,
     kvh: Reg,
     tid: Reg,
     sbase: Reg,
@@ -888,7 +978,7 @@ fn stage_q(
     let real = p.g * p.d / 4;
     let all = p.heads_padded * p.d / 4;
     b.comment("q of the group, prescaled, to shared memory");
-    let qp = b.global_ptr(q);
+    let qp = vector_ptr(b, q, vi, s.n_heads as u64 * p.d as u64 * 4);
     let qg = b.mad_wide(Type::U32, kvh, p.g * p.d * 4, qp);
     let qthr = b.mad_wide(Type::U32, tid, 16u32, qg);
     let q_base = b.add(Type::U32, sbase, p.q_off);

@@ -14,9 +14,16 @@ use serde::{Deserialize, Serialize};
 use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Sreg, UnOp};
 use crate::launch::LaunchSpec;
+use crate::parity::BatchDecl;
 use crate::target::Target;
 
-use super::attention::{attended_range, ATTENTION_MAX_CTX};
+use super::attention::{
+    attended_range, batch_describe_z, batch_launch_z, batch_sequence, grid_decl_z,
+    ATTENTION_MAX_CTX,
+};
+use super::quantize_q8_1::{
+    batch_params, batch_suffix, cli_batch, is_one, one, validate_batch, vector_ptr,
+};
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
 
@@ -30,6 +37,10 @@ pub struct AttentionCombine {
     /// Positions per chunk of the split kernel.
     pub chunk: u32,
     pub window: Option<u32>,
+    /// Sequences per launch (1: single; up to 16, one per `%ctaid.z` as in the split
+    /// kernel): sequence v has its own partials, length and output.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub m: u32,
 }
 
 impl AttentionCombine {
@@ -44,10 +55,10 @@ impl AttentionCombine {
 
 impl FamilySpec for AttentionCombine {
     const FAMILY: &'static str = "attention_combine";
-    const CLI_DIMS: &'static str = "N_HEADS HEAD_DIM MAX_CTX CHUNK [WINDOW]: merges the split kernel's partials (CHUNK as in its name); WINDOW 0 means none";
+    const CLI_DIMS: &'static str = "N_HEADS HEAD_DIM MAX_CTX CHUNK [WINDOW] [M]: merges the split kernel's partials (CHUNK as in its name); WINDOW 0 means none; M 1..=16 sequences (default 1)";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 5)?;
+        cli_max(dims, 6)?;
         let window: u32 = cli_dim(dims, 4, "WINDOW", Some(0))?;
         Ok(AttentionCombine {
             n_heads: cli_dim(dims, 0, "N_HEADS", None)?,
@@ -55,6 +66,7 @@ impl FamilySpec for AttentionCombine {
             max_ctx: cli_dim(dims, 2, "MAX_CTX", None)?,
             chunk: cli_dim(dims, 3, "CHUNK", None)?,
             window: (window != 0).then_some(window),
+            m: cli_batch(dims, 5)?,
         })
     }
 
@@ -66,18 +78,20 @@ impl FamilySpec for AttentionCombine {
         if let Some(w) = self.window {
             n.push_str(&format!("_w{w}"));
         }
+        n.push_str(&batch_suffix(self.m));
         n
     }
 
     fn describe(&self) -> String {
         format!(
-            "attention (combine): {} heads, head_dim {}, {} chunks of {} positions (max_ctx {}), window {}",
+            "attention (combine): {} heads, head_dim {}, {} chunks of {} positions (max_ctx {}), window {}{}",
             self.n_heads,
             self.head_dim,
             self.n_chunks(),
             self.chunk,
             self.max_ctx,
-            self.window.map_or("none".to_string(), |w| w.to_string())
+            self.window.map_or("none".to_string(), |w| w.to_string()),
+            batch_describe_z(self.m)
         )
     }
 
@@ -117,6 +131,10 @@ impl FamilySpec for AttentionCombine {
                 values,
             ));
         }
+        validate_batch(f, self.m)?;
+        if self.m > 1 && values * 4 > u32::MAX as u64 {
+            return Err(invalid(f, "m", "1 when the partials exceed 4 GiB", self.m));
+        }
         Ok(())
     }
 
@@ -132,6 +150,29 @@ impl FamilySpec for AttentionCombine {
         v.dedup();
         v
     }
+
+    fn batched(&self, m: u32) -> Option<Self> {
+        let b = Self { m, ..*self };
+        (self.m == 1 && b.validate().is_ok()).then_some(b)
+    }
+
+    /// Sequence v: `part_o`, `part_ml`, `seq_len`, `out + v *` their single sizes.
+    fn batch_decl(&self) -> Option<BatchDecl> {
+        let (h, nc, d) = (
+            self.n_heads as u64,
+            self.n_chunks() as u64,
+            self.head_dim as u64,
+        );
+        grid_decl_z(
+            self.m,
+            &[
+                ("part_o", h * nc * d * 4),
+                ("part_ml", h * nc * 8),
+                ("seq_len", 4),
+                ("out", h * d * 4),
+            ],
+        )
+    }
 }
 
 fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, GenError> {
@@ -141,8 +182,8 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
     b.header_comment(&format!(
-        "launch: grid {} x 1 x 1 (fixed), block {threads} x 1 x 1",
-        s.n_heads
+        "launch: grid {} x 1 x {} (fixed), block {threads} x 1 x 1",
+        s.n_heads, s.m
     ));
     b.required_threads(threads);
     let part_o = b.param(Type::U64, "part_o");
@@ -157,16 +198,22 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
         let past = b.setp(Cmp::Ge, Type::U32, tid, d);
         b.return_if(past);
     }
-    let seqp = b.global_ptr(&seq_len);
+    let vi = batch_sequence(&mut b, s.m);
+    let seqp = vector_ptr(&mut b, &seq_len, vi, 4);
     let (seq, lo) = attended_range(&mut b, seqp, s.max_ctx, s.window);
     let shift = s.chunk.trailing_zeros();
     let c0 = b.shr(Type::U32, lo, shift);
     let seq_up = b.add(Type::U32, seq, s.chunk - 1);
     let c1 = b.shr(Type::U32, seq_up, shift);
-    let mlp = b.global_ptr(&part_ml);
+    let mlp = vector_ptr(&mut b, &part_ml, vi, s.n_heads as u64 * nc as u64 * 8);
     let first = b.mul(Type::U32, head, nc);
     let mlh = b.mad_wide(Type::U32, first, 8u32, mlp);
-    let op = b.global_ptr(&part_o);
+    let op = vector_ptr(
+        &mut b,
+        &part_o,
+        vi,
+        s.n_heads as u64 * nc as u64 * d as u64 * 4,
+    );
     let oel0 = b.mul(Type::U32, first, d);
     let oel = b.add(Type::U32, oel0, tid);
     let oh = b.mad_wide(Type::U32, oel, 4u32, op);
@@ -208,7 +255,7 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
     let q = b.bin(BinOp::Div, Type::F32, FMode::rn(), o_all, l_all);
     let some = b.setp(Cmp::Gt, Type::F32, l_all, 0.0f32);
     let res = b.selp(Type::F32, q, 0.0f32, some);
-    let outp = b.global_ptr(&out);
+    let outp = vector_ptr(&mut b, &out, vi, s.n_heads as u64 * d as u64 * 4);
     let hd = b.mad(Type::U32, FMode::NONE, head, d, tid);
     let oa = b.mad_wide(Type::U32, hd, 4u32, outp);
     b.st_global(Type::F32, Addr::reg(oa), res);
@@ -220,30 +267,46 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
         s.n_heads as u64 * nc as u64 * d as u64 * 4,
         s.n_heads as u64 * nc as u64 * 8,
     );
+    let mut params = vec![
+        ParamSpec::buffer(
+            "part_o",
+            format!("f32[{}][{nc}][{d}]", s.n_heads),
+            o_bytes,
+            4,
+            Access::Read,
+            "split kernel's unnormalized per-chunk outputs; only attended chunks are read",
+        ),
+        ParamSpec::buffer(
+            "part_ml",
+            format!("f32[{}][{nc}][2]", s.n_heads),
+            ml_bytes,
+            8,
+            Access::Read,
+            "split kernel's per-chunk {m, l} (base-2 max and sum); only attended chunks are read",
+        ),
+        ParamSpec::buffer(
+            "seq_len",
+            "u32[1]".to_string(),
+            4,
+            4,
+            Access::Read,
+            "number of valid positions, as given to the split kernel",
+        ),
+        ParamSpec::buffer(
+            "out",
+            format!("f32[{}][{d}]", s.n_heads),
+            h * d as u64 * 4,
+            4,
+            Access::Write,
+            "attention output of each query head",
+        ),
+    ];
+    batch_params(&mut params, s.m, &[]);
     Ok(GeneratedKernel {
         name,
         ptx,
-        launch: LaunchSpec::fixed(s.n_heads, 1, threads),
-        params: vec![
-            ParamSpec::buffer(
-                "part_o",
-                format!("f32[{}][{nc}][{d}]", s.n_heads),
-                o_bytes,
-                4,
-                Access::Read,
-                "split kernel's unnormalized per-chunk outputs; only attended chunks are read",
-            ),
-            ParamSpec::buffer(
-                "part_ml",
-                format!("f32[{}][{nc}][2]", s.n_heads),
-                ml_bytes,
-                8,
-                Access::Read,
-                "split kernel's per-chunk {m, l} (base-2 max and sum); only attended chunks are read",
-            ),
-            ParamSpec::buffer("seq_len", "u32[1]".to_string(), 4, 4, Access::Read, "number of valid positions, as given to the split kernel"),
-            ParamSpec::buffer("out", format!("f32[{}][{d}]", s.n_heads), h * d as u64 * 4, 4, Access::Write, "attention output of each query head"),
-        ],
+        launch: batch_launch_z(LaunchSpec::fixed(s.n_heads, 1, threads), s.m),
+        params,
         spec,
         target,
     })
@@ -263,7 +326,10 @@ mod tests {
             let k = generate(&c, Target::sm(61)).unwrap();
             assert_eq!(
                 k.launch,
-                LaunchSpec::fixed(split.n_heads, 1, split.head_dim.next_multiple_of(32))
+                batch_launch_z(
+                    LaunchSpec::fixed(split.n_heads, 1, split.head_dim.next_multiple_of(32)),
+                    split.m
+                )
             );
         }
         assert_eq!(

@@ -26,7 +26,13 @@ use std::str::FromStr;
 use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Sreg, Value};
 use crate::launch::LaunchSpec;
+use crate::parity::BatchDecl;
 use crate::target::Target;
+
+use super::quantize_q8_1::{
+    batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, grid_decl,
+    is_one, one, validate_batch, vector_ptr,
+};
 
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
@@ -158,6 +164,10 @@ pub struct Embed {
     pub hidden: u32,
     /// Multiplies every value after dequantization (1.0: none; Gemma: `sqrt(hidden)`).
     pub scale: f32,
+    /// Vectors per launch (1: single; up to 16, one per `%ctaid.y`): vector v reads
+    /// `token[v]` and writes `y[v]`; the table is shared.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub m: u32,
 }
 
 impl Embed {
@@ -174,16 +184,17 @@ impl Embed {
 impl FamilySpec for Embed {
     const FAMILY: &'static str = "embed";
     const CLI_DIMS: &'static str =
-        "TYPE VOCAB HIDDEN [SCALE]: y = dequant(table[token]) * scale; TYPE F32|F16|Q8_0|Q4_K|Q6_K, SCALE 1 by default";
+        "TYPE VOCAB HIDDEN [SCALE] [M]: y = dequant(table[token]) * scale; TYPE F32|F16|Q8_0|Q4_K|Q6_K, SCALE 1 by default, M 1..=16 tokens (default 1)";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 4)?;
+        cli_max(dims, 5)?;
         let table = dims.first().ok_or("missing TYPE")?.parse()?;
         Ok(Embed {
             table,
             vocab: cli_dim(dims, 1, "VOCAB", None)?,
             hidden: cli_dim(dims, 2, "HIDDEN", None)?,
             scale: cli_dim(dims, 3, "SCALE", Some(1.0))?,
+            m: cli_batch(dims, 4)?,
         })
     }
 
@@ -197,19 +208,21 @@ impl FamilySpec for Embed {
         if self.scale != 1.0 {
             n.push_str(&format!("_s{:08x}", self.scale.to_bits()));
         }
+        n.push_str(&batch_suffix(self.m));
         n
     }
 
     fn describe(&self) -> String {
         format!(
-            "embed: {}[{} x {}] row lookup by a device-side u32 token -> f32[{}], scale = {} (0x{:08x}) applied after dequantization; token >= {} writes NaN",
+            "embed: {}[{} x {}] row lookup by a device-side u32 token -> f32[{}], scale = {} (0x{:08x}) applied after dequantization; token >= {} writes NaN{}",
             self.table,
             self.vocab,
             self.hidden,
             self.hidden,
             self.scale,
             self.scale.to_bits(),
-            self.vocab
+            self.vocab,
+            batch_describe(self.m)
         )
     }
 
@@ -237,7 +250,7 @@ impl FamilySpec for Embed {
                 self.scale,
             ));
         }
-        Ok(())
+        validate_batch(Self::FAMILY, self.m)
     }
 
     fn generate(&self, target: Target) -> Result<GeneratedKernel, GenError> {
@@ -277,8 +290,45 @@ impl FamilySpec for Embed {
             vocab,
             hidden,
             scale,
+            m: 1,
         })
-        .to_vec()
+        .into_iter()
+        .chain(
+            [
+                (Q4K, 128256, 4096, 1.0, 2),
+                (Q8_0, 262144, 640, gemma, 16),
+                (F16, 5, 33, 1.0, 3),
+            ]
+            .map(|(table, vocab, hidden, scale, m)| Embed {
+                table,
+                vocab,
+                hidden,
+                scale,
+                m,
+            }),
+        )
+        .collect()
+    }
+
+    fn batched(&self, m: u32) -> Option<Self> {
+        let b = Self { m, ..*self };
+        (self.m == 1 && b.validate().is_ok()).then_some(b)
+    }
+
+    /// Vector v reads `token + 4 v` and writes `y + v * hidden * 4`; the table is shared.
+    fn batch_decl(&self) -> Option<BatchDecl> {
+        grid_decl(
+            self.m,
+            &[
+                (
+                    "table",
+                    self.vocab as u64 * self.table.row_bytes(self.hidden),
+                ),
+                ("token", 4),
+                ("y", self.hidden as u64 * 4),
+            ],
+            &["table"],
+        )
     }
 }
 
@@ -293,7 +343,8 @@ fn generate(s: &Embed, target: Target) -> Result<GeneratedKernel, GenError> {
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
     b.header_comment(&format!(
-        "launch: grid {grid} x 1 x 1, block {threads} x 1 x 1; each thread writes {vec} value(s)"
+        "launch: grid {grid} x {} x 1, block {threads} x 1 x 1; each thread writes {vec} value(s)",
+        s.m
     ));
     b.max_threads(threads);
     let table = b.param(Type::U64, "table");
@@ -308,8 +359,9 @@ fn generate(s: &Embed, target: Target) -> Result<GeneratedKernel, GenError> {
         let past = b.setp(Cmp::Ge, Type::U32, c, chunks);
         b.return_if(past);
     }
-    let tp = b.global_ptr(&token);
-    let yp = b.global_ptr(&y);
+    let vi = batch_vector(&mut b, s.m);
+    let tp = vector_ptr(&mut b, &token, vi, 4);
+    let yp = vector_ptr(&mut b, &y, vi, s.hidden as u64 * 4);
     let ya = b.mad_wide(Type::U32, c, vec * 4, yp);
     let tok = b.ld_global(Type::U32, Addr::reg(tp));
     let bad = b.setp(Cmp::Ge, Type::U32, tok, s.vocab);
@@ -376,39 +428,46 @@ fn generate(s: &Embed, target: Target) -> Result<GeneratedKernel, GenError> {
             t.block_bytes()
         ),
     };
+    let params = embed_params(s, table_layout, row_bytes, vec);
     Ok(GeneratedKernel {
         name,
         ptx,
-        launch: LaunchSpec::fixed(grid, 1, threads),
-        params: vec![
-            ParamSpec::buffer(
-                "table",
-                table_layout,
-                s.vocab as u64 * row_bytes,
-                s.table.align(s.hidden),
-                Access::Read,
-                "embedding table as stored in GGUF (token_embd.weight)",
-            ),
-            ParamSpec::buffer(
-                "token",
-                "u32[1]".to_string(),
-                4,
-                4,
-                Access::Read,
-                "token id, read on the device; an id >= vocab makes every output NaN",
-            ),
-            ParamSpec::buffer(
-                "y",
-                format!("f32[{}]", s.hidden),
-                s.hidden as u64 * 4,
-                vec * 4,
-                Access::Write,
-                "the token's embedding, dequantized and scaled",
-            ),
-        ],
+        launch: batch_launch(LaunchSpec::fixed(grid, 1, threads), s.m),
+        params,
         spec,
         target,
     })
+}
+
+fn embed_params(s: &Embed, table_layout: String, row_bytes: u64, vec: u32) -> Vec<ParamSpec> {
+    let mut params = vec![
+        ParamSpec::buffer(
+            "table",
+            table_layout,
+            s.vocab as u64 * row_bytes,
+            s.table.align(s.hidden),
+            Access::Read,
+            "embedding table as stored in GGUF (token_embd.weight)",
+        ),
+        ParamSpec::buffer(
+            "token",
+            "u32[1]".to_string(),
+            4,
+            4,
+            Access::Read,
+            "token id, read on the device; an id >= vocab makes every output NaN",
+        ),
+        ParamSpec::buffer(
+            "y",
+            format!("f32[{}]", s.hidden),
+            s.hidden as u64 * 4,
+            vec * 4,
+            Access::Write,
+            "the token's embedding, dequantized and scaled",
+        ),
+    ];
+    batch_params(&mut params, s.m, &["table"]);
+    params
 }
 
 /// A read-only (`.nc`) global load of `width` elements of `ty`.
@@ -599,6 +658,7 @@ mod tests {
             vocab: 10,
             hidden: 640,
             scale: 1.0,
+            m: 1,
         }
         .validate()
         .unwrap_err();
@@ -621,6 +681,7 @@ mod tests {
             vocab: 0,
             hidden: 64,
             scale: 1.0,
+            m: 1,
         }
         .validate()
         .unwrap_err();

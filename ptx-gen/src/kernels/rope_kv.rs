@@ -24,7 +24,13 @@
 use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Sreg, UnOp};
 use crate::launch::LaunchSpec;
+use crate::parity::BatchDecl;
 use crate::target::Target;
+
+use super::quantize_q8_1::{
+    batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, grid_decl,
+    is_one, one, validate_batch, vector_ptr,
+};
 
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
@@ -82,15 +88,26 @@ pub struct RopeKv {
     pub rope_dims: u32,
     /// Positions in the cache and rows of the angle table.
     pub max_ctx: u32,
+    /// Sequences per launch (1: single; up to 16, one per `%ctaid.y`): sequence v has its
+    /// own q, k, v, position and layer KV cache; the angle table is shared.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub m: u32,
+}
+
+impl RopeKv {
+    /// Bytes of one sequence's layer cache (k or v): `n_kv_heads * max_ctx * head_dim` f16.
+    pub fn cache_bytes(&self) -> u64 {
+        self.n_kv_heads as u64 * self.max_ctx as u64 * self.head_dim as u64 * 2
+    }
 }
 
 impl FamilySpec for RopeKv {
     const FAMILY: &'static str = "rope_kv";
     const CLI_DIMS: &'static str =
-        "STYLE N_HEADS N_KV_HEADS HEAD_DIM ROPE_DIMS MAX_CTX: RoPE on q, k + f16 KV cache write; STYLE norm|neox";
+        "STYLE N_HEADS N_KV_HEADS HEAD_DIM ROPE_DIMS MAX_CTX [M]: RoPE on q, k + f16 KV cache write; STYLE norm|neox, M 1..=16 sequences (default 1)";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 6)?;
+        cli_max(dims, 7)?;
         let style = RopeStyle::parse(dims.first().ok_or("missing STYLE (norm or neox)")?)?;
         Ok(RopeKv {
             style,
@@ -99,30 +116,33 @@ impl FamilySpec for RopeKv {
             head_dim: cli_dim(dims, 3, "HEAD_DIM", None)?,
             rope_dims: cli_dim(dims, 4, "ROPE_DIMS", None)?,
             max_ctx: cli_dim(dims, 5, "MAX_CTX", None)?,
+            m: cli_batch(dims, 6)?,
         })
     }
 
     fn name(&self) -> String {
         format!(
-            "rope_kv_{}_h{}_kv{}_d{}_r{}_ctx{}",
+            "rope_kv_{}_h{}_kv{}_d{}_r{}_ctx{}{}",
             self.style.tag(),
             self.n_heads,
             self.n_kv_heads,
             self.head_dim,
             self.rope_dims,
-            self.max_ctx
+            self.max_ctx,
+            batch_suffix(self.m)
         )
     }
 
     fn describe(&self) -> String {
         format!(
-            "rope_kv: {} style, q f32[{}][{d}], k/v f32[{}][{d}], {} of {d} dims rotated, cache f16[{}][{}][{d}]",
+            "rope_kv: {} style, q f32[{}][{d}], k/v f32[{}][{d}], {} of {d} dims rotated, cache f16[{}][{}][{d}]{}",
             self.style.tag(),
             self.n_heads,
             self.n_kv_heads,
             self.rope_dims,
             self.n_kv_heads,
             self.max_ctx,
+            batch_describe(self.m),
             d = self.head_dim,
         )
     }
@@ -158,6 +178,16 @@ impl FamilySpec for RopeKv {
                 "max_ctx",
                 &format!("positive, with n_kv_heads * max_ctx <= {}", u32::MAX),
                 self.max_ctx,
+            ));
+        }
+        validate_batch(f, self.m)?;
+        // A sequence's cache offset is a 32-bit immediate.
+        if self.m > 1 && self.cache_bytes() > u32::MAX as u64 {
+            return Err(invalid(
+                f,
+                "m",
+                "1 when one layer cache exceeds 4 GiB",
+                self.m,
             ));
         }
         Ok(())
@@ -197,9 +227,57 @@ impl FamilySpec for RopeKv {
                 head_dim,
                 rope_dims,
                 max_ctx,
+                m: 1,
             },
         )
-        .to_vec()
+        .into_iter()
+        .chain(
+            [
+                (Norm, 32, 8, 128, 128, 8192, 2),
+                (Neox, 14, 2, 64, 64, 4096, 16),
+                (Norm, 5, 5, 80, 34, 257, 3),
+            ]
+            .map(
+                |(style, n_heads, n_kv_heads, head_dim, rope_dims, max_ctx, m)| RopeKv {
+                    style,
+                    n_heads,
+                    n_kv_heads,
+                    head_dim,
+                    rope_dims,
+                    max_ctx,
+                    m,
+                },
+            ),
+        )
+        .collect()
+    }
+
+    fn batched(&self, m: u32) -> Option<Self> {
+        let b = Self { m, ..*self };
+        (self.m == 1 && b.validate().is_ok()).then_some(b)
+    }
+
+    /// Sequence v: `q + v * n_heads * head_dim * 4`, `k`/`v + v * n_kv_heads * head_dim * 4`,
+    /// `k_cache`/`v_cache + v * cache_bytes()`, `pos + 4 v`; `rope_table` shared.
+    fn batch_decl(&self) -> Option<BatchDecl> {
+        let d = self.head_dim as u64;
+        let kv = self.n_kv_heads as u64 * d * 4;
+        grid_decl(
+            self.m,
+            &[
+                ("q", self.n_heads as u64 * d * 4),
+                ("k", kv),
+                ("v", kv),
+                ("k_cache", self.cache_bytes()),
+                ("v_cache", self.cache_bytes()),
+                (
+                    "rope_table",
+                    self.max_ctx as u64 * (self.rope_dims / 2) as u64 * 8,
+                ),
+                ("pos", 4),
+            ],
+            &["rope_table"],
+        )
     }
 }
 
@@ -223,7 +301,8 @@ fn generate(s: &RopeKv, target: Target) -> Result<GeneratedKernel, GenError> {
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
     b.header_comment(&format!(
-        "launch: grid {grid} x 1 x 1, block {} x 1 x 1 (one warp per q, k and v head)",
+        "launch: grid {grid} x {} x 1, block {} x 1 x 1 (one warp per q, k and v head)",
+        s.m,
         warps * 32
     ));
     b.max_threads(warps * 32);
@@ -244,7 +323,8 @@ fn generate(s: &RopeKv, target: Target) -> Result<GeneratedKernel, GenError> {
         let past = b.setp(Cmp::Ge, Type::U32, row, rows);
         b.return_if(past);
     }
-    let posa = b.global_ptr(&pos_p);
+    let vi = batch_vector(&mut b, s.m);
+    let posa = vector_ptr(&mut b, &pos_p, vi, 4);
     let pos = b.ld_global(Type::U32, Addr::reg(posa));
     // Out-of-range positions write nothing (q and k stay unrotated).
     let bad = b.setp(Cmp::Ge, Type::U32, pos, s.max_ctx);
@@ -255,13 +335,14 @@ fn generate(s: &RopeKv, target: Target) -> Result<GeneratedKernel, GenError> {
     let tab = b.add(Type::U64, tp, toff);
     let row_bytes = s.head_dim * 4;
     let slot_bytes = s.head_dim * 2;
+    let kv_stride = s.n_kv_heads as u64 * s.head_dim as u64 * 4;
 
     let is_q = b.setp(Cmp::Lt, Type::U32, row, s.n_heads);
     b.if_else(
         is_q,
         |b| {
             b.comment("q head: rotate in place");
-            let qp = b.global_ptr(&q);
+            let qp = vector_ptr(b, &q, vi, s.n_heads as u64 * s.head_dim as u64 * 4);
             let off = b.mul_wide(Type::U32, row, row_bytes);
             let src = b.add(Type::U64, qp, off);
             let r = Row {
@@ -278,8 +359,8 @@ fn generate(s: &RopeKv, target: Target) -> Result<GeneratedKernel, GenError> {
                 is_k,
                 |b| {
                     b.comment("k head: rotate in place, write the cache slot");
-                    let kp = b.global_ptr(&k);
-                    let cp = b.global_ptr(&k_cache);
+                    let kp = vector_ptr(b, &k, vi, kv_stride);
+                    let cp = vector_ptr(b, &k_cache, vi, s.cache_bytes());
                     let r = kv_addrs(b, s, kp, cp, kv_row, pos, row_bytes, slot_bytes, true);
                     rotate_row(b, s, &r, tab, lane);
                     copy_pairs(b, s, &r, half, lane);
@@ -287,8 +368,8 @@ fn generate(s: &RopeKv, target: Target) -> Result<GeneratedKernel, GenError> {
                 |b| {
                     b.comment("v head: write the cache slot");
                     let h = b.sub(Type::U32, kv_row, s.n_kv_heads);
-                    let vp = b.global_ptr(&v);
-                    let cp = b.global_ptr(&v_cache);
+                    let vp = vector_ptr(b, &v, vi, kv_stride);
+                    let cp = vector_ptr(b, &v_cache, vi, s.cache_bytes());
                     let r = kv_addrs(b, s, vp, cp, h, pos, row_bytes, slot_bytes, false);
                     copy_pairs(b, s, &r, 0, lane);
                 },
@@ -303,61 +384,63 @@ fn generate(s: &RopeKv, target: Target) -> Result<GeneratedKernel, GenError> {
     let cache_bytes = s.n_kv_heads as u64 * s.max_ctx as u64 * d * 2;
     let kv_layout = format!("f32[{}][{}]", s.n_kv_heads, s.head_dim);
     let kv_bytes = s.n_kv_heads as u64 * d * 4;
+    let mut params = vec![
+        ParamSpec::buffer(
+            "q",
+            format!("f32[{}][{}]", s.n_heads, s.head_dim),
+            s.n_heads as u64 * d * 4,
+            8,
+            Access::ReadWrite,
+            "query heads, rotated in place",
+        ),
+        ParamSpec::buffer(
+            "k",
+            kv_layout.clone(),
+            kv_bytes,
+            8,
+            Access::ReadWrite,
+            "key heads, rotated in place",
+        ),
+        ParamSpec::buffer("v", kv_layout, kv_bytes, 8, Access::Read, "value heads"),
+        ParamSpec::buffer(
+            "k_cache",
+            cache_layout.clone(),
+            cache_bytes,
+            4,
+            Access::Write,
+            "key cache; only slot pos of each kv head is written (rotated k as f16)",
+        ),
+        ParamSpec::buffer(
+            "v_cache",
+            cache_layout,
+            cache_bytes,
+            4,
+            Access::Write,
+            "value cache; only slot pos of each kv head is written (v as f16)",
+        ),
+        ParamSpec::buffer(
+            "rope_table",
+            format!("f32[{}][{}][2]", s.max_ctx, half),
+            s.max_ctx as u64 * half as u64 * 8,
+            8,
+            Access::Read,
+            "(cos, sin) of pos * theta^(-2i / rope_dims), from reference::rope::rope_table",
+        ),
+        ParamSpec::buffer(
+            "pos",
+            "u32[1]".into(),
+            4,
+            4,
+            Access::Read,
+            "position of this token; nothing is written when pos >= max_ctx",
+        ),
+    ];
+    batch_params(&mut params, s.m, &["rope_table"]);
     Ok(GeneratedKernel {
         name,
         ptx,
-        launch: LaunchSpec::fixed(grid, 1, warps * 32),
-        params: vec![
-            ParamSpec::buffer(
-                "q",
-                format!("f32[{}][{}]", s.n_heads, s.head_dim),
-                s.n_heads as u64 * d * 4,
-                8,
-                Access::ReadWrite,
-                "query heads, rotated in place",
-            ),
-            ParamSpec::buffer(
-                "k",
-                kv_layout.clone(),
-                kv_bytes,
-                8,
-                Access::ReadWrite,
-                "key heads, rotated in place",
-            ),
-            ParamSpec::buffer("v", kv_layout, kv_bytes, 8, Access::Read, "value heads"),
-            ParamSpec::buffer(
-                "k_cache",
-                cache_layout.clone(),
-                cache_bytes,
-                4,
-                Access::Write,
-                "key cache; only slot pos of each kv head is written (rotated k as f16)",
-            ),
-            ParamSpec::buffer(
-                "v_cache",
-                cache_layout,
-                cache_bytes,
-                4,
-                Access::Write,
-                "value cache; only slot pos of each kv head is written (v as f16)",
-            ),
-            ParamSpec::buffer(
-                "rope_table",
-                format!("f32[{}][{}][2]", s.max_ctx, half),
-                s.max_ctx as u64 * half as u64 * 8,
-                8,
-                Access::Read,
-                "(cos, sin) of pos * theta^(-2i / rope_dims), from reference::rope::rope_table",
-            ),
-            ParamSpec::buffer(
-                "pos",
-                "u32[1]".into(),
-                4,
-                4,
-                Access::Read,
-                "position of this token; nothing is written when pos >= max_ctx",
-            ),
-        ],
+        launch: batch_launch(LaunchSpec::fixed(grid, 1, warps * 32), s.m),
+        params,
         spec,
         target,
     })
