@@ -202,7 +202,7 @@ fn validate_passes_a_fresh_directory_and_catches_tampering() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|k| !k["single"].is_null())
+        .find(|k| !k["single"].is_null() && k["name"].as_str().unwrap().starts_with("gemv_"))
         .unwrap();
     let bfile = out.join(batched["file"].as_str().unwrap());
     let btext = std::fs::read_to_string(&bfile).unwrap();

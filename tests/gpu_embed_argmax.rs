@@ -24,7 +24,7 @@ fn load(dev: &Device, spec: KernelSpec) -> (GeneratedKernel, LoadedKernel) {
 fn guarded(dev: &Device, body: &[u8]) -> DeviceBuffer {
     let mut all = vec![POISON; GUARD];
     all.extend_from_slice(body);
-    all.extend(std::iter::repeat(POISON).take(GUARD));
+    all.extend(std::iter::repeat_n(POISON, GUARD));
     DeviceBuffer::from_bytes(dev, &all).expect("uploading")
 }
 

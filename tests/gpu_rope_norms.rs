@@ -41,7 +41,7 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 fn guarded(dev: &Device, bytes: &[u8]) -> DeviceBuffer {
     let mut all = vec![POISON; GUARD];
     all.extend_from_slice(bytes);
-    all.extend(std::iter::repeat(POISON).take(GUARD));
+    all.extend(std::iter::repeat_n(POISON, GUARD));
     DeviceBuffer::from_bytes(dev, &all).expect("uploading a buffer")
 }
 

@@ -288,8 +288,7 @@ fn expect(name: &str, r: &PairReport, kind: CheckKind, vectors: Option<&[u32]>, 
             f.batched.as_ref(),
             f.output.as_ref(),
         ];
-        texts.iter().flatten().any(|t| t.contains(needle))
-            && vectors.map_or(true, |v| f.vectors == v)
+        texts.iter().flatten().any(|t| t.contains(needle)) && vectors.is_none_or(|v| f.vectors == v)
     });
     match hit {
         Some(f) => println!("{name}: {f}"),

@@ -357,9 +357,10 @@ fn dim_rules(file: &Path, raw: &RawContract) -> Result<Vec<(Dim, DimRule)>, Cont
     let mut ordered: Vec<(Dim, DimRule)> = Vec::with_capacity(pending.len());
     while !pending.is_empty() {
         let ready = pending.iter().position(|(_, rule)| {
-            rule.value.default.as_ref().map_or(true, |f| {
-                f.dims().iter().all(|d| ordered.iter().any(|(o, _)| o == d))
-            })
+            rule.value
+                .default
+                .as_ref()
+                .is_none_or(|f| f.dims().iter().all(|d| ordered.iter().any(|(o, _)| o == d)))
         });
         let Some(i) = ready else {
             return Err(ContractError::BadDimRule {

@@ -149,7 +149,7 @@ impl ModelDims {
             match value {
                 Some(v) => {
                     if dim.kind() == DimKind::Count
-                        && as_count(v).map_or(true, |c| c == 0 || c > u64::from(u32::MAX))
+                        && as_count(v).is_none_or(|c| c == 0 || c > u64::from(u32::MAX))
                     {
                         return Err(DimsError::NotACount {
                             dim: *dim,

@@ -54,7 +54,7 @@ impl BoundModel {
         let mut weights = WeightTable::new();
         for (i, t) in info.tensors().iter().enumerate() {
             let key = match contract.role_of(format, &t.name) {
-                Some((role, layer)) if layer.map_or(true, |l| l < dims.layers) => {
+                Some((role, layer)) if layer.is_none_or(|l| l < dims.layers) => {
                     TensorKey { role, layer }
                 }
                 _ => {

@@ -73,9 +73,7 @@ impl DimSource for GgufDims<'_> {
         let output = contract
             .tensor(Role::Output)
             .and_then(|r| r.name(Format::Gguf));
-        Ok(output.map_or(true, |n| {
-            !self.tensor_names.contains(n.render(None).as_str())
-        }))
+        Ok(output.is_none_or(|n| !self.tensor_names.contains(n.render(None).as_str())))
     }
 
     fn rope_scaling(&self) -> Result<Option<RopeScaling>, DimsError> {

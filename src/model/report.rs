@@ -87,7 +87,7 @@ impl InspectReport {
         let mut roles: Vec<RoleSummary> = Vec::new();
         for (key, &i) in &bound.tensors {
             let t = &info.tensors()[i];
-            if roles.last().map_or(true, |r| r.role != key.role) {
+            if roles.last().is_none_or(|r| r.role != key.role) {
                 roles.push(RoleSummary {
                     role: key.role,
                     tensors: 0,
