@@ -1,5 +1,6 @@
 //! Generation speed: planning and generating the full llama3-8b kernel set (single and
-//! batched up to M = 8), and validating it (parse + static checks of every module).
+//! batched up to M = 8, parity included), re-checking it (parse + static checks of every
+//! module), and its structural parity alone.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ptx_gen::Target;
@@ -24,9 +25,13 @@ fn generate(c: &mut Criterion) {
         b.iter(|| KernelSet::generate(&spec, options()).expect("generation"))
     });
     let set = KernelSet::generate(&spec, options()).expect("generation");
-    c.bench_function("validate llama3-8b (parse + static checks + parity)", |b| {
+    c.bench_function("check llama3-8b (parse + static checks)", |b| {
         b.iter(|| ptxforge::kernel_set::check_set(&set).expect("validation"))
     });
+    c.bench_function(
+        "parity llama3-8b (every batched kernel vs its single twin)",
+        |b| b.iter(|| ptxforge::kernel_set::parity_of(&set.kernels, &set.batched).expect("parity")),
+    );
 }
 
 criterion_group! {

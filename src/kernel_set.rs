@@ -278,7 +278,7 @@ impl KernelSet {
 }
 
 /// Checks every batched kernel against its single twin under the generator's batching claim.
-fn parity_of(
+pub fn parity_of(
     kernels: &[GeneratedKernel],
     batched: &[BatchedPair],
 ) -> Result<ParityReport, SetError> {

@@ -87,8 +87,9 @@ impl Attention {
         );
         Attention {
             spec,
-            split: LoadedKernel::load_single(dev, &split).expect("loading the split kernel"),
-            combine: LoadedKernel::load_single(dev, &combine).expect("loading the combine kernel"),
+            split: LoadedKernel::load_unchecked(dev, &split).expect("loading the split kernel"),
+            combine: LoadedKernel::load_unchecked(dev, &combine)
+                .expect("loading the combine kernel"),
             names: (split.name, combine.name),
         }
     }

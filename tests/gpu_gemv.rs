@@ -84,7 +84,7 @@ fn run_case(dev: &Device, rng: &mut Rng, c: &Case, m: u32, single: Option<&Loade
         m,
     };
     let kernel = generate(&KernelSpec::Gemv(spec), Target::dp4a_default()).expect("generating");
-    let loaded = LoadedKernel::load_single(dev, &kernel).expect("loading");
+    let loaded = LoadedKernel::load_unchecked(dev, &kernel).expect("loading");
     let wbytes = random_weights(rng, c.weight, c.n, c.k);
     let wmat = QuantMatrix {
         ty: ggml(c.weight),
@@ -278,7 +278,7 @@ fn batched_gemv_matches_the_reference_and_the_single_kernel_bit_for_bit() {
             m: 1,
         };
         let single = generate(&KernelSpec::Gemv(single), Target::dp4a_default()).unwrap();
-        let single = LoadedKernel::load_single(&dev, &single).unwrap();
+        let single = LoadedKernel::load_unchecked(&dev, &single).unwrap();
         for m in 2..=16 {
             run_case(&dev, &mut rng, &c, m, Some(&single));
         }
@@ -298,7 +298,7 @@ fn batched_gemv_matches_the_reference_and_the_single_kernel_bit_for_bit() {
             m: 1,
         };
         let single = generate(&KernelSpec::Gemv(single), Target::dp4a_default()).unwrap();
-        let single = LoadedKernel::load_single(&dev, &single).unwrap();
+        let single = LoadedKernel::load_unchecked(&dev, &single).unwrap();
         for m in [2, 5, 8, 16] {
             run_case(&dev, &mut rng, &c, m, Some(&single));
         }

@@ -52,7 +52,7 @@ fn data(buf: &DeviceBuffer) -> KernelArg {
 fn load(dev: &Device, spec: KernelSpec) -> LoadedKernel {
     let kernel =
         generate(&spec, Target::dp4a_default()).unwrap_or_else(|e| panic!("{spec:?}: {e}"));
-    LoadedKernel::load_single(dev, &kernel).unwrap_or_else(|e| panic!("{}: {e}", kernel.name))
+    LoadedKernel::load_unchecked(dev, &kernel).unwrap_or_else(|e| panic!("{}: {e}", kernel.name))
 }
 
 fn launch(dev: &Device, k: &LoadedKernel, args: &[KernelArg]) {

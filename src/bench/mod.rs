@@ -106,7 +106,7 @@ pub fn gemv(
                     kernel: format!("gemv {} {n}x{k}", weight.name()),
                     message: e.to_string(),
                 })?;
-            let loaded = LoadedKernel::load_single(device, &kernel)?;
+            let loaded = LoadedKernel::load_unchecked(device, &kernel)?;
             let w_bytes =
                 (n as u64) * (k / weight.block_values()) as u64 * weight.block_bytes() as u64;
             let rotations = ((2 * l2) / w_bytes.max(1) + 2) as usize;

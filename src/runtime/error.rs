@@ -26,6 +26,12 @@ pub enum RuntimeError {
     },
     #[error("kernel {kernel}: {message}")]
     Launch { kernel: String, message: String },
+    #[error("refusing to load the kernel set: {batched} does not match {single} ({check})")]
+    ParityFailed {
+        single: String,
+        batched: String,
+        check: String,
+    },
 }
 
 /// Attaches what was being done to a driver error.

@@ -121,9 +121,10 @@ pub struct LoadedKernel {
 }
 
 impl LoadedKernel {
-    /// JIT-loads one generated kernel on its own. Kernel sets go through the parity-gated
-    /// loader; this is for single kernels, which have no batched twin to check.
-    pub fn load_single(
+    /// JIT-loads one generated kernel on its own, with no parity check: for tests and
+    /// benchmarks of single kernels. Engines load whole sets through [`LoadedSet::load`],
+    /// which refuses a set whose parity report failed.
+    pub fn load_unchecked(
         device: &Device,
         kernel: &GeneratedKernel,
     ) -> Result<LoadedKernel, RuntimeError> {
@@ -210,5 +211,73 @@ impl LoadedKernel {
         unsafe { builder.launch(cfg) }
             .map(|_| ())
             .doing(|| format!("launching {}", self.name))
+    }
+}
+
+/// A kernel set loaded into a device, only after its parity report passed.
+#[derive(Debug)]
+pub struct LoadedSet {
+    kernels: std::collections::BTreeMap<String, LoadedKernel>,
+}
+
+impl LoadedSet {
+    /// Loads every kernel of `set`. Refuses, naming the pair, a set whose parity report failed
+    /// or does not cover every batched kernel.
+    pub fn load(
+        device: &Device,
+        set: &crate::kernel_set::KernelSet,
+    ) -> Result<LoadedSet, RuntimeError> {
+        LoadedSet::check(set)?;
+        let mut kernels = std::collections::BTreeMap::new();
+        for (k, _) in set.all_kernels() {
+            kernels.insert(k.name.clone(), LoadedKernel::load_unchecked(device, k)?);
+        }
+        Ok(LoadedSet { kernels })
+    }
+
+    /// The gate of [`LoadedSet::load`], without a device: a passing parity report covering
+    /// every batched kernel of the set.
+    pub fn check(set: &crate::kernel_set::KernelSet) -> Result<(), RuntimeError> {
+        if let Some(pair) = set.parity.failures().next() {
+            let check = pair
+                .checks
+                .iter()
+                .find(|c| c.status == ptx_gen::parity::CheckStatus::Fail)
+                .map(|c| c.check.to_string())
+                .unwrap_or_default();
+            return Err(RuntimeError::ParityFailed {
+                single: pair.single.clone(),
+                batched: pair.batched.clone(),
+                check,
+            });
+        }
+        for b in &set.batched {
+            let covered = set
+                .parity
+                .pairs
+                .iter()
+                .any(|p| p.batched == b.batched.name && p.single == b.single);
+            if !covered {
+                return Err(RuntimeError::ParityFailed {
+                    single: b.single.clone(),
+                    batched: b.batched.name.clone(),
+                    check: "no parity report for this pair".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The loaded kernel called `name`.
+    pub fn get(&self, name: &str) -> Option<&LoadedKernel> {
+        self.kernels.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.kernels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kernels.is_empty()
     }
 }

@@ -8,4 +8,4 @@ mod kernel;
 
 pub use device::Device;
 pub use error::RuntimeError;
-pub use kernel::{DeviceBuffer, KernelArg, LoadedKernel};
+pub use kernel::{DeviceBuffer, KernelArg, LoadedKernel, LoadedSet};
