@@ -12,7 +12,7 @@
 //! weight is shared, and the rest is exactly the single kernel's code.
 
 use crate::ast::{StateSpace, Type};
-use crate::ir::{Addr, BinOp, FMode, KernelBuilder, Module, Reg, Sreg, Value};
+use crate::ir::{Addr, BinOp, FMode, KernelBuilder, Module, Reg, Value};
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
@@ -21,6 +21,7 @@ use super::quantize_q8_1::{
     is_one, one, validate_batch, vector_ptr,
 };
 use super::rmsnorm::{add_squares, chunk_guards, load_chunk, normalize, row_scale, RowLayout};
+use super::rmsnorm::{row_kernel_start, RowStart};
 use super::rmsnorm_q8_1::{
     emit_normalize_quantize, validate_norm, woff_suffix, NormRows, OutFormat,
 };
@@ -167,20 +168,14 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
     let spec = KernelSpec::ResidualRmsNorm(*s);
     let name = spec.name();
     let layout = RowLayout::new(s.hidden);
-    let mut b = KernelBuilder::new(&name, target);
-    b.header_comment(&spec.describe());
-    b.header_comment(&format!(
-        "launch: grid 1 x {} x 1, block {} x 1 x 1",
-        s.m, layout.threads
-    ));
-    b.max_threads(layout.threads);
-    let x = b.param(Type::U64, "x");
-    let r = b.param(Type::U64, "residual");
-    let w = b.param(Type::U64, "w");
-    let y = b.param(Type::U64, "y");
-    let tid = b.special(Sreg::TidX);
-    let lane = b.and(Type::B32, tid, 31u32);
-    let warp = b.shr(Type::U32, tid, 5u32);
+    let RowStart {
+        mut b,
+        params,
+        tid,
+        lane,
+        warp,
+    } = row_kernel_start(&spec, &layout, s.m, target, &["x", "residual", "w", "y"]);
+    let [x, r, w, y] = params.try_into().expect("one param per name");
     let row_bytes = s.hidden as u64 * 4;
     let vi = batch_vector(&mut b, s.m);
     let xp = vector_ptr(&mut b, &x, vi, row_bytes);

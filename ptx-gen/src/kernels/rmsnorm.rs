@@ -23,6 +23,7 @@ use super::quantize_q8_1::{
 use super::reduce::block_reduce;
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
+use crate::ir::Param;
 
 /// Largest row the kernel takes (16 float4 per thread at 1024 threads).
 pub const RMSNORM_MAX_HIDDEN: u32 = 65536;
@@ -184,23 +185,55 @@ impl RowLayout {
     }
 }
 
+/// The start every row-norm kernel shares: builder, header, block size, the `.u64`
+/// pointer params named `params` (in order), and the thread's index, lane and warp.
+pub(crate) struct RowStart {
+    pub b: KernelBuilder,
+    pub params: Vec<Param>,
+    pub tid: Reg,
+    pub lane: Reg,
+    pub warp: Reg,
+}
+
+pub(crate) fn row_kernel_start(
+    spec: &KernelSpec,
+    layout: &RowLayout,
+    m: u32,
+    target: Target,
+    params: &[&str],
+) -> RowStart {
+    let mut b = KernelBuilder::new(&spec.name(), target);
+    b.header_comment(&spec.describe());
+    b.header_comment(&format!(
+        "launch: grid 1 x {m} x 1, block {} x 1 x 1",
+        layout.threads
+    ));
+    b.max_threads(layout.threads);
+    let params = params.iter().map(|p| b.param(Type::U64, p)).collect();
+    let tid = b.special(Sreg::TidX);
+    let lane = b.and(Type::B32, tid, 31u32);
+    let warp = b.shr(Type::U32, tid, 5u32);
+    RowStart {
+        b,
+        params,
+        tid,
+        lane,
+        warp,
+    }
+}
+
 fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError> {
     let spec = KernelSpec::RmsNorm(*s);
     let name = spec.name();
     let layout = RowLayout::new(s.hidden);
-    let mut b = KernelBuilder::new(&name, target);
-    b.header_comment(&spec.describe());
-    b.header_comment(&format!(
-        "launch: grid 1 x {} x 1, block {} x 1 x 1",
-        s.m, layout.threads
-    ));
-    b.max_threads(layout.threads);
-    let x = b.param(Type::U64, "x");
-    let w = b.param(Type::U64, "w");
-    let y = b.param(Type::U64, "y");
-    let tid = b.special(Sreg::TidX);
-    let lane = b.and(Type::B32, tid, 31u32);
-    let warp = b.shr(Type::U32, tid, 5u32);
+    let RowStart {
+        mut b,
+        params,
+        tid,
+        lane,
+        warp,
+    } = row_kernel_start(&spec, &layout, s.m, target, &["x", "w", "y"]);
+    let [x, w, y] = params.try_into().expect("one param per name");
     let row = s.hidden as u64 * 4;
     let vi = batch_vector(&mut b, s.m);
     let xp = vector_ptr(&mut b, &x, vi, row);

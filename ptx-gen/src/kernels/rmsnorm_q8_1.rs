@@ -13,7 +13,7 @@
 //! is shared, and the rest is exactly the single kernel's code.
 
 use crate::ast::{StateSpace, Type};
-use crate::ir::{Addr, CacheHint, KernelBuilder, Module, Reg, Sreg};
+use crate::ir::{Addr, CacheHint, KernelBuilder, Module, Reg};
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
@@ -24,6 +24,7 @@ use super::quantize_q8_1::{
 use super::rmsnorm::{
     add_squares, chunk_guards, load_chunk, normalize, row_scale, RowLayout, RMSNORM_MAX_HIDDEN,
 };
+use super::rmsnorm::{row_kernel_start, RowStart};
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
 
@@ -232,19 +233,14 @@ fn generate(s: &RmsNormQ8_1, target: Target) -> Result<GeneratedKernel, GenError
     let spec = KernelSpec::RmsNormQ8_1(*s);
     let name = spec.name();
     let layout = RowLayout::new(s.hidden);
-    let mut b = KernelBuilder::new(&name, target);
-    b.header_comment(&spec.describe());
-    b.header_comment(&format!(
-        "launch: grid 1 x {} x 1, block {} x 1 x 1",
-        s.m, layout.threads
-    ));
-    b.max_threads(layout.threads);
-    let x = b.param(Type::U64, "x");
-    let w = b.param(Type::U64, "w");
-    let y = b.param(Type::U64, "y");
-    let tid = b.special(Sreg::TidX);
-    let lane = b.and(Type::B32, tid, 31u32);
-    let warp = b.shr(Type::U32, tid, 5u32);
+    let RowStart {
+        mut b,
+        params,
+        tid,
+        lane,
+        warp,
+    } = row_kernel_start(&spec, &layout, s.m, target, &["x", "w", "y"]);
+    let [x, w, y] = params.try_into().expect("one param per name");
     let vi = batch_vector(&mut b, s.m);
     let xp = vector_ptr(&mut b, &x, vi, s.hidden as u64 * 4);
     let wp = b.global_ptr(&w);
