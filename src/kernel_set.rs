@@ -11,9 +11,9 @@ use ptx_gen::Target;
 
 use crate::contract::ModelSpec;
 use crate::manifest::{
-    KernelEntry, KvCacheLayout, Manifest, ModelIdentity, WeightEntry, MANIFEST_SCHEMA_VERSION,
+    DecodeStep, KernelEntry, KvCacheLayout, Manifest, ModelIdentity, WeightEntry, MANIFEST_SCHEMA_VERSION,
 };
-use crate::plan::{KernelPlan, PlanError, PlanOptions};
+use crate::plan::{KernelPlan, Launch, PlanError, PlanOptions};
 
 /// Options of generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,18 +125,7 @@ impl KernelSet {
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
         for launch in &plan.step {
-            let k = kernels.iter().find(|k| k.name == launch.kernel);
-            let params: Vec<String> = k
-                .map(|k| k.params.iter().map(|p| p.name.clone()).collect())
-                .unwrap_or_default();
-            let bound: Vec<String> = launch.args.iter().map(|(p, _)| p.clone()).collect();
-            if bound != params {
-                return Err(SetError::Binding {
-                    kernel: launch.kernel.clone(),
-                    bound,
-                    params,
-                });
-            }
+            check_binding(launch, kernels.iter().find(|k| k.name == launch.kernel))?;
         }
         let mut wanted = Vec::new();
         for spec in &plan.kernels {
@@ -154,6 +143,15 @@ impl KernelSet {
         })
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
+        // Every batch size's step must derive (regions consistent) and bind its kernels'
+        // parameters exactly.
+        for m in 2..=options.batch_max {
+            let step = plan.step_for(m).map_err(Box::new)?;
+            for launch in &step {
+                let k = batched.iter().find(|p| p.batched.name == launch.kernel);
+                check_binding(launch, k.map(|p| &p.batched))?;
+            }
+        }
         let parity = parity_of(&kernels, &batched)?;
         tracing::info!(
             model = %model.name,
@@ -243,9 +241,23 @@ impl KernelSet {
             },
             rope_tables: self.plan.rope_tables.clone(),
             weights,
-            decode_step: self.plan.step.clone(),
+            decode_steps: self.decode_steps(),
             step_protocol: step_protocol(),
         }
+    }
+
+    /// The decode step of one sequence and of every batch size 2..=batch_max.
+    pub fn decode_steps(&self) -> Vec<DecodeStep> {
+        (1..=self.options.batch_max.max(1))
+            .filter_map(|m| {
+                // Every batched twin exists (generated above), so the derivation only fails
+                // on a plan bug, which `generate` has already refused.
+                self.plan
+                    .step_for(m)
+                    .ok()
+                    .map(|launches| DecodeStep { m, launches })
+            })
+            .collect()
     }
 
     /// Writes one `.ptx` per kernel, `manifest.json` and `parity.json` into `dir` (created
@@ -275,6 +287,22 @@ impl KernelSet {
         std::fs::write(&path, text + "\n").map_err(io(&path))?;
         Ok(manifest)
     }
+}
+
+/// A launch must bind exactly its kernel's parameters, in order.
+fn check_binding(launch: &Launch, kernel: Option<&GeneratedKernel>) -> Result<(), SetError> {
+    let params: Vec<String> = kernel
+        .map(|k| k.params.iter().map(|p| p.name.clone()).collect())
+        .unwrap_or_default();
+    let bound: Vec<String> = launch.args.iter().map(|(p, _)| p.clone()).collect();
+    if bound != params {
+        return Err(SetError::Binding {
+            kernel: launch.kernel.clone(),
+            bound,
+            params,
+        });
+    }
+    Ok(())
 }
 
 /// Checks every batched kernel against its single twin under the generator's batching claim.
@@ -320,14 +348,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
-/// The protocol an engine follows around `decode_step` (also in docs/manifest.md).
+/// The protocol an engine follows around `decode_steps` (also in docs/manifest.md).
 fn step_protocol() -> Vec<String> {
     [
-        "Allocate every buffer of `buffers` (bytes), a K and a V cache per layer (kv_cache), and one rope table per entry of `rope_tables`; upload every weight of `weights` exactly as stored in the model file.",
+        "For a step of m sequences (an entry of `decode_steps`), allocate every buffer of `buffers` with m times its bytes, a K and a V cache per layer of m times kv_cache.bytes_per_layer_each, and one rope table per entry of `rope_tables`; upload every weight of `weights` exactly as stored in the model file.",
         "Build each rope table as f32[max_context][rope_dims / 2][2]: entry (p, i) = (cos, sin) of p * theta^(-2i / rope_dims) (divided by freq_factors[i] when given), computed in f64 and rounded to f32.",
-        "Before step t (0-based position p of the token): write the token id to `token`, p to `pos` and p + 1 to `seq_len` (u32, little endian).",
-        "Launch every entry of `decode_step` in order on one stream; each argument is the device address of its binding plus `offset`. Grids and blocks are the kernel's `launch` values.",
-        "After the step `token` holds the greedy next token and `logits` the logits.",
+        "Before a step, for each sequence s < m at 0-based position p: write its token id to `token`[s], p to `pos`[s] and p + 1 to `seq_len`[s] (u32, little endian).",
+        "Launch every entry of the step's `launches` in order on one stream; each argument is the device address of its binding plus `offset` (weights included: a part of a fused tensor starts `offset` bytes in). Grids and blocks are the kernel's `launch` values.",
+        "After the step `token`[s] holds sequence s's greedy next token and `logits` its logits at s * vocab.",
     ]
     .iter()
     .map(|s| s.to_string())

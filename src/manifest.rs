@@ -11,7 +11,7 @@ use ptx_gen::launch::LaunchSpec;
 use crate::plan::{BufferDecl, Launch, RopeTable};
 
 /// Version of the manifest layout; bumped on any incompatible change.
-pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
+pub const MANIFEST_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -31,10 +31,20 @@ pub struct Manifest {
     pub kv_cache: KvCacheLayout,
     pub rope_tables: Vec<RopeTable>,
     pub weights: Vec<WeightEntry>,
-    /// The single-sequence decode step, in launch order.
-    pub decode_step: Vec<Launch>,
+    /// The decode step of one sequence (`m` = 1) and of every batch size 2..=batch_max, in
+    /// launch order.
+    pub decode_steps: Vec<DecodeStep>,
     /// How the engine drives the step.
     pub step_protocol: Vec<String>,
+}
+
+/// The ordered launches of one decode step of `m` sequences. Every workspace buffer is
+/// `m` times its `bytes` (sequence `s` of a buffer region of R bytes at `offset * m + s * R`),
+/// every KV cache `m` times `bytes_per_layer_each` (sequence `s` at `s * bytes_per_layer_each`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecodeStep {
+    pub m: u32,
+    pub launches: Vec<Launch>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,7 +73,7 @@ pub struct KernelEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KvCacheLayout {
     pub layers: u32,
-    /// Per layer, one K and one V buffer of this layout.
+    /// Per layer, one K and one V buffer of this layout per sequence.
     pub layout: String,
     pub bytes_per_layer_each: u64,
     pub element: String,

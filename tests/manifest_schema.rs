@@ -59,6 +59,6 @@ fn the_schema_rejects_a_broken_manifest() {
     manifest["kernels"][0]["sha256"] = "not-a-hash".into();
     assert!(!validator.is_valid(&manifest));
     let mut manifest = serde_json::to_value(set.manifest()).unwrap();
-    manifest["decode_step"][0]["args"][0][1] = serde_json::json!({"constant": 3});
+    manifest["decode_steps"][0]["launches"][0]["args"][0][1] = serde_json::json!({"constant": 3});
     assert!(!validator.is_valid(&manifest));
 }

@@ -5,6 +5,7 @@
 //! The plan knows no architecture: it reads the contract's behaviour flags and the weight
 //! table, and refuses (typed error naming the tensor and the constraint) what no kernel does.
 
+mod batched;
 mod buffers;
 mod step;
 
@@ -33,6 +34,12 @@ pub enum PlanError {
     Tensor { tensor: String, constraint: String },
     #[error("{model}: {what} is not supported by the decode kernels")]
     Unsupported { model: String, what: String },
+    #[error("batched step (m = {m}): {kernel}: {what}")]
+    Batch {
+        kernel: String,
+        m: u32,
+        what: String,
+    },
     #[error("{model}: {source}")]
     Kernel {
         model: String,
@@ -45,8 +52,14 @@ pub enum PlanError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Arg {
-    /// A weight tensor, uploaded as stored (GGUF bytes).
-    Weight { role: Role, layer: Option<u32> },
+    /// A weight tensor, uploaded as stored (GGUF bytes), `offset` bytes in (the first row of
+    /// a fused tensor's part: Q/K/V of a fused QKV, gate/up of a fused gate-up).
+    Weight {
+        role: Role,
+        layer: Option<u32>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        offset: u64,
+    },
     /// A workspace buffer, `offset` bytes in.
     Buffer { buffer: Buffer, offset: u64 },
     /// The K cache of a layer: `f16[kv_heads][max_context][head_dim]`.
@@ -55,6 +68,10 @@ pub enum Arg {
     VCache { layer: u32 },
     /// Rope table `index` of the plan: `f32[max_context][rope_dims / 2][2]` of (cos, sin).
     RopeTable { index: usize },
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// One kernel launch of the decode step.
@@ -89,6 +106,8 @@ pub struct KernelPlan {
     pub buffers: Vec<BufferDecl>,
     pub rope_tables: Vec<RopeTable>,
     pub max_context: u32,
+    /// Bytes of one layer's K (or V) cache for one sequence: `f16[kv_heads][max_context][head_dim]`.
+    pub kv_cache_bytes: u64,
 }
 
 impl KernelPlan {
@@ -140,7 +159,7 @@ impl Recorder {
 }
 
 /// `role` in `layer` as a tensor name for errors (`blk.3.attn_q`).
-pub(crate) fn tensor_name(role: Role, layer: Option<u32>) -> String {
+pub fn tensor_name(role: Role, layer: Option<u32>) -> String {
     match layer {
         Some(l) => format!("blk.{l}.{}", role.name()),
         None => role.name().to_string(),

@@ -27,7 +27,11 @@ fn buf_at(buffer: Buffer, offset: u64) -> Arg {
 }
 
 fn weight(role: Role, layer: Option<u32>) -> Arg {
-    Arg::Weight { role, layer }
+    Arg::Weight {
+        role,
+        layer,
+        offset: 0,
+    }
 }
 
 struct Planner<'a> {
@@ -89,6 +93,24 @@ impl Planner<'_> {
         bias: Option<Role>,
         residual: Option<Arg>,
     ) -> Result<(), PlanError> {
+        self.gemv_rows(role, layer, 0, n, k, x, y, bias, residual)
+    }
+
+    /// Like [`Planner::gemv`] over rows `first_row..first_row + n` of `role` (one part of a
+    /// fused tensor).
+    #[allow(clippy::too_many_arguments)]
+    fn gemv_rows(
+        &mut self,
+        role: Role,
+        layer: Option<u32>,
+        first_row: u32,
+        n: u32,
+        k: u32,
+        x: Buffer,
+        y: Arg,
+        bias: Option<Role>,
+        residual: Option<Arg>,
+    ) -> Result<(), PlanError> {
         let ty = self.ty(role, layer)?;
         let w = gemv_weight(ty).ok_or_else(|| PlanError::Tensor {
             tensor: tensor_name(role, layer),
@@ -108,7 +130,13 @@ impl Planner<'_> {
             residual: residual.is_some(),
             m: 1,
         };
-        let mut args = vec![("w", weight(role, layer)), ("x", buf(x))];
+        let row_bytes = ty.row_bytes(k as u64).unwrap_or(0);
+        let w_arg = Arg::Weight {
+            role,
+            layer,
+            offset: first_row as u64 * row_bytes,
+        };
+        let mut args = vec![("w", w_arg), ("x", buf(x))];
         if let Some(b) = bias {
             if self.ty(b, layer)? != GgmlType::F32 {
                 return Err(PlanError::Tensor {
@@ -236,16 +264,25 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         // Q, K, V into one buffer: Q at 0, K at q_dim, V at q_dim + kv_dim.
         let (k_off, v_off) = (f32_bytes(q_dim), f32_bytes(q_dim + kv_dim));
         if model.weights.has_role(Role::AttnQkv) {
-            p.gemv(
-                Role::AttnQkv,
-                l,
-                q_dim + 2 * kv_dim,
-                h,
-                Buffer::Xq,
-                buf(Buffer::Qkv),
-                None,
-                None,
-            )?;
+            // Fused QKV: one GEMV per part over its rows, so each part lands in its own
+            // region (the batched schedule keeps every region [m][part]).
+            for (first, n, off) in [
+                (0, q_dim, 0),
+                (q_dim, kv_dim, k_off),
+                (q_dim + kv_dim, kv_dim, v_off),
+            ] {
+                p.gemv_rows(
+                    Role::AttnQkv,
+                    l,
+                    first,
+                    n,
+                    h,
+                    Buffer::Xq,
+                    buf_at(Buffer::Qkv, off),
+                    None,
+                    None,
+                )?;
+            }
         } else {
             let bias = |r| b.qkv_bias.then_some(r);
             p.gemv(
@@ -380,16 +417,19 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
 
         // FFN: gate and up into one buffer, activation + quantize, down.
         if model.weights.has_role(Role::FfnGateUp) {
-            p.gemv(
-                Role::FfnGateUp,
-                l,
-                2 * ffn,
-                h,
-                Buffer::Xq,
-                buf(Buffer::GateUp),
-                None,
-                None,
-            )?;
+            for (first, off) in [(0, 0), (ffn, f32_bytes(ffn))] {
+                p.gemv_rows(
+                    Role::FfnGateUp,
+                    l,
+                    first,
+                    ffn,
+                    h,
+                    Buffer::Xq,
+                    buf_at(Buffer::GateUp, off),
+                    None,
+                    None,
+                )?;
+            }
         } else {
             p.gemv(
                 Role::FfnGate,
@@ -496,6 +536,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         buffers: workspace(d, chunks, partials),
         rope_tables,
         max_context: max_ctx,
+        kv_cache_bytes: d.kv_heads as u64 * max_ctx as u64 * d.head_dim as u64 * 2,
     })
 }
 

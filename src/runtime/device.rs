@@ -15,6 +15,7 @@ pub struct Device {
     name: String,
     compute_capability: (i32, i32),
     total_memory: usize,
+    ordinal: usize,
 }
 
 /// Whether libcuda can be loaded. cudarc panics on first use when it cannot, so every
@@ -42,7 +43,10 @@ impl Device {
         let total_memory = ctx
             .total_mem()
             .doing(|| "reading the device memory size".into())?;
-        let stream = ctx.default_stream();
+        // A stream of our own: the legacy default stream cannot be captured into a graph.
+        let stream = ctx
+            .new_stream()
+            .doing(|| "creating a CUDA stream".into())?;
         tracing::info!(%name, ?compute_capability, total_memory, "opened CUDA device {ordinal}");
         Ok(Device {
             ctx,
@@ -50,7 +54,45 @@ impl Device {
             name,
             compute_capability,
             total_memory,
+            ordinal,
         })
+    }
+
+    pub fn ordinal(&self) -> usize {
+        self.ordinal
+    }
+
+    /// (free, total) bytes of device memory now.
+    pub fn memory_info(&self) -> Result<(u64, u64), RuntimeError> {
+        self.ctx
+            .bind_to_thread()
+            .doing(|| "binding the CUDA context".into())?;
+        let (free, total) = cudarc::driver::result::mem_get_info()
+            .doing(|| "reading free device memory".into())?;
+        Ok((free as u64, total as u64))
+    }
+
+    /// Refuses, with the numbers, an allocation of `parts` (name, bytes) that does not fit
+    /// in free device memory (with 5% headroom for the driver and JIT-compiled modules).
+    pub fn require_free(&self, what: &str, parts: &[(&str, u64)]) -> Result<(), RuntimeError> {
+        let needed: u64 = parts.iter().map(|p| p.1).sum();
+        let (free, total) = self.memory_info()?;
+        if needed > free / 20 * 19 {
+            let breakdown = parts
+                .iter()
+                .map(|(n, b)| format!("{n} {b}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(RuntimeError::OutOfMemory {
+                what: what.to_string(),
+                needed,
+                free,
+                total,
+                device: self.name.clone(),
+                breakdown,
+            });
+        }
+        Ok(())
     }
 
     pub fn name(&self) -> &str {

@@ -26,6 +26,36 @@ pub enum RuntimeError {
     },
     #[error("kernel {kernel}: {message}")]
     Launch { kernel: String, message: String },
+    #[error("weight {tensor} is not available on the device")]
+    MissingWeight { tensor: String },
+    #[error("{what} needs {needed} bytes of GPU memory, {device} has {free} free of {total} ({breakdown})")]
+    OutOfMemory {
+        what: String,
+        needed: u64,
+        free: u64,
+        total: u64,
+        device: String,
+        breakdown: String,
+    },
+    #[error("sequence {sequence} is full: position {position} is past the KV-cache capacity of {max_context} positions (raise --max-context)")]
+    ContextFull {
+        sequence: usize,
+        position: u32,
+        max_context: u32,
+    },
+    #[error("{0}")]
+    Session(String),
+    #[error("kernel set: {0}")]
+    KernelSet(String),
+    #[error("numeric parity on {device}: {batched} (vector {vector}) differs from {single} in {param} at byte {byte}")]
+    NumericParity {
+        device: String,
+        single: String,
+        batched: String,
+        param: String,
+        vector: u32,
+        byte: usize,
+    },
     #[error("refusing to load the kernel set: {batched} does not match {single} ({check})")]
     ParityFailed {
         single: String,

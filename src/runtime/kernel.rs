@@ -90,6 +90,42 @@ impl DeviceBuffer {
         self.ptr_at(0)
     }
 
+    /// Writes `bytes` at byte `offset` (stream-ordered).
+    pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> Result<(), RuntimeError> {
+        let end = offset + bytes.len();
+        if end > self.len() {
+            return Err(RuntimeError::Session(format!(
+                "write of {} bytes at {offset} past a buffer of {}",
+                bytes.len(),
+                self.len()
+            )));
+        }
+        let mut view = self.slice.slice_mut(offset..end);
+        self.device
+            .stream
+            .memcpy_htod(bytes, &mut view)
+            .doing(|| format!("uploading {} bytes", bytes.len()))
+    }
+
+    /// Downloads `len` bytes from byte `offset` (waits for the stream).
+    pub fn read_at(&self, offset: usize, len: usize) -> Result<Vec<u8>, RuntimeError> {
+        let end = offset + len;
+        if end > self.len() {
+            return Err(RuntimeError::Session(format!(
+                "read of {len} bytes at {offset} past a buffer of {}",
+                self.len()
+            )));
+        }
+        let view = self.slice.slice(offset..end);
+        let mut out = vec![0u8; len];
+        self.device
+            .stream
+            .memcpy_dtoh(&view, &mut out)
+            .doing(|| format!("downloading {len} bytes"))?;
+        self.device.synchronize()?;
+        Ok(out)
+    }
+
     /// Downloads the whole buffer.
     pub fn to_vec(&self) -> Result<Vec<u8>, RuntimeError> {
         self.device
