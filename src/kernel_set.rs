@@ -11,7 +11,8 @@ use ptx_gen::Target;
 
 use crate::contract::ModelSpec;
 use crate::manifest::{
-    DecodeStep, KernelEntry, KvCacheLayout, Manifest, ModelIdentity, WeightEntry, MANIFEST_SCHEMA_VERSION,
+    DecodeStep, KernelEntry, KvCacheLayout, Manifest, ModelIdentity, WeightEntry,
+    MANIFEST_SCHEMA_VERSION,
 };
 use crate::plan::{KernelPlan, Launch, PlanError, PlanOptions};
 

@@ -134,7 +134,10 @@ pub fn run(args: &GenerateArgs) -> Result<(), CliError> {
         spec.name,
         manifest.kernels.len(),
         set.batched.len(),
-        manifest.decode_steps.first().map_or(0, |s| s.launches.len()),
+        manifest
+            .decode_steps
+            .first()
+            .map_or(0, |s| s.launches.len()),
         generated.as_secs_f64() * 1e3,
         dir.display()
     );

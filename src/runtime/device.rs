@@ -44,9 +44,7 @@ impl Device {
             .total_mem()
             .doing(|| "reading the device memory size".into())?;
         // A stream of our own: the legacy default stream cannot be captured into a graph.
-        let stream = ctx
-            .new_stream()
-            .doing(|| "creating a CUDA stream".into())?;
+        let stream = ctx.new_stream().doing(|| "creating a CUDA stream".into())?;
         tracing::info!(%name, ?compute_capability, total_memory, "opened CUDA device {ordinal}");
         Ok(Device {
             ctx,
@@ -67,8 +65,8 @@ impl Device {
         self.ctx
             .bind_to_thread()
             .doing(|| "binding the CUDA context".into())?;
-        let (free, total) = cudarc::driver::result::mem_get_info()
-            .doing(|| "reading free device memory".into())?;
+        let (free, total) =
+            cudarc::driver::result::mem_get_info().doing(|| "reading free device memory".into())?;
         Ok((free as u64, total as u64))
     }
 

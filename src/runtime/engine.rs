@@ -93,10 +93,12 @@ impl Engine {
             .iter()
             .map(|t| t.max_context as u64 * t.rope_dims as u64 * 4)
             .sum();
-        let session_bytes =
-            SessionMemory::bytes(&set.plan, spec.dims.layers, options.batch_max);
+        let session_bytes = SessionMemory::bytes(&set.plan, spec.dims.layers, options.batch_max);
         device.require_free(
-            &format!("{} (weights, rope tables, a session of {})", spec.name, options.batch_max),
+            &format!(
+                "{} (weights, rope tables, a session of {})",
+                spec.name, options.batch_max
+            ),
             &[
                 ("weights", weight_bytes),
                 ("rope tables", rope_bytes),
@@ -145,7 +147,10 @@ impl Engine {
                 .join(",")
                 .as_bytes(),
         );
-        let key = (format!("{}#{}", self.device.name(), self.device.ordinal()), digest);
+        let key = (
+            format!("{}#{}", self.device.name(), self.device.ordinal()),
+            digest,
+        );
         let done = CHECKED.lock().map(|s| s.contains(&key)).unwrap_or(false);
         if done {
             return Ok(());
@@ -264,7 +269,10 @@ fn freq_factors(
         || bytes.len() != want * 4
     {
         return Err(RuntimeError::MissingWeight {
-            tensor: format!("{name} (expected {want} F32 values, got {} bytes)", bytes.len()),
+            tensor: format!(
+                "{name} (expected {want} F32 values, got {} bytes)",
+                bytes.len()
+            ),
         });
     }
     Ok(bytes

@@ -64,7 +64,10 @@ fn check_pair(
     let mut data: Vec<(String, Data)> = Vec::new();
     for p in &single.params {
         let ParamKind::Buffer(bp) = &p.kind else {
-            return Err(unsupported(format!("scalar parameter {} cannot be re-checked", p.name)));
+            return Err(unsupported(format!(
+                "scalar parameter {} cannot be re-checked",
+                p.name
+            )));
         };
         let role = decl
             .role(&p.name)
@@ -79,7 +82,8 @@ fn check_pair(
                 match bound {
                     Some(ptr) => Data::Shared(ptr),
                     None => {
-                        let buf = DeviceBuffer::from_bytes(device, &random(&bp.layout, bp.bytes, rng))?;
+                        let buf =
+                            DeviceBuffer::from_bytes(device, &random(&bp.layout, bp.bytes, rng))?;
                         let ptr = buf.ptr();
                         keep.push(buf);
                         Data::Shared(ptr)
@@ -97,7 +101,10 @@ fn check_pair(
                 }
             }
             ParamRole::ScalarTable { .. } => {
-                return Err(unsupported(format!("scalar table {} cannot be re-checked", p.name)))
+                return Err(unsupported(format!(
+                    "scalar table {} cannot be re-checked",
+                    p.name
+                )))
             }
         };
         data.push((p.name.clone(), d));
@@ -124,7 +131,9 @@ fn check_pair(
                     Data::Shared(p) => KernelArg::Ptr(*p),
                     Data::PerVector { b, .. } => KernelArg::Ptr(b.ptr()),
                 })
-                .ok_or_else(|| unsupported(format!("batched parameter {} has no single twin", p.name)))
+                .ok_or_else(|| {
+                    unsupported(format!("batched parameter {} has no single twin", p.name))
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     launch_const(batched_k, &args)?;

@@ -62,11 +62,18 @@ impl<'e> Session<'e> {
         }
         let plan = &engine.set.plan;
         let layers = engine.set.model.dims.layers;
-        let single_bytes = if m > 1 { SessionMemory::bytes(plan, 0, 1) } else { 0 };
+        let single_bytes = if m > 1 {
+            SessionMemory::bytes(plan, 0, 1)
+        } else {
+            0
+        };
         engine.device.require_free(
             &format!("a session of {m} sequences"),
             &[
-                ("KV caches + workspace", SessionMemory::bytes(plan, layers, m)),
+                (
+                    "KV caches + workspace",
+                    SessionMemory::bytes(plan, layers, m),
+                ),
                 ("single-step workspace", single_bytes),
             ],
         )?;
@@ -134,18 +141,21 @@ impl<'e> Session<'e> {
             self.check_room(s)?;
         }
         if self.batch_step.is_none() {
-            let launches = self.engine.set.plan.step_for(self.m).map_err(|e| {
-                RuntimeError::KernelSet(e.to_string())
-            })?;
+            let launches = self
+                .engine
+                .set
+                .plan
+                .step_for(self.m)
+                .map_err(|e| RuntimeError::KernelSet(e.to_string()))?;
             self.batch_step = Some(self.build(&launches, &self.batch, 0)?);
         }
         let inputs = step_inputs(tokens, &self.positions);
         self.batch.workspace.write_at(0, &inputs)?;
         self.run(self.batch_step.as_ref())?;
-        let out = self
-            .batch
-            .workspace
-            .read_at(self.batch.layout.offset(Buffer::Token) as usize, 4 * self.m as usize)?;
+        let out = self.batch.workspace.read_at(
+            self.batch.layout.offset(Buffer::Token) as usize,
+            4 * self.m as usize,
+        )?;
         for s in 0..self.m as usize {
             self.positions[s] += 1;
             self.last[s] = Some(Last::Batch);
@@ -167,22 +177,25 @@ impl<'e> Session<'e> {
         }
         self.check_room(seq)?;
         if self.single_steps[seq].is_none() {
-            let mem = self.single.as_ref().ok_or_else(|| {
-                RuntimeError::Session("no single-step workspace".into())
-            })?;
+            let mem = self
+                .single
+                .as_ref()
+                .ok_or_else(|| RuntimeError::Session("no single-step workspace".into()))?;
             let launches = self.engine.set.plan.step.clone();
             let step = self.build(&launches, mem, seq as u32)?;
             self.single_steps[seq] = Some(step);
         }
         let inputs = step_inputs(&[token], &self.positions[seq..seq + 1]);
-        let mem = self.single.as_mut().ok_or_else(|| {
-            RuntimeError::Session("no single-step workspace".into())
-        })?;
+        let mem = self
+            .single
+            .as_mut()
+            .ok_or_else(|| RuntimeError::Session("no single-step workspace".into()))?;
         mem.workspace.write_at(0, &inputs)?;
         self.run(self.single_steps[seq].as_ref())?;
-        let mem = self.single.as_ref().ok_or_else(|| {
-            RuntimeError::Session("no single-step workspace".into())
-        })?;
+        let mem = self
+            .single
+            .as_ref()
+            .ok_or_else(|| RuntimeError::Session("no single-step workspace".into()))?;
         let out = mem
             .workspace
             .read_at(mem.layout.offset(Buffer::Token) as usize, 4)?;
@@ -256,10 +269,7 @@ impl<'e> Session<'e> {
         let vocab = self.engine.set.model.dims.vocab as usize;
         let (mem, index) = match self.last.get(seq).copied().flatten() {
             Some(Last::Batch) => (&self.batch, seq),
-            Some(Last::Single) => (
-                self.single.as_ref().unwrap_or(&self.batch),
-                0,
-            ),
+            Some(Last::Single) => (self.single.as_ref().unwrap_or(&self.batch), 0),
             None => {
                 return Err(RuntimeError::Session(format!(
                     "sequence {seq} has no step to read logits from"
@@ -286,7 +296,12 @@ impl<'e> Session<'e> {
         let engine = self.engine;
         let resolved = launches
             .iter()
-            .map(|l| Ok((engine.kernel(&l.kernel)?, engine.resolve(l, ws, &self.batch, seq)?)))
+            .map(|l| {
+                Ok((
+                    engine.kernel(&l.kernel)?,
+                    engine.resolve(l, ws, &self.batch, seq)?,
+                ))
+            })
             .collect::<Result<Vec<_>, RuntimeError>>()?;
         let graph = if engine.options().graphs {
             Some(capture(engine, &resolved)?)
@@ -302,7 +317,9 @@ impl<'e> Session<'e> {
     fn run(&self, step: Option<&Step<'e>>) -> Result<(), RuntimeError> {
         let step = step.ok_or_else(|| RuntimeError::Session("step not built".into()))?;
         match &step.graph {
-            Some(g) => g.launch().doing(|| "launching the decode-step graph".into()),
+            Some(g) => g
+                .launch()
+                .doing(|| "launching the decode-step graph".into()),
             None => launch_all(&step.launches),
         }
     }
@@ -329,8 +346,11 @@ fn capture(
         .end_capture(CUgraphInstantiate_flags(0))
         .doing(|| "ending graph capture".into())?;
     recorded?;
-    let graph = graph.ok_or_else(|| RuntimeError::Session("graph capture recorded nothing".into()))?;
-    graph.upload().doing(|| "uploading the decode-step graph".into())?;
+    let graph =
+        graph.ok_or_else(|| RuntimeError::Session("graph capture recorded nothing".into()))?;
+    graph
+        .upload()
+        .doing(|| "uploading the decode-step graph".into())?;
     Ok(graph)
 }
 

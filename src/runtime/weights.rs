@@ -38,15 +38,19 @@ impl DeviceWeights {
 
     /// Uploads every tensor of the spec's weight table; a listed tensor without bytes is an
     /// error naming it.
-    pub fn upload(device: &Device, source: &dyn WeightSource) -> Result<DeviceWeights, RuntimeError> {
+    pub fn upload(
+        device: &Device,
+        source: &dyn WeightSource,
+    ) -> Result<DeviceWeights, RuntimeError> {
         let mut tensors = BTreeMap::new();
         let mut bytes = 0u64;
         for (key, _) in source.spec().weights.iter() {
-            let data = source
-                .tensor(key.role, key.layer)
-                .ok_or_else(|| RuntimeError::MissingWeight {
-                    tensor: crate::plan::tensor_name(key.role, key.layer),
-                })?;
+            let data =
+                source
+                    .tensor(key.role, key.layer)
+                    .ok_or_else(|| RuntimeError::MissingWeight {
+                        tensor: crate::plan::tensor_name(key.role, key.layer),
+                    })?;
             bytes += data.len() as u64;
             tensors.insert(key, DeviceBuffer::from_bytes(device, data)?);
         }

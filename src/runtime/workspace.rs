@@ -69,7 +69,12 @@ pub struct SessionMemory {
 
 impl SessionMemory {
     /// Allocates (zeroed) the workspace and KV caches of `m` sequences.
-    pub fn new(device: &Device, plan: &KernelPlan, layers: u32, m: u32) -> Result<Self, RuntimeError> {
+    pub fn new(
+        device: &Device,
+        plan: &KernelPlan,
+        layers: u32,
+        m: u32,
+    ) -> Result<Self, RuntimeError> {
         let layout = WorkspaceLayout::new(plan, m);
         let workspace = DeviceBuffer::zeroed(device, layout.total as usize)?;
         let each = plan.kv_cache_bytes * m as u64;
