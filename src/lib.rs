@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod kernel_dir;
 pub mod kernel_set;
 pub mod manifest;
 pub mod plan;

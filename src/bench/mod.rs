@@ -2,6 +2,7 @@
 //! with their weights rotated over buffers larger than twice the L2 cache, so the numbers
 //! are DRAM numbers, next to a device-to-device copy measured in the same run.
 
+pub mod decode;
 mod timing;
 
 use serde::Serialize;

@@ -26,6 +26,32 @@ pub struct BenchArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Skip the GEMV kernels (only the decode steps).
+    #[arg(long)]
+    pub skip_gemv: bool,
+    /// Decode-step bench of presets with random weights of their real dims and types.
+    #[arg(long, value_delimiter = ',')]
+    pub decode: Vec<String>,
+    /// Decode-step bench of model files (GGUF or safetensors).
+    #[arg(long)]
+    pub model: Vec<PathBuf>,
+    /// Batch sizes of the decode-step bench.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pub decode_batches: Vec<u32>,
+    /// Position every sequence decodes at in the decode-step bench.
+    #[arg(long, default_value_t = 512)]
+    pub context: u32,
+    /// Launch kernels one by one instead of replaying CUDA graphs (decode bench).
+    #[arg(long)]
+    pub no_graphs: bool,
+}
+
+/// GEMV rows and decode rows of one run.
+#[derive(Debug, serde::Serialize)]
+struct FullReport {
+    gemv: Option<bench::BenchReport>,
+    copy_gb_per_s: f64,
+    decode: Vec<bench::decode::DecodeRow>,
 }
 
 fn shape(s: &str) -> Result<(u32, u32), CliError> {
@@ -53,10 +79,80 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
         }
         other => CliError::internal(other.to_string()),
     })?;
-    let report = bench::gemv(&device, &shapes, &args.batches, target)
-        .map_err(|e| CliError::internal(e.to_string()))?;
-    print!("{}", report.table());
+    let internal = |e: RuntimeError| CliError::internal(e.to_string());
+    let gemv = if args.skip_gemv {
+        None
+    } else {
+        let report = bench::gemv(&device, &shapes, &args.batches, target).map_err(internal)?;
+        print!("{}", report.table());
+        Some(report)
+    };
+    let copy = match &gemv {
+        Some(g) => g.copy_gb_per_s,
+        None => bench::copy_bandwidth(&device).map_err(internal)?,
+    };
+    let mut decode = Vec::new();
+    let max_context = args.context + 1;
+    let registry = crate::Registry::builtin().map_err(|e| CliError::internal(e.to_string()))?;
+    for preset in &args.decode {
+        let spec = registry
+            .preset_spec(preset)
+            .map_err(|e| CliError::usage(e.to_string()))?;
+        let weights = crate::model::ModelWeights::random(spec, 0x5eed)
+            .map_err(|e| CliError::internal(e.to_string()))?;
+        let engine = bench::decode::bench_engine(
+            &device,
+            &weights,
+            &args.decode_batches,
+            max_context,
+            !args.no_graphs,
+        )
+        .map_err(internal)?;
+        let mut rows = bench::decode::decode_rows(
+            &engine,
+            &weights,
+            &args.decode_batches,
+            args.context,
+            copy,
+        )
+        .map_err(internal)?;
+        for r in &mut rows {
+            r.model = format!("{preset} (random)");
+        }
+        decode.extend(rows);
+    }
+    for path in &args.model {
+        let bound = crate::model::open_checked(
+            path,
+            &registry,
+            &crate::model::SupportedTypes::all(),
+        )
+        .map_err(|e| CliError::usage(e.to_string()))?;
+        let weights = crate::model::ModelWeights::from_bound(&bound, crate::model::WeightQuant::Q8_0)
+            .map_err(|e| CliError::usage(e.to_string()))?;
+        let engine = bench::decode::bench_engine(
+            &device,
+            &weights,
+            &args.decode_batches,
+            max_context,
+            !args.no_graphs,
+        )
+        .map_err(internal)?;
+        decode.extend(
+            bench::decode::decode_rows(&engine, &weights, &args.decode_batches, args.context, copy)
+                .map_err(internal)?,
+        );
+    }
+    if !decode.is_empty() {
+        println!("decode steps (copy {copy:.0} GB/s; graphs {}):", if args.no_graphs { "off" } else { "on" });
+        print!("{}", bench::decode::decode_table(&decode));
+    }
     if let Some(path) = &args.json {
+        let report = FullReport {
+            gemv,
+            copy_gb_per_s: copy,
+            decode,
+        };
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| CliError::internal(e.to_string()))?;
         std::fs::write(path, text)

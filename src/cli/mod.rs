@@ -1,9 +1,12 @@
 //! The `ptxforge` command line.
 
 pub mod bench;
+pub mod decode;
 pub mod emit;
 pub mod generate;
 pub mod inspect;
+pub mod run;
+pub mod score;
 pub mod validate;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +34,10 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Time kernels on the GPU (DRAM-bound numbers, next to a copy's bandwidth).
     Bench(bench::BenchArgs),
+    /// Greedy decoding of a prompt given as token ids (GPU, or the CPU reference).
+    Run(run::RunArgs),
+    /// Teacher-forced top-K logits of a token sequence (GPU, or the CPU reference).
+    Score(score::ScoreArgs),
 }
 
 /// A command-line failure: a message and the process exit code.
@@ -66,5 +73,7 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Validate(args) => validate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Inspect(args) => inspect::run_inspect(args),
+        Command::Run(args) => run::run(args),
+        Command::Score(args) => score::run(args),
     }
 }

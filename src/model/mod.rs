@@ -10,6 +10,8 @@ pub mod gguf;
 mod info;
 mod report;
 mod safetensors;
+mod vocab;
+mod weights;
 
 pub use self::safetensors::HfModel;
 pub use bind::{open_checked, BoundModel};
@@ -17,3 +19,7 @@ pub use error::{ConfigError, ModelError, SafetensorsError};
 pub use gate::{GateError, GateProblem, GateReport, SupportedTypes, LISTED_PROBLEMS};
 pub use info::{ModelInfo, TensorDtype, TensorInfo};
 pub use report::{InspectReport, RoleSummary, TensorSummary};
+pub use vocab::{TokenType, Vocab, VocabError, VocabKind};
+pub use weights::{
+    tiny_spec, ModelWeights, TinySpecError, WeightQuant, WeightsError, TINY_CONTRACTS,
+};

@@ -4,6 +4,7 @@
 pub mod argmax;
 pub mod attention;
 pub mod embed;
+pub mod forward;
 pub mod gemv;
 pub mod glu;
 pub mod head_rmsnorm;

@@ -65,7 +65,6 @@ impl Engine {
         source: &dyn WeightSource,
         options: EngineOptions,
     ) -> Result<Engine, RuntimeError> {
-        let spec = source.spec();
         if !(1..=ptx_gen::kernels::GEMV_MAX_BATCH).contains(&options.batch_max) {
             return Err(RuntimeError::Session(format!(
                 "batch_max {} is outside 1..={}",
@@ -75,7 +74,7 @@ impl Engine {
         }
         device.require_sm(options.target.sm)?;
         let set = KernelSet::generate(
-            spec,
+            source.spec(),
             SetOptions {
                 target: options.target,
                 max_context: options.max_context,
@@ -83,6 +82,38 @@ impl Engine {
             },
         )
         .map_err(|e| RuntimeError::KernelSet(e.to_string()))?;
+        Engine::with_set(device, set, source, options.graphs)
+    }
+
+    /// Like [`Engine::load`] with the kernel set `ptxforge generate` wrote to `dir`: the
+    /// manifest must describe `source`'s model, every module its sha256, and parity is
+    /// proven again from the files before anything is loaded.
+    pub fn from_dir(
+        device: &Device,
+        dir: &std::path::Path,
+        source: &dyn WeightSource,
+        graphs: bool,
+    ) -> Result<Engine, RuntimeError> {
+        let set = KernelSet::from_dir(dir, source.spec())
+            .map_err(|e| RuntimeError::KernelSet(e.to_string()))?;
+        Engine::with_set(device, set, source, graphs)
+    }
+
+    /// An engine on an existing kernel set (refused unless its parity report passed).
+    pub fn with_set(
+        device: &Device,
+        set: KernelSet,
+        source: &dyn WeightSource,
+        graphs: bool,
+    ) -> Result<Engine, RuntimeError> {
+        let spec = source.spec();
+        let options = EngineOptions {
+            max_context: set.plan.max_context,
+            batch_max: set.options.batch_max.max(1),
+            target: set.options.target,
+            graphs,
+        };
+        device.require_sm(options.target.sm)?;
         let kernels = LoadedSet::load(device, &set)?;
 
         // Room for everything before allocating anything.

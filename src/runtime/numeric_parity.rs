@@ -42,8 +42,8 @@ enum Data {
     Shared(u64),
     /// Per-vector regions: copy `a` for the single runs, `b` for the batched run.
     PerVector {
-        a: DeviceBuffer,
-        b: DeviceBuffer,
+        a: Box<DeviceBuffer>,
+        b: Box<DeviceBuffer>,
         stride: u64,
         written: bool,
     },
@@ -94,8 +94,8 @@ fn check_pair(
                 let total = stride_bytes * (m as u64 - 1) + bp.bytes;
                 let host = random(&bp.layout, total, rng);
                 Data::PerVector {
-                    a: DeviceBuffer::from_bytes(device, &host)?,
-                    b: DeviceBuffer::from_bytes(device, &host)?,
+                    a: Box::new(DeviceBuffer::from_bytes(device, &host)?),
+                    b: Box::new(DeviceBuffer::from_bytes(device, &host)?),
                     stride: *stride_bytes,
                     written: bp.access != ptx_gen::kernels::Access::Read,
                 }

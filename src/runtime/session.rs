@@ -105,6 +105,31 @@ impl<'e> Session<'e> {
         &self.positions
     }
 
+    /// Continues each sequence from position `positions[s]`, keeping what its KV cache holds
+    /// below it (rewinding a sequence to a shared prefix, or benchmarking at a context
+    /// length without decoding up to it).
+    pub fn set_positions(&mut self, positions: &[u32]) -> Result<(), RuntimeError> {
+        if positions.len() != self.m as usize {
+            return Err(RuntimeError::Session(format!(
+                "{} positions for {} sequences",
+                positions.len(),
+                self.m
+            )));
+        }
+        for (s, &p) in positions.iter().enumerate() {
+            if p >= self.max_context() {
+                return Err(RuntimeError::ContextFull {
+                    sequence: s,
+                    position: p,
+                    max_context: self.max_context(),
+                });
+            }
+        }
+        self.positions.copy_from_slice(positions);
+        self.last.iter_mut().for_each(|l| *l = None);
+        Ok(())
+    }
+
     /// Starts every sequence over (the KV caches are overwritten as positions advance).
     pub fn reset(&mut self) {
         self.positions.iter_mut().for_each(|p| *p = 0);
@@ -262,6 +287,19 @@ impl<'e> Session<'e> {
             // Finished sequences keep stepping on their last token; their output is ignored.
             next = self.step(&next)?;
         }
+    }
+
+    /// The whole workspace buffer `buffer` of the batch (every sequence's regions, as the
+    /// last batched step left them; see the manifest's batched layout).
+    pub fn read_buffer(&self, buffer: Buffer) -> Result<Vec<u8>, RuntimeError> {
+        let (offset, bytes) = self
+            .batch
+            .layout
+            .regions
+            .get(&buffer)
+            .copied()
+            .ok_or_else(|| RuntimeError::Session(format!("no buffer {}", buffer.name())))?;
+        self.batch.workspace.read_at(offset as usize, bytes as usize)
     }
 
     /// The logits of sequence `seq`'s last step (`vocab` values).
