@@ -94,57 +94,43 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
     let mut decode = Vec::new();
     let max_context = args.context + 1;
     let registry = crate::Registry::builtin().map_err(|e| CliError::internal(e.to_string()))?;
+    let rows_of = |weights: &crate::model::ModelWeights<'_>| -> Result<Vec<_>, CliError> {
+        let engine = bench::decode::bench_engine(
+            &device,
+            weights,
+            &args.decode_batches,
+            max_context,
+            !args.no_graphs,
+        )
+        .map_err(internal)?;
+        bench::decode::decode_rows(&engine, weights, &args.decode_batches, args.context, copy)
+            .map_err(internal)
+    };
     for preset in &args.decode {
         let spec = registry
             .preset_spec(preset)
             .map_err(|e| CliError::usage(e.to_string()))?;
         let weights = crate::model::ModelWeights::random(spec, 0x5eed)
             .map_err(|e| CliError::internal(e.to_string()))?;
-        let engine = bench::decode::bench_engine(
-            &device,
-            &weights,
-            &args.decode_batches,
-            max_context,
-            !args.no_graphs,
-        )
-        .map_err(internal)?;
-        let mut rows = bench::decode::decode_rows(
-            &engine,
-            &weights,
-            &args.decode_batches,
-            args.context,
-            copy,
-        )
-        .map_err(internal)?;
-        for r in &mut rows {
+        for mut r in rows_of(&weights)? {
             r.model = format!("{preset} (random)");
+            decode.push(r);
         }
-        decode.extend(rows);
     }
     for path in &args.model {
-        let bound = crate::model::open_checked(
-            path,
-            &registry,
-            &crate::model::SupportedTypes::all(),
-        )
-        .map_err(|e| CliError::usage(e.to_string()))?;
-        let weights = crate::model::ModelWeights::from_bound(&bound, crate::model::WeightQuant::Q8_0)
-            .map_err(|e| CliError::usage(e.to_string()))?;
-        let engine = bench::decode::bench_engine(
-            &device,
-            &weights,
-            &args.decode_batches,
-            max_context,
-            !args.no_graphs,
-        )
-        .map_err(internal)?;
-        decode.extend(
-            bench::decode::decode_rows(&engine, &weights, &args.decode_batches, args.context, copy)
-                .map_err(internal)?,
-        );
+        let bound =
+            crate::model::open_checked(path, &registry, &crate::model::SupportedTypes::all())
+                .map_err(|e| CliError::usage(e.to_string()))?;
+        let weights =
+            crate::model::ModelWeights::from_bound(&bound, crate::model::WeightQuant::Q8_0)
+                .map_err(|e| CliError::usage(e.to_string()))?;
+        decode.extend(rows_of(&weights)?);
     }
     if !decode.is_empty() {
-        println!("decode steps (copy {copy:.0} GB/s; graphs {}):", if args.no_graphs { "off" } else { "on" });
+        println!(
+            "decode steps (copy {copy:.0} GB/s; graphs {}):",
+            if args.no_graphs { "off" } else { "on" }
+        );
         print!("{}", bench::decode::decode_table(&decode));
     }
     if let Some(path) = &args.json {

@@ -82,8 +82,7 @@ pub fn cpu_decoder<'e>(
     weights: &'e ModelWeights<'e>,
     plan: &crate::plan::KernelPlan,
 ) -> Result<Decoder<'e>, CliError> {
-    let forward =
-        CpuForward::new(weights, plan).map_err(|e| CliError::usage(e.to_string()))?;
+    let forward = CpuForward::new(weights, plan).map_err(|e| CliError::usage(e.to_string()))?;
     let seq = forward.sequence();
     Ok(Decoder::Cpu {
         forward: Box::new(forward),
@@ -150,6 +149,47 @@ impl Decoder<'_> {
         match self {
             Decoder::Gpu(s) => s.logits(0).map_err(|e| CliError::internal(e.to_string())),
             Decoder::Cpu { logits, .. } => Ok(logits.clone()),
+        }
+    }
+}
+
+/// What decoders run on: a GPU engine or the CPU forward's plan.
+pub enum Backend {
+    Gpu(Box<Engine>),
+    Cpu(Box<crate::plan::KernelPlan>),
+}
+
+impl Backend {
+    /// The backend `--device` names for `weights`, with a KV cache of `max_context`.
+    pub fn new(
+        device: DeviceChoice,
+        weights: &ModelWeights<'_>,
+        args: &ModelArgs,
+        max_context: u32,
+        command: &str,
+    ) -> Result<Backend, CliError> {
+        Ok(match device {
+            DeviceChoice::Cuda(n) => {
+                let gpu = open_gpu(n, command)?;
+                Backend::Gpu(Box::new(gpu_engine(&gpu, weights, args, max_context)?))
+            }
+            DeviceChoice::Cpu => Backend::Cpu(Box::new(
+                crate::plan::KernelPlan::build(
+                    weights.spec(),
+                    crate::plan::PlanOptions { max_context },
+                )
+                .map_err(|e| CliError::usage(e.to_string()))?,
+            )),
+        })
+    }
+
+    /// A decoder of one sequence at position 0.
+    pub fn decoder<'e>(&'e self, weights: &'e ModelWeights<'e>) -> Result<Decoder<'e>, CliError> {
+        match self {
+            Backend::Gpu(engine) => Ok(Decoder::Gpu(Box::new(
+                Session::new(engine, 1).map_err(|e| CliError::internal(e.to_string()))?,
+            ))),
+            Backend::Cpu(plan) => cpu_decoder(weights, plan),
         }
     }
 }

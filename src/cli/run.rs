@@ -6,11 +6,9 @@ use std::time::Instant;
 use clap::Args;
 use serde::Serialize;
 
-use super::decode::{cpu_decoder, gpu_engine, open_gpu, open_model, weights, Decoder, DeviceChoice, ModelArgs};
+use super::decode::{open_model, weights, Backend, DeviceChoice, ModelArgs};
 use super::CliError;
 use crate::model::Vocab;
-use crate::plan::{KernelPlan, PlanOptions};
-use crate::runtime::Session;
 
 /// Greedy decoding: feed the prompt, then generate up to N tokens (stopping at the model's
 /// end-of-sequence token).
@@ -74,23 +72,8 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             bound.spec.dims.context
         )));
     }
-    let gpu;
-    let engine;
-    let plan;
-    let mut decoder = match device {
-        DeviceChoice::Cuda(n) => {
-            gpu = open_gpu(n, "run")?;
-            engine = gpu_engine(&gpu, &w, &args.model, max_context)?;
-            Decoder::Gpu(Box::new(
-                Session::new(&engine, 1).map_err(|e| CliError::internal(e.to_string()))?,
-            ))
-        }
-        DeviceChoice::Cpu => {
-            plan = KernelPlan::build(w.spec(), PlanOptions { max_context })
-                .map_err(|e| CliError::usage(e.to_string()))?;
-            cpu_decoder(&w, &plan)?
-        }
-    };
+    let backend = Backend::new(device, &w, &args.model, max_context, "run")?;
+    let mut decoder = backend.decoder(&w)?;
     let started = Instant::now();
     let mut next = 0;
     for &t in &args.prompt_tokens {

@@ -4,10 +4,8 @@
 use clap::Args;
 use serde::Serialize;
 
-use super::decode::{cpu_decoder, gpu_engine, open_gpu, open_model, weights, Decoder, DeviceChoice, ModelArgs};
+use super::decode::{open_model, weights, Backend, DeviceChoice, ModelArgs};
 use super::CliError;
-use crate::plan::{KernelPlan, PlanOptions};
-use crate::runtime::Session;
 
 /// Teacher forcing: feed the given tokens one by one and report, at each position >= --from,
 /// the K highest logits (ties by ascending id).
@@ -78,23 +76,8 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     }
     let w = weights(&bound, &args.model)?;
     let max_context = args.model.max_context.max(args.tokens.len() as u32);
-    let gpu;
-    let engine;
-    let plan;
-    let mut decoder = match device {
-        DeviceChoice::Cuda(n) => {
-            gpu = open_gpu(n, "score")?;
-            engine = gpu_engine(&gpu, &w, &args.model, max_context)?;
-            Decoder::Gpu(Box::new(
-                Session::new(&engine, 1).map_err(|e| CliError::internal(e.to_string()))?,
-            ))
-        }
-        DeviceChoice::Cpu => {
-            plan = KernelPlan::build(w.spec(), PlanOptions { max_context })
-                .map_err(|e| CliError::usage(e.to_string()))?;
-            cpu_decoder(&w, &plan)?
-        }
-    };
+    let backend = Backend::new(device, &w, &args.model, max_context, "score")?;
+    let mut decoder = backend.decoder(&w)?;
     let top = args.top.min(vocab as usize);
     let mut rows = Vec::new();
     for (pos, &t) in args.tokens.iter().enumerate() {
