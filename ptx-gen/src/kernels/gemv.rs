@@ -93,6 +93,16 @@ impl WeightType {
         }
     }
 
+    /// Passes whose weight loads are issued together (see `generate`).
+    pub fn prefetch_passes(self) -> u32 {
+        match self {
+            // Measured on an H100 (docs/performance.md): grouping helps the batched
+            // Q6_K, Q5_0 and Q4_1 GEMVs and costs Q4_K and Q8_0.
+            WeightType::Q6K | WeightType::Q5_0 | WeightType::Q4_1 => 4,
+            WeightType::Q4K | WeightType::Q8_0 => 1,
+        }
+    }
+
     /// The alignment every block start has (the largest power of two dividing the size).
     pub fn block_align(self) -> u32 {
         1 << self.block_bytes().trailing_zeros().min(4)
@@ -374,27 +384,47 @@ fn generate(s: &Gemv, target: Target) -> Result<GeneratedKernel, GenError> {
 
     let x_bytes = s.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES;
     let accs: Vec<Reg> = (0..s.m).map(|_| b.mov(Type::F32, 0.0f32)).collect();
-    for pass in 0..passes {
-        let w_off = (pass * per_pass * w.block_bytes()) as i64;
-        let x_off = (pass * per_pass * x_per_block * Q8_1_BLOCK_BYTES) as i64;
-        let emit = |b: &mut KernelBuilder| {
-            let wblk = b.add(Type::U64, w_lane, w_off);
+    let x_of = |pass: u32| (pass * per_pass * x_per_block * Q8_1_BLOCK_BYTES) as i64;
+    let w_of = |pass: u32| (pass * per_pass * w.block_bytes()) as i64;
+    // Passes whose blocks all exist, in groups of `prefetch`: every weight load of a group
+    // is issued before the group's arithmetic, so each lane keeps that many loads in flight
+    // (DRAM latency is hidden by bytes in flight, not by warps alone). The sums still run
+    // in pass order, vector by vector.
+    let full = blocks / per_pass;
+    let prefetch = w.prefetch_passes();
+    let mut pass = 0;
+    while pass < full {
+        let end = (pass + prefetch).min(full);
+        let parts: Vec<(u32, Loaded)> = (pass..end)
+            .map(|p| {
+                let wblk = b.add(Type::U64, w_lane, w_of(p));
+                (p, Loaded::load(&mut b, w, wblk, part))
+            })
+            .collect();
+        for (p, loaded) in &parts {
+            for (v, acc) in accs.iter().enumerate() {
+                let xblk = b.add(Type::U64, x_lane, x_of(*p) + (v as u32 * x_bytes) as i64);
+                let partial = loaded.dot(&mut b, xblk);
+                b.to(*acc)
+                    .bin(BinOp::Add, Type::F32, FMode::rn(), *acc, partial);
+            }
+        }
+        pass = end;
+    }
+    if passes > full {
+        // The last pass: lanes whose block is past the row's end add nothing.
+        let last = full;
+        let valid = b.setp(Cmp::Lt, Type::U32, slot, blocks - last * per_pass);
+        b.if_then(valid, |b| {
+            let wblk = b.add(Type::U64, w_lane, w_of(last));
             let loaded = Loaded::load(b, w, wblk, part);
             for (v, acc) in accs.iter().enumerate() {
-                let xblk = b.add(Type::U64, x_lane, x_off + (v as u32 * x_bytes) as i64);
+                let xblk = b.add(Type::U64, x_lane, x_of(last) + (v as u32 * x_bytes) as i64);
                 let partial = loaded.dot(b, xblk);
                 b.to(*acc)
                     .bin(BinOp::Add, Type::F32, FMode::rn(), *acc, partial);
             }
-        };
-        let first_block = pass * per_pass;
-        if first_block + per_pass <= blocks {
-            emit(&mut b);
-        } else {
-            // The last pass: lanes whose block is past the row's end add nothing.
-            let valid = b.setp(Cmp::Lt, Type::U32, slot, blocks - first_block);
-            b.if_then(valid, emit);
-        }
+        });
     }
     let totals: Vec<Reg> = accs
         .iter()
