@@ -170,14 +170,15 @@ impl Engine {
 
     /// The numeric batched-vs-single check, once per device and set in this process.
     fn recheck_parity(&self) -> Result<(), RuntimeError> {
-        let digest = crate::kernel_set::sha256_hex(
-            self.set
-                .all_kernels()
-                .map(|(k, _)| k.name.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-                .as_bytes(),
-        );
+        // Keyed by every kernel's name and PTX: a set that differs in any byte is checked.
+        let mut all = String::new();
+        for (k, _) in self.set.all_kernels() {
+            all.push_str(&k.name);
+            all.push('\n');
+            all.push_str(&crate::kernel_set::sha256_hex(k.ptx.as_bytes()));
+            all.push('\n');
+        }
+        let digest = crate::kernel_set::sha256_hex(all.as_bytes());
         let key = (
             format!("{}#{}", self.device.name(), self.device.ordinal()),
             digest,
