@@ -152,7 +152,17 @@ impl StateSpace {
     }
 
     pub fn from_name(s: &str) -> Option<StateSpace> {
-        StateSpace::ALL.into_iter().find(|sp| sp.name() == s)
+        Some(match s {
+            "reg" => StateSpace::Reg,
+            "sreg" => StateSpace::Sreg,
+            "const" => StateSpace::Const,
+            "global" => StateSpace::Global,
+            "local" => StateSpace::Local,
+            "param" => StateSpace::Param,
+            "shared" => StateSpace::Shared,
+            "tex" => StateSpace::Tex,
+            _ => return None,
+        })
     }
 }
 
@@ -244,7 +254,31 @@ impl Type {
     }
 
     pub fn from_name(s: &str) -> Option<Type> {
-        Type::ALL.into_iter().find(|t| t.name() == s)
+        // The inverse of `name` (a match rather than a scan of `ALL`: modifiers are looked
+        // up for every instruction).
+        Some(match s {
+            "pred" => Type::Pred,
+            "b8" => Type::B8,
+            "b16" => Type::B16,
+            "b32" => Type::B32,
+            "b64" => Type::B64,
+            "b128" => Type::B128,
+            "u8" => Type::U8,
+            "u16" => Type::U16,
+            "u32" => Type::U32,
+            "u64" => Type::U64,
+            "s8" => Type::S8,
+            "s16" => Type::S16,
+            "s32" => Type::S32,
+            "s64" => Type::S64,
+            "f16" => Type::F16,
+            "f16x2" => Type::F16x2,
+            "bf16" => Type::Bf16,
+            "bf16x2" => Type::Bf16x2,
+            "f32" => Type::F32,
+            "f64" => Type::F64,
+            _ => return None,
+        })
     }
 
     /// Size in bits; a predicate counts as 1.
@@ -529,5 +563,22 @@ impl Function {
                 _ => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_read_back() {
+        for t in Type::ALL {
+            assert_eq!(Type::from_name(t.name()), Some(t));
+        }
+        for sp in StateSpace::ALL {
+            assert_eq!(StateSpace::from_name(sp.name()), Some(sp));
+        }
+        assert_eq!(Type::from_name("u31"), None);
+        assert_eq!(StateSpace::from_name("Reg"), None);
     }
 }

@@ -1,5 +1,10 @@
 //! PTX text out: the only place in the project that produces PTX text.
 //!
+//! Generated kernels are printed straight from the IR (`ir::Module::print`, in
+//! `ir/print.rs`) into one pre-sized buffer; that printer writes exactly the bytes of
+//! [`print_module`] applied to the lowered tree, which test builds check on every kernel
+//! they emit.
+//!
 //! The typed IR (`crate::ir`) lowers to the syntactic tree (`crate::ast`), and
 //! [`print_module`] prints that tree in one canonical layout: one statement per line, a
 //! tab of indentation per nesting level, labels at column 0, one space between an
@@ -372,7 +377,15 @@ fn print_address(out: &mut String, a: &Address) {
     out.push(']');
 }
 
-/// Lowers an IR module and prints it.
+/// Prints an IR module: the same bytes as printing its lowered tree
+/// (`print_module(&module.lower())`), written directly from the IR.
 pub fn emit_module(module: &crate::ir::Module) -> String {
-    print_module(&module.lower())
+    let text = module.print();
+    #[cfg(test)]
+    assert_eq!(
+        text,
+        print_module(&module.lower()),
+        "direct printing differs"
+    );
+    text
 }

@@ -244,7 +244,7 @@ pub(super) fn divergent_barriers(m: &Module, body: &Body<'_>) -> Vec<Finding> {
         .map(|t| (t, callee_is_thread_dependent(m, t)))
         .collect();
     let is_tainted = |tainted: &HashSet<RegId>, r: &RegId| {
-        tainted.contains(r) || (r.scope == SPECIAL && is_thread_dependent_special(&r.name))
+        tainted.contains(r) || (r.scope == SPECIAL && is_thread_dependent_special(r.name))
     };
     loop {
         let mut changed = false;
@@ -258,7 +258,7 @@ pub(super) fn divergent_barriers(m: &Module, body: &Body<'_>) -> Vec<Finding> {
                 || matches!(i.opcode.as_str(), "atom" | "activemask");
             if source {
                 for d in &site.defs {
-                    changed |= tainted.insert(d.clone());
+                    changed |= tainted.insert(*d);
                 }
             }
             let memory = i.opcode == "st" && (i.has_mod("param") || i.has_mod("local"));

@@ -137,11 +137,21 @@ const UNIFORM: &[&str] = &[
 /// operand types). Positions past the list, and unknown opcodes, want `Any`.
 pub(super) fn expectations(i: &Instruction) -> Vec<Expect> {
     use Expect::{Any, Exact, Packed, Relaxed};
-    let types: Vec<Type> = i.mods.iter().filter_map(|m| Type::from_name(m)).collect();
-    let Some(&t) = types.last() else {
+    // The type modifiers: how many, the first two and the last (no vector of them).
+    let (mut n, mut first, mut second, mut last) = (0, None, None, None);
+    for t in i.mods.iter().filter_map(|m| Type::from_name(m)) {
+        match n {
+            0 => first = Some(t),
+            1 => second = Some(t),
+            _ => {}
+        }
+        n += 1;
+        last = Some(t);
+    }
+    let Some(t) = last else {
         return Vec::new();
     };
-    let pair = (types.len() == 2).then(|| (types[0], types[1]));
+    let pair = first.zip(second).filter(|_| n == 2);
     let pred = Exact(Type::Pred);
     let op = i.opcode.as_str();
     match op {

@@ -19,6 +19,30 @@ use crate::ast::{
 /// `%ntid`, `%ctaid`, `%nctaid` and the cluster ids are read one `.x/.y/.z` component at
 /// a time.
 fn special_register(name: &str) -> Option<Type> {
+    // The usual virtual register names (`%r12`, `%rd3`, `%f7`, `%p1`: `%`, letters,
+    // digits) are no special register, except `%clock64`, `%envregN` and `%pmN`.
+    let b = name.as_bytes();
+    let letters = b
+        .iter()
+        .skip(1)
+        .take_while(|c| c.is_ascii_lowercase())
+        .count();
+    let digits = b[(1 + letters).min(b.len())..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    if b.first() == Some(&b'%')
+        && letters > 0
+        && digits > 0
+        && 1 + letters + digits == b.len()
+        && !matches!(&name[1..1 + letters], "clock" | "envreg" | "pm")
+    {
+        return None;
+    }
+    special_register_slow(name)
+}
+
+fn special_register_slow(name: &str) -> Option<Type> {
     const DIMS: &[&str] = &[
         "%tid",
         "%ntid",
@@ -116,10 +140,10 @@ fn decimal_index(digits: &str) -> Option<u64> {
 /// Where a register was declared: the block scope (0 for the function's own), or one
 /// of the markers below. Two registers are the same only if name and scope agree, so an
 /// inline-asm block's `p` is not the `p` of another block.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) struct RegId {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct RegId<'a> {
     pub scope: usize,
-    pub name: String,
+    pub name: &'a str,
 }
 
 pub(super) const SPECIAL: usize = usize::MAX;
@@ -210,10 +234,10 @@ impl Scopes {
 pub(super) struct Site<'a> {
     pub instr: &'a Instruction,
     /// Registers written.
-    pub defs: Vec<RegId>,
+    pub defs: Vec<RegId<'a>>,
     /// Registers read (address bases included, the guard not).
-    pub uses: Vec<RegId>,
-    pub guard: Option<RegId>,
+    pub uses: Vec<RegId<'a>>,
+    pub guard: Option<RegId<'a>>,
     /// Names that are not registers: labels, parameters, variables, functions.
     pub symbols: Vec<&'a str>,
 }
@@ -291,8 +315,8 @@ impl<'a> Body<'a> {
     fn site(&mut self, i: &'a Instruction) {
         let mut site = Site {
             instr: i,
-            defs: Vec::new(),
-            uses: Vec::new(),
+            defs: Vec::with_capacity(1),
+            uses: Vec::with_capacity(i.operands.len()),
             guard: None,
             symbols: Vec::new(),
         };
@@ -367,7 +391,14 @@ impl<'a> Body<'a> {
         }
     }
 
-    fn named(&mut self, name: &str, expect: Expect, role: Role, pos: usize, site: &mut Site<'a>) {
+    fn named(
+        &mut self,
+        name: &'a str,
+        expect: Expect,
+        role: Role,
+        pos: usize,
+        site: &mut Site<'a>,
+    ) {
         let id = self.register(name, expect, pos, site.instr);
         match role {
             Role::Def => site.defs.push(id),
@@ -377,7 +408,13 @@ impl<'a> Body<'a> {
 
     /// Resolves one register, reporting check-1 findings. `pos` is the 1-based operand
     /// position (0 for the guard).
-    fn register(&mut self, name: &str, expect: Expect, pos: usize, i: &Instruction) -> RegId {
+    fn register(
+        &mut self,
+        name: &'a str,
+        expect: Expect,
+        pos: usize,
+        i: &Instruction,
+    ) -> RegId<'a> {
         let (scope, declared) = if let Some(t) = special_register(name) {
             (SPECIAL, t)
         } else if let Some(d) = self.scopes.lookup(name) {
@@ -387,7 +424,7 @@ impl<'a> Body<'a> {
             self.report(CheckKind::UndeclaredRegister, msg, i);
             return RegId {
                 scope: UNDECLARED,
-                name: name.into(),
+                name,
             };
         };
         if !expect.accepts(declared) {
@@ -402,10 +439,7 @@ impl<'a> Body<'a> {
             );
             self.report(CheckKind::OperandType, msg, i);
         }
-        RegId {
-            scope,
-            name: name.into(),
-        }
+        RegId { scope, name }
     }
 
     fn report(&mut self, check: CheckKind, message: String, i: &Instruction) {

@@ -30,6 +30,30 @@ pub struct KernelBuilder {
     next_dst: Option<Reg>,
 }
 
+/// `"{what} {k}"`, an operand's name in error messages (without formatting for the
+/// usual 0..4).
+fn nth_name(what: &'static str, k: usize) -> std::borrow::Cow<'static, str> {
+    const NAMES: [[&str; 4]; 3] = [
+        [
+            "destination 0",
+            "destination 1",
+            "destination 2",
+            "destination 3",
+        ],
+        ["source 0", "source 1", "source 2", "source 3"],
+        ["part 0", "part 1", "part 2", "part 3"],
+    ];
+    let row = match what {
+        "destination" => 0,
+        "source" => 1,
+        _ => 2,
+    };
+    match NAMES[row].get(k) {
+        Some(n) if NAMES[row][0].starts_with(what) => std::borrow::Cow::Borrowed(n),
+        _ => std::borrow::Cow::Owned(format!("{what} {k}")),
+    }
+}
+
 fn bank_slot(b: Bank) -> usize {
     Bank::ALL.iter().position(|x| *x == b).unwrap_or(0)
 }
@@ -363,7 +387,7 @@ impl KernelBuilder {
             let part_bits = ty.bits() / n;
             for (k, p) in parts.iter().enumerate() {
                 if p.ty.bits() != part_bits {
-                    let name = format!("part {k}");
+                    let name = nth_name("part", k);
                     self.mismatch(
                         "mov (pack)",
                         &name,
@@ -490,7 +514,7 @@ impl KernelBuilder {
             self.check_reg("ld", "cache policy", p, Type::B64);
         }
         for (k, r) in dst.iter().enumerate() {
-            let name = format!("destination {k}");
+            let name = nth_name("destination", k);
             self.check_data_reg("ld", &name, *r, ty);
         }
         self.push_value(Op::Ld {
@@ -530,7 +554,7 @@ impl KernelBuilder {
         self.check_addr("st", space, &addr);
         self.check_hints(hints, false, space);
         for (k, v) in src.iter().enumerate() {
-            let name = format!("source {k}");
+            let name = nth_name("source", k);
             match v {
                 Value::Reg(r) => self.check_data_reg("st", &name, *r, ty),
                 _ => self.check("st", &name, *v, ty),
@@ -628,7 +652,12 @@ impl KernelBuilder {
         b: impl Into<Value>,
     ) -> Reg {
         let (a, b) = (a.into(), b.into());
-        let name = format!("{op:?}").to_lowercase();
+        // The variant's name in lower case (error messages).
+        let name = if op == BinOp::MulHi {
+            "mulhi"
+        } else {
+            op.opcode()
+        };
         let shift = matches!(op, BinOp::Shl | BinOp::Shr);
         let allowed: &[TypeClass] = match op {
             BinOp::And | BinOp::Or | BinOp::Xor => &[TypeClass::Bits, TypeClass::Pred],
@@ -652,10 +681,10 @@ impl KernelBuilder {
         if ty.is_float() && matches!(op, BinOp::Div) && ty == Type::F32 && mode == FMode::NONE {
             self.fail("div.f32 needs .approx, .full or a rounding mode".into());
         }
-        self.check(&name, "a", a, ty);
+        self.check(name, "a", a, ty);
         let bty = if shift { Type::U32 } else { ty };
-        self.check(&name, "b", b, bty);
-        let dst = self.dst(&name, ty);
+        self.check(name, "b", b, bty);
+        let dst = self.dst(name, ty);
         self.push_value(Op::Bin {
             op,
             ty,
@@ -751,7 +780,8 @@ impl KernelBuilder {
     /// A one-operand instruction; special functions need their approximation mode in `mode`.
     pub fn un(&mut self, op: UnOp, ty: Type, mode: FMode, a: impl Into<Value>) -> Reg {
         let a = a.into();
-        let name = format!("{op:?}").to_lowercase();
+        // The variant's name in lower case (error messages).
+        let name = op.opcode();
         let special = matches!(
             op,
             UnOp::Rcp
@@ -791,13 +821,13 @@ impl KernelBuilder {
         if !allowed.contains(&ty.class()) || (ty.bits() == 8 && ty != Type::Pred) {
             self.fail(format!("{name} is not defined for {ty}"));
         }
-        self.check(&name, "a", a, ty);
+        self.check(name, "a", a, ty);
         let dst_ty = if matches!(op, UnOp::Popc | UnOp::Clz) {
             Type::U32
         } else {
             ty
         };
-        let dst = self.dst(&name, dst_ty);
+        let dst = self.dst(name, dst_ty);
         self.push_value(Op::Un {
             op,
             ty,

@@ -73,7 +73,7 @@ pub enum CacheHint {
 }
 
 impl CacheHint {
-    fn modifier(self) -> &'static str {
+    pub(crate) fn modifier(self) -> &'static str {
         match self {
             CacheHint::NonCoherent => "nc",
             CacheHint::Streaming => "cs",
@@ -109,7 +109,7 @@ pub enum Round {
 }
 
 impl Round {
-    fn modifier(self) -> &'static str {
+    pub(crate) fn modifier(self) -> &'static str {
         match self {
             Round::Rn => "rn",
             Round::Rz => "rz",
@@ -148,7 +148,7 @@ pub enum BinOp {
 }
 
 impl BinOp {
-    fn opcode(self) -> &'static str {
+    pub(crate) fn opcode(self) -> &'static str {
         match self {
             BinOp::Add => "add",
             BinOp::Sub => "sub",
@@ -187,7 +187,7 @@ pub enum UnOp {
 }
 
 impl UnOp {
-    fn opcode(self) -> &'static str {
+    pub(crate) fn opcode(self) -> &'static str {
         match self {
             UnOp::Neg => "neg",
             UnOp::Abs => "abs",
@@ -297,7 +297,7 @@ pub enum Cmp {
 }
 
 impl Cmp {
-    fn modifier(self) -> &'static str {
+    pub(crate) fn modifier(self) -> &'static str {
         match self {
             Cmp::Eq => "eq",
             Cmp::Ne => "ne",
@@ -344,7 +344,7 @@ pub enum ShflMode {
 }
 
 impl ShflMode {
-    fn modifier(self) -> &'static str {
+    pub(crate) fn modifier(self) -> &'static str {
         match self {
             ShflMode::Up => "up",
             ShflMode::Down => "down",
@@ -370,7 +370,7 @@ pub enum AtomOp {
 }
 
 impl AtomOp {
-    fn modifier(self) -> &'static str {
+    pub(crate) fn modifier(self) -> &'static str {
         match self {
             AtomOp::Add => "add",
             AtomOp::Min => "min",
@@ -398,7 +398,7 @@ pub enum PrmtMode {
 }
 
 impl PrmtMode {
-    fn modifier(self) -> &'static str {
+    pub(crate) fn modifier(self) -> &'static str {
         match self {
             PrmtMode::F4e => "f4e",
             PrmtMode::B4e => "b4e",

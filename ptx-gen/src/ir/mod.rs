@@ -3,6 +3,7 @@
 
 mod builder;
 mod instr;
+mod print;
 mod reg;
 
 pub use builder::KernelBuilder;

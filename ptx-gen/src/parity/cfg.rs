@@ -3,8 +3,104 @@
 //! branch meet again) and natural loops.
 
 use crate::ast::{AddrBase, FnKind, Function, Instruction, Module, Operand, Statement, Type};
+use crate::parse::fast::{FInstr, FOp, LStmt, LeanEntry};
 
 use super::graph::{FxMap, Names, Sym};
+
+/// The source of one instruction: a parsed tree, or the text of a fast-parsed statement.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SrcInstr<'a> {
+    Ast(&'a Instruction),
+    /// The statement's text through its `;`; the real parser reads it as one instruction.
+    Text(&'a str),
+}
+
+impl SrcInstr<'_> {
+    fn tree(&self) -> Option<std::borrow::Cow<'_, Instruction>> {
+        match self {
+            SrcInstr::Ast(i) => Some(std::borrow::Cow::Borrowed(*i)),
+            SrcInstr::Text(t) => crate::parse::body::instruction(t)
+                .ok()
+                .map(|(_, i)| std::borrow::Cow::Owned(i)),
+        }
+    }
+
+    /// The instruction as `emit::instruction_text` prints it.
+    pub(crate) fn text(&self) -> String {
+        match self.tree() {
+            Some(i) => crate::emit::instruction_text(&i),
+            None => self.raw().to_string(),
+        }
+    }
+
+    /// The instruction without its guard, printed.
+    pub(crate) fn unguarded_text(&self) -> String {
+        match self.tree() {
+            Some(i) => {
+                let mut i = i.into_owned();
+                i.guard = None;
+                crate::emit::instruction_text(&i)
+            }
+            None => self.raw().to_string(),
+        }
+    }
+
+    fn raw(&self) -> &str {
+        match self {
+            SrcInstr::Ast(i) => &i.opcode,
+            SrcInstr::Text(t) => t,
+        }
+    }
+}
+
+/// An entry to lower: a parsed function, or a fast-parsed one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Entry<'a> {
+    Ast(&'a Function),
+    Lean(&'a LeanEntry<'a>),
+}
+
+impl<'a> Entry<'a> {
+    /// The function header (parameters, directives).
+    pub(crate) fn header(&self) -> &'a Function {
+        match self {
+            Entry::Ast(f) => f,
+            Entry::Lean(e) => &e.func,
+        }
+    }
+}
+
+/// Opcodes that constant folding tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FoldOp {
+    And,
+    Or,
+    Xor,
+    Not,
+    Shr,
+    Min,
+    Max,
+    Rem,
+    Div,
+    Other,
+}
+
+impl FoldOp {
+    fn of(op: &str) -> FoldOp {
+        match op {
+            "and" => FoldOp::And,
+            "or" => FoldOp::Or,
+            "xor" => FoldOp::Xor,
+            "not" => FoldOp::Not,
+            "shr" => FoldOp::Shr,
+            "min" => FoldOp::Min,
+            "max" => FoldOp::Max,
+            "rem" => FoldOp::Rem,
+            "div" => FoldOp::Div,
+            _ => FoldOp::Other,
+        }
+    }
+}
 
 /// The opcode classes evaluation treats specially; the rest are [`Opc::Other`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +236,8 @@ pub(crate) struct LInstr {
     pub shape: Shape,
     /// `bar.red`.
     pub red: bool,
+    /// The opcode, for constant folding.
+    pub fop: FoldOp,
     /// `(negated, register)`.
     pub guard: Option<(bool, u32)>,
     pub ops: Span,
@@ -159,7 +257,7 @@ pub(crate) struct LoopInfo {
 
 /// An entry ready for evaluation.
 pub(crate) struct Program<'a> {
-    pub src: Vec<&'a Instruction>,
+    pub src: Vec<SrcInstr<'a>>,
     pub code: Vec<LInstr>,
     /// Every operand of every instruction.
     pub arena: Vec<LOp>,
@@ -264,16 +362,26 @@ struct Template {
     mem: Mem,
     shape: Shape,
     red: bool,
+    fop: FoldOp,
 }
 
-fn template(i: &Instruction) -> Template {
-    let op = i.opcode.as_str();
+/// The template of a fast-parsed `opcode.mod.mod...` key (the parser's modifiers hold no
+/// `.`, so the key splits back into the opcode and its modifiers).
+fn key_template(key: &str) -> Template {
+    let mut parts = key.split('.');
+    let op = parts.next().unwrap_or("");
+    let mods: Vec<&str> = parts.collect();
+    template(op, &mods)
+}
+
+fn template(op: &str, mods: &[&str]) -> Template {
+    let has_mod = |m: &str| mods.contains(&m);
     let opc = match op {
         "ld" | "ldu" => Opc::Ld,
         "st" => Opc::St,
         "red" => Opc::Red,
         "atom" => Opc::Atom,
-        "bar" | "barrier" if i.has_mod("warp") => Opc::Nop,
+        "bar" | "barrier" if has_mod("warp") => Opc::Nop,
         "bar" | "barrier" => Opc::Bar,
         "mov" => Opc::Mov,
         "cvt" => Opc::Cvt,
@@ -292,17 +400,17 @@ fn template(i: &Instruction) -> Template {
         | "griddepcontrol" | "applypriority" | "discard" => Opc::Nop,
         _ => Opc::Other,
     };
-    let mem = if i.has_mod("shared") || i.mods.iter().any(|m| m.starts_with("shared::")) {
+    let mem = if has_mod("shared") || mods.iter().any(|m| m.starts_with("shared::")) {
         Mem::Shared
-    } else if i.has_mod("local") {
+    } else if has_mod("local") {
         Mem::Local
-    } else if i.has_mod("param") {
+    } else if has_mod("param") {
         Mem::Param
     } else {
         Mem::Global
     };
-    let mut flags = i.mods.iter().filter(|m| Type::from_name(m).is_none());
-    let shape = match (flags.next().map(String::as_str), flags.next()) {
+    let mut flags = mods.iter().filter(|m| Type::from_name(m).is_none());
+    let shape = match (flags.next().copied(), flags.next()) {
         (None, _) => Shape::Plain,
         (Some("lo"), None) => Shape::Lo,
         (Some("wide"), None) => Shape::Wide,
@@ -311,11 +419,12 @@ fn template(i: &Instruction) -> Template {
     };
     Template {
         opc,
-        ty: i.last_type(),
-        ty_first: i.mods.iter().find_map(|m| Type::from_name(m)),
+        ty: mods.iter().rev().find_map(|m| Type::from_name(m)),
+        ty_first: mods.iter().find_map(|m| Type::from_name(m)),
         mem,
         shape,
-        red: i.has_mod("red"),
+        red: has_mod("red"),
+        fop: FoldOp::of(op),
     }
 }
 
@@ -324,7 +433,7 @@ struct Lower<'a, 'n> {
     buf: String,
     /// `%rd` -> register id by number (the usual `%prefix<N>` names, looked up without
     /// hashing).
-    numbered: Vec<(&'a str, Vec<u32>)>,
+    numbered: Vec<(u64, &'a str, Vec<u32>)>,
     regs: FxMap<&'a str, u32>,
     reg_names: Vec<&'a str>,
     arena: Vec<LOp>,
@@ -334,20 +443,44 @@ struct Lower<'a, 'n> {
 
 impl<'a> Lower<'a, '_> {
     fn reg(&mut self, name: &'a str) -> u32 {
-        let digits = name.bytes().rev().take_while(u8::is_ascii_digit).count();
-        let (pre, num) = name.split_at(name.len() - digits);
-        let plain = (1..=6).contains(&digits) && !(digits > 1 && num.starts_with('0'));
+        let b = name.as_bytes();
+        // `%prefix<N>` with N of 1 to 6 digits, no leading zero: looked up by number.
+        let mut pre_len = b.len();
+        let mut n = 0usize;
+        let mut scale = 1usize;
+        while pre_len > 0 && b[pre_len - 1].is_ascii_digit() && b.len() - pre_len < 7 {
+            n += usize::from(b[pre_len - 1] - b'0') * scale;
+            scale *= 10;
+            pre_len -= 1;
+        }
+        let digits = b.len() - pre_len;
+        let more = pre_len > 0 && b[pre_len - 1].is_ascii_digit();
+        let plain = (1..=6).contains(&digits) && !more && !(digits > 1 && b[pre_len] == b'0');
         if plain {
-            let n: usize = num.parse().unwrap_or(0);
-            let slot = match self.numbered.iter().position(|(p, _)| *p == pre) {
+            let pre = &name[..pre_len];
+            // Prefixes of up to 7 bytes compare as one word.
+            let key = if pre_len <= 7 {
+                let mut k = pre_len as u64;
+                for (i, &c) in b[..pre_len].iter().enumerate() {
+                    k |= u64::from(c) << (8 * (i + 1));
+                }
+                k
+            } else {
+                u64::MAX
+            };
+            let slot = match self
+                .numbered
+                .iter()
+                .position(|(k, p, _)| *k == key && (key != u64::MAX || *p == pre))
+            {
                 Some(k) => k,
                 None => {
-                    self.numbered.push((pre, Vec::new()));
+                    self.numbered.push((key, pre, Vec::new()));
                     self.numbered.len() - 1
                 }
             };
             let next = self.reg_names.len() as u32;
-            let tbl = &mut self.numbered[slot].1;
+            let tbl = &mut self.numbered[slot].2;
             if tbl.len() <= n {
                 tbl.resize(n + 1, u32::MAX);
             }
@@ -416,35 +549,27 @@ impl<'a> Lower<'a, '_> {
         }
     }
 
-    fn instr(&mut self, i: &'a Instruction) -> LInstr {
-        self.buf.clear();
-        self.buf.push_str(&i.opcode);
-        for m in &i.mods {
-            self.buf.push('.');
-            self.buf.push_str(m);
-        }
-        let key = self.names.id(&self.buf);
-        let t = match self.templates.get(&key) {
+    /// The template of `key`, computed by `of` the first time the key is met.
+    fn template(&mut self, key: Sym, of: impl FnOnce() -> Template) -> Template {
+        match self.templates.get(&key) {
             Some(t) => *t,
             None => {
-                let t = template(i);
+                let t = of();
                 self.templates.insert(key, t);
                 t
             }
-        };
-        let guard = i.guard.as_ref().map(|g| (g.negated, self.reg(&g.pred)));
-        let mut tmp = std::mem::take(&mut self.tmp);
-        tmp.clear();
-        for o in &i.operands {
-            let x = self.operand(o);
-            tmp.push(x);
         }
+    }
+
+    fn finish(&mut self, t: Template, key: Sym, guard: Option<(bool, u32)>) -> LInstr {
         let ops = Span {
             start: self.arena.len() as u32,
-            len: tmp.len() as u32,
+            len: self.tmp.len() as u32,
         };
-        self.arena.extend_from_slice(&tmp);
-        self.tmp = tmp;
+        // A few operands: element by element beats a call to `memcpy`.
+        for &x in &self.tmp {
+            self.arena.push(x);
+        }
         LInstr {
             opc: t.opc,
             key,
@@ -453,9 +578,99 @@ impl<'a> Lower<'a, '_> {
             mem: t.mem,
             shape: t.shape,
             red: t.red,
+            fop: t.fop,
             guard,
             ops,
         }
+    }
+
+    fn instr(&mut self, i: &'a Instruction) -> LInstr {
+        self.buf.clear();
+        self.buf.push_str(&i.opcode);
+        for m in &i.mods {
+            self.buf.push('.');
+            self.buf.push_str(m);
+        }
+        let key = self.names.id(&self.buf);
+        let t = self.template(key, || {
+            let mods: Vec<&str> = i.mods.iter().map(String::as_str).collect();
+            template(&i.opcode, &mods)
+        });
+        let guard = i.guard.as_ref().map(|g| (g.negated, self.reg(&g.pred)));
+        let mut tmp = std::mem::take(&mut self.tmp);
+        tmp.clear();
+        for o in &i.operands {
+            let x = self.operand(o);
+            tmp.push(x);
+        }
+        self.tmp = tmp;
+        self.finish(t, key, guard)
+    }
+
+    /// A fast-parsed operand, lowered exactly as [`Self::operand`] lowers the tree the real
+    /// parser makes of the same text.
+    fn fop(&mut self, o: FOp<'a>, ops: &[FOp<'a>]) -> LOp {
+        match o {
+            FOp::Name(r) if r.starts_with('%') => {
+                if is_special(r) {
+                    LOp::Special(self.names.id(r))
+                } else {
+                    LOp::Reg(self.reg(r))
+                }
+            }
+            FOp::Name("_") => LOp::Sink,
+            FOp::Name(s) => LOp::Sym(self.names.id(s)),
+            FOp::Int(lit) => {
+                let v = lit.value();
+                // Values past i64 keep their 64-bit pattern.
+                LOp::Int(if v > i64::MAX as i128 {
+                    v as u64 as i64
+                } else {
+                    v as i64
+                })
+            }
+            FOp::F32(b) => LOp::F32(b),
+            FOp::F64(b) => LOp::F64(b),
+            FOp::Vec(start, len) => {
+                // Items are names and numbers: lowering them adds nothing to the arena.
+                let at = self.arena.len() as u32;
+                for k in start..start + len {
+                    let x = self.fop(ops[k as usize], ops);
+                    self.arena.push(x);
+                }
+                LOp::Vec(Span { start: at, len })
+            }
+            FOp::Addr(base, off) => {
+                let base = match base {
+                    None => Base::None,
+                    Some(r) if r.starts_with('%') => {
+                        if is_special(r) {
+                            Base::Special(self.names.id(r))
+                        } else {
+                            Base::Reg(self.reg(r))
+                        }
+                    }
+                    Some(s) => Base::Sym(self.names.id(s)),
+                };
+                LOp::Addr { base, off }
+            }
+            FOp::Pair(a, b) => LOp::Pair(self.reg(a), self.reg(b)),
+        }
+    }
+
+    fn lean_instr(&mut self, i: &FInstr<'a>, ops: &[FOp<'a>]) -> LInstr {
+        let key = self.names.id(i.key);
+        let t = self.template(key, || key_template(i.key));
+        let guard = i.guard.map(|(negated, p)| (negated, self.reg(p)));
+        let mut tmp = std::mem::take(&mut self.tmp);
+        tmp.clear();
+        let (start, len) = (i.ops.0 as usize, i.ops.1 as usize);
+        for &o in &ops[start..start + len] {
+            let x = self.fop(o, ops);
+            tmp.push(x);
+        }
+        self.tmp = tmp;
+        self.finish(t, key, guard)
     }
 }
 
@@ -505,32 +720,72 @@ fn dest_regs(arena: &[LOp], op: Option<&LOp>, out: &mut Vec<u32>) {
     }
 }
 
-/// Lowers `f` and analyses its control flow.
-pub(crate) fn lower<'a>(f: &'a Function, names: &mut Names) -> Result<Program<'a>, String> {
-    let mut src: Vec<&Instruction> = Vec::new();
-    let mut labels: FxMap<String, usize> = FxMap::default();
-    for s in f.statements() {
-        match s {
-            Statement::Label(l) => {
-                labels.insert(l.clone(), src.len());
-            }
-            Statement::Instr(i) => src.push(i),
-            _ => {}
-        }
-    }
+/// Lowers `entry` and analyses its control flow.
+pub(crate) fn lower<'a>(entry: Entry<'a>, names: &mut Names) -> Result<Program<'a>, String> {
+    let mut src: Vec<SrcInstr<'a>> = Vec::new();
+    let mut labels: FxMap<&'a str, usize> = FxMap::default();
     let mut lw = Lower {
         names,
         buf: String::new(),
         numbered: Vec::new(),
         regs: FxMap::default(),
         reg_names: Vec::new(),
-        arena: Vec::with_capacity(src.len() * 3),
+        arena: Vec::new(),
         tmp: Vec::new(),
         templates: FxMap::default(),
     };
-    let code: Vec<LInstr> = src.iter().map(|i| lw.instr(i)).collect();
-    let arena = lw.arena;
-    let mut reg_names = lw.reg_names;
+    let mut code: Vec<LInstr> = Vec::new();
+    match entry {
+        Entry::Ast(f) => {
+            for s in f.statements() {
+                match s {
+                    Statement::Label(l) => {
+                        labels.insert(l.as_str(), src.len());
+                    }
+                    Statement::Instr(i) => src.push(SrcInstr::Ast(i)),
+                    _ => {}
+                }
+            }
+            lw.arena.reserve(src.len() * 3);
+            code.reserve(src.len());
+            for i in &src {
+                if let SrcInstr::Ast(i) = i {
+                    code.push(lw.instr(i));
+                }
+            }
+        }
+        Entry::Lean(e) => {
+            src.reserve(e.stmts.len());
+            code.reserve(e.stmts.len());
+            lw.arena.reserve(e.ops.len() + e.stmts.len());
+            for s in &e.stmts {
+                match s {
+                    LStmt::Label(l) => {
+                        labels.insert(*l, src.len());
+                    }
+                    LStmt::OwnedLabel(k) => {
+                        labels.insert(e.owned_labels[*k as usize].as_str(), src.len());
+                    }
+                    LStmt::Instr(i) => {
+                        src.push(SrcInstr::Text(i.text));
+                        code.push(lw.lean_instr(i, &e.ops));
+                    }
+                    LStmt::Owned(k) => {
+                        let i = &e.owned[*k as usize];
+                        src.push(SrcInstr::Ast(i));
+                        code.push(lw.instr(i));
+                    }
+                }
+            }
+        }
+    }
+    let Lower {
+        arena,
+        reg_names,
+        names,
+        ..
+    } = lw;
+    let mut reg_names = reg_names;
     let shared_slot = reg_names.len() as u32;
     reg_names.push("<shared memory>");
     let local_slot = reg_names.len() as u32;
@@ -538,7 +793,7 @@ pub(crate) fn lower<'a>(f: &'a Function, names: &mut Names) -> Result<Program<'a
     if let Some(k) = code.iter().position(|i| i.opc == Opc::Call) {
         return Err(format!(
             "`{}`: calls and indirect branches are not analysed",
-            crate::emit::instruction_text(src[k])
+            src[k].text()
         ));
     }
 
@@ -566,9 +821,9 @@ pub(crate) fn lower<'a>(f: &'a Function, names: &mut Names) -> Result<Program<'a
     }
     let exit = blocks.len();
     block_at[n] = exit;
-    let mut label_block: FxMap<String, usize> = FxMap::default();
+    let mut label_block: FxMap<&str, usize> = FxMap::default();
     for (l, &k) in &labels {
-        label_block.insert(l.clone(), block_at[k.min(n)]);
+        label_block.insert(l, block_at[k.min(n)]);
     }
     let mut succs: Vec<Vec<usize>> = Vec::with_capacity(exit);
     let mut target = vec![None; exit];
@@ -577,14 +832,17 @@ pub(crate) fn lower<'a>(f: &'a Function, names: &mut Names) -> Result<Program<'a
         let fall = block_at[e];
         let mut next = match last.opc {
             Opc::Bra => {
-                let dest = match src[e - 1].operands.first() {
-                    Some(Operand::Symbol(l)) => label_block.get(l).copied(),
+                // The first operand, when it is a symbol (`_` lowers to a sink).
+                let first = (last.ops.len > 0).then(|| arena[last.ops.start as usize]);
+                let dest = match first {
+                    Some(LOp::Sym(l)) => label_block.get(names.str(l)).copied(),
+                    Some(LOp::Sink) => label_block.get("_").copied(),
                     _ => None,
                 };
                 let Some(t) = dest else {
                     return Err(format!(
                         "`{}`: branch target is not a label of the entry",
-                        crate::emit::instruction_text(src[e - 1])
+                        src[e - 1].text()
                     ));
                 };
                 target[b] = Some(t);
@@ -645,7 +903,7 @@ pub(crate) fn lower<'a>(f: &'a Function, names: &mut Names) -> Result<Program<'a
                 continue;
             }
             if !dominates(&idom, h, u) {
-                let at = crate::emit::instruction_text(src[blocks[u].1 - 1]);
+                let at = src[blocks[u].1 - 1].text();
                 return Err(format!("`{at}`: irreducible control flow is not analysed"));
             }
             by_header.entry(h).or_default().push(u);
@@ -673,7 +931,7 @@ pub(crate) fn lower<'a>(f: &'a Function, names: &mut Names) -> Result<Program<'a
         exits.sort_unstable();
         exits.dedup();
         if exits.len() > 1 {
-            let at = crate::emit::instruction_text(src[blocks[h].0]);
+            let at = src[blocks[h].0].text();
             return Err(format!(
                 "the loop starting at `{at}` has {} exits; only loops with one exit are analysed",
                 exits.len()

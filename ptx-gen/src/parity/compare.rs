@@ -124,6 +124,21 @@ fn param_of(g: &Graph, names: &Names, n: NodeId) -> Option<Sym> {
     }
 }
 
+/// Orders terms by coefficient, then shape (a stable sort; one or two terms without
+/// calling into `sort`).
+fn sort_terms(t: &mut [(NodeId, i64)], g: &Graph) {
+    let key = |&(n, k): &(NodeId, i64)| (k, sig(g, n));
+    match t.len() {
+        0 | 1 => {}
+        2 => {
+            if key(&t[1]) < key(&t[0]) {
+                t.swap(0, 1);
+            }
+        }
+        _ => t.sort_by_key(key),
+    }
+}
+
 /// A coarse shape used to pair the terms of two affine forms that share a coefficient.
 fn sig(g: &Graph, n: NodeId) -> (u8, i64) {
     match g.node(n) {
@@ -442,8 +457,8 @@ impl<'x> Cmp<'x> {
         if ts.len() != tb.len() {
             return Err(Reason::Terms);
         }
-        ts.sort_by_key(|&(t, k)| (k, sig(sg, t)));
-        tb.sort_by_key(|&(t, k)| (k, sig(bg, t)));
+        sort_terms(ts, sg);
+        sort_terms(tb, bg);
         if ts.iter().zip(tb.iter()).any(|(a, b)| a.1 != b.1) {
             return Err(Reason::Terms);
         }
@@ -541,15 +556,13 @@ impl<'x> Cmp<'x> {
         side.prog
             .src
             .get(e.instr as usize)
-            .map_or_else(String::new, |i| {
-                format!("`{}`", crate::emit::instruction_text(i))
-            })
+            .map_or_else(String::new, |i| format!("`{}`", i.text()))
     }
 
     /// Compares one output of the single kernel with a candidate of the batched kernel.
     fn event(&mut self, se: &Event, be: &Event) -> Result<(), Box<Finding>> {
-        let out = Self::text(self.b, be);
         if se.key != be.key || se.vals.len() != be.vals.len() {
+            let out = Self::text(self.b, be);
             return Err(Box::new(Finding {
                 check: CheckKind::Dataflow,
                 vectors: self.vectors(),
@@ -588,6 +601,7 @@ impl<'x> Cmp<'x> {
         match self.run(&roots) {
             Ok(()) => Ok(()),
             Err((at, reason)) => {
+                let out = Self::text(self.b, be);
                 let f = self.finding(at, &reason, &out);
                 self.reset();
                 Err(Box::new(f))

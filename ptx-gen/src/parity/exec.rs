@@ -12,7 +12,7 @@
 
 use crate::ast::Type;
 
-use super::cfg::{Base, Cmp, LInstr, LOp, Mem, Opc, Program, Shape};
+use super::cfg::{Base, Cmp, FoldOp, LInstr, LOp, Mem, Opc, Program, Shape};
 use super::graph::{wrap, FxMap, Graph, List, LoopSummary, Names, Node, NodeId, Space, Sym, NONE};
 
 /// Instructions evaluated per kernel before giving up (a fully unrolled K = 14336 GEMV
@@ -117,12 +117,7 @@ fn int_ty(t: Option<Type>) -> Option<(u32, bool)> {
 impl<'p, 'a, 'n> Exec<'p, 'a, 'n> {
     fn fail(&mut self, k: usize, what: &str) {
         if self.err.is_none() {
-            let at = self
-                .p
-                .src
-                .get(k)
-                .map(|i| crate::emit::instruction_text(i))
-                .unwrap_or_default();
+            let at = self.p.src.get(k).map(|i| i.text()).unwrap_or_default();
             self.err = Some(format!("`{at}`: {what}"));
         }
     }
@@ -359,9 +354,7 @@ impl<'p, 'a, 'n> Exec<'p, 'a, 'n> {
                 self.effect(k, st, i, addr, vals, guard);
             }
             Opc::Bar => {
-                let mut text = self.p.src[k].clone();
-                text.guard = None;
-                let key = self.names.id(&crate::emit::instruction_text(&text));
+                let key = self.names.id(&self.p.src[k].unguarded_text());
                 let slot = self.p.shared_slot;
                 let prev = self.read(st, slot);
                 let n = self.g.mk(Node::MemBarrier { prev, key });
@@ -411,7 +404,7 @@ impl<'p, 'a, 'n> Exec<'p, 'a, 'n> {
         let ity = int_ty(i.ty);
         let v = match self.affine(i, &args, ity) {
             Some(v) => v,
-            None => match self.fold(k, i, &args, ity) {
+            None => match self.fold(i, &args, ity) {
                 Some(v) => v,
                 None => self.g.mk(Node::Op {
                     key: i.key,
@@ -476,14 +469,8 @@ impl<'p, 'a, 'n> Exec<'p, 'a, 'n> {
     }
 
     /// Constant folding of integer and predicate logic, comparisons and selects.
-    fn fold(
-        &mut self,
-        k: usize,
-        i: &LInstr,
-        a: &[NodeId],
-        ity: Option<(u32, bool)>,
-    ) -> Option<NodeId> {
-        let op = self.p.src[k].opcode.as_str();
+    fn fold(&mut self, i: &LInstr, a: &[NodeId], ity: Option<(u32, bool)>) -> Option<NodeId> {
+        let op = i.fop;
         if i.opc == Opc::Selp {
             let b = self.g.as_bool(*a.get(2)?)?;
             return Some(if b { a[0] } else { a[1] });
@@ -492,10 +479,10 @@ impl<'p, 'a, 'n> Exec<'p, 'a, 'n> {
             let bs: Option<Vec<bool>> = a.iter().map(|&x| self.g.as_bool(x)).collect();
             let bs = bs?;
             let r = match (op, bs.as_slice()) {
-                ("and", [x, y]) => x & y,
-                ("or", [x, y]) => x | y,
-                ("xor", [x, y]) => x ^ y,
-                ("not", [x]) => !x,
+                (FoldOp::And, [x, y]) => x & y,
+                (FoldOp::Or, [x, y]) => x | y,
+                (FoldOp::Xor, [x, y]) => x ^ y,
+                (FoldOp::Not, [x]) => !x,
                 _ => return None,
             };
             return Some(self.g.boolean(r));
@@ -535,11 +522,11 @@ impl<'p, 'a, 'n> Exec<'p, 'a, 'n> {
             return None;
         }
         let r = match (op, vs.as_slice()) {
-            ("and", [x, y]) => norm(x & y),
-            ("or", [x, y]) => norm(x | y),
-            ("xor", [x, y]) => norm(x ^ y),
-            ("not", [x]) => norm(!x),
-            ("shr", [x, y]) if (0..64).contains(y) => {
+            (FoldOp::And, [x, y]) => norm(x & y),
+            (FoldOp::Or, [x, y]) => norm(x | y),
+            (FoldOp::Xor, [x, y]) => norm(x ^ y),
+            (FoldOp::Not, [x]) => norm(!x),
+            (FoldOp::Shr, [x, y]) if (0..64).contains(y) => {
                 if signed {
                     norm(s(*x) >> (*y).min(bits as i64 - 1))
                 } else if *y >= bits as i64 {
@@ -548,22 +535,22 @@ impl<'p, 'a, 'n> Exec<'p, 'a, 'n> {
                     norm(((u(*x) as u64) >> y) as i64)
                 }
             }
-            ("min", [x, y]) => norm(if signed {
+            (FoldOp::Min, [x, y]) => norm(if signed {
                 s(*x).min(s(*y))
             } else {
                 u(*x).min(u(*y))
             }),
-            ("max", [x, y]) => norm(if signed {
+            (FoldOp::Max, [x, y]) => norm(if signed {
                 s(*x).max(s(*y))
             } else {
                 u(*x).max(u(*y))
             }),
-            ("rem", [x, y]) if u(*y) != 0 => norm(if signed {
+            (FoldOp::Rem, [x, y]) if u(*y) != 0 => norm(if signed {
                 s(*x).checked_rem(s(*y))?
             } else {
                 u(*x) % u(*y)
             }),
-            ("div", [x, y]) if u(*y) != 0 => norm(if signed {
+            (FoldOp::Div, [x, y]) if u(*y) != 0 => norm(if signed {
                 s(*x).checked_div(s(*y))?
             } else {
                 u(*x) / u(*y)

@@ -2,6 +2,7 @@
 //! computed twice (by any register names) is one node, integer index arithmetic kept as
 //! flat affine forms, and constants folded.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
@@ -56,7 +57,7 @@ pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 /// ids mean equal text.
 pub(crate) type Sym = u32;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Names {
     map: FxMap<String, Sym>,
     strs: Vec<String>,
@@ -82,17 +83,37 @@ pub(crate) type NodeId = u32;
 
 /// A short list stored inline (most operations have at most four operands, most address
 /// forms at most four terms), so that building and interning nodes rarely allocates.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum List<T> {
-    Inline(u8, [T; 4]),
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum List<T, const N: usize = 4> {
+    Inline(u8, [T; N]),
     Heap(Box<[T]>),
 }
 
-impl<T: Copy + Default> List<T> {
-    pub(crate) fn from_slice(s: &[T]) -> List<T> {
-        if s.len() <= 4 {
-            let mut a = [T::default(); 4];
-            a[..s.len()].copy_from_slice(s);
+/// The terms of an affine form (most have one or two: kept small, for a small `Node`).
+pub(crate) type Terms = List<(NodeId, i64), 2>;
+
+/// Hashes the elements only (the unused slots of an inline list are always the default,
+/// and a list of up to four is always inline, so equal lists hash equally).
+impl<T: Hash, const N: usize> Hash for List<T, N> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let s: &[T] = match self {
+            List::Inline(n, a) => &a[..*n as usize],
+            List::Heap(b) => b,
+        };
+        h.write_usize(s.len());
+        for x in s {
+            x.hash(h);
+        }
+    }
+}
+
+impl<T: Copy + Default, const N: usize> List<T, N> {
+    pub(crate) fn from_slice(s: &[T]) -> List<T, N> {
+        if s.len() <= N {
+            let mut a = [T::default(); N];
+            for (x, y) in a.iter_mut().zip(s) {
+                *x = *y;
+            }
             List::Inline(s.len() as u8, a)
         } else {
             List::Heap(s.into())
@@ -100,7 +121,7 @@ impl<T: Copy + Default> List<T> {
     }
 }
 
-impl<T> std::ops::Deref for List<T> {
+impl<T, const N: usize> std::ops::Deref for List<T, N> {
     type Target = [T];
     fn deref(&self) -> &[T] {
         match self {
@@ -157,7 +178,7 @@ pub(crate) enum Node {
     /// constant, mad with a constant, mul.wide/mad.wide/cvt zero-extension), with terms
     /// sorted by id and never themselves affine.
     Affine {
-        terms: List<(NodeId, i64)>,
+        terms: Terms,
         c: i64,
     },
     /// `cond ? a : b`: a register merged where two paths meet, or written under a guard.
@@ -223,7 +244,7 @@ pub(crate) struct Graph {
     pub events: Vec<Event>,
     /// For affine nodes built by an instruction: the operands it combined (with their
     /// coefficients), to point findings at the instruction that introduced a difference.
-    pub parts: FxMap<NodeId, List<(NodeId, i64)>>,
+    pub parts: FxMap<NodeId, Terms>,
     uniques: u32,
     scratch: Vec<(NodeId, i64)>,
     /// The instruction being evaluated (origin of the nodes it creates).
@@ -360,19 +381,29 @@ impl Graph {
         let mut h = Fx::default();
         n.hash(&mut h);
         let h = h.finish();
-        let head = self.intern.get(&h).copied().unwrap_or(NONE);
-        let mut k = head;
-        while k != NONE {
-            if self.nodes[k as usize] == n {
-                return k;
-            }
-            k = self.chain[k as usize];
-        }
         let k = self.nodes.len() as NodeId;
+        // One probe of the table: the chain of nodes with this hash, or a new entry.
+        let head = match self.intern.entry(h) {
+            Entry::Occupied(mut e) => {
+                let head = *e.get();
+                let mut j = head;
+                while j != NONE {
+                    if self.nodes[j as usize] == n {
+                        return j;
+                    }
+                    j = self.chain[j as usize];
+                }
+                e.insert(k);
+                head
+            }
+            Entry::Vacant(e) => {
+                e.insert(k);
+                NONE
+            }
+        };
         self.nodes.push(n);
         self.origin.push(self.at);
         self.chain.push(head);
-        self.intern.insert(h, k);
         k
     }
 
@@ -456,7 +487,7 @@ impl Graph {
     }
 
     /// The terms and constant of `n` seen as an affine form.
-    pub(crate) fn linear(&self, n: NodeId) -> (List<(NodeId, i64)>, i64) {
+    pub(crate) fn linear(&self, n: NodeId) -> (Terms, i64) {
         match self.node(n) {
             Node::Affine { terms, c } => (terms.clone(), *c),
             Node::Int(v) => (List::from_slice(&[]), *v),
@@ -510,7 +541,17 @@ impl Graph {
                 _ => terms.push((n, k)),
             }
         }
-        terms.sort_unstable_by_key(|t| t.0);
+        // Most forms have one or two terms: order those without a call into `sort`
+        // (the same order the sort gives: it is stable for short slices).
+        match terms.len() {
+            0 | 1 => {}
+            2 => {
+                if terms[1].0 < terms[0].0 {
+                    terms.swap(0, 1);
+                }
+            }
+            _ => terms.sort_unstable_by_key(|t| t.0),
+        }
         let mut w = 0;
         for r in 0..terms.len() {
             if w > 0 && terms[w - 1].0 == terms[r].0 {

@@ -114,9 +114,27 @@
 //! [`validate_pair`] (or [`validate_generated`]) checks one pair and returns a
 //! [`PairReport`]; [`validate_pairs`] checks a kernel set on every core and returns the
 //! [`ParityReport`] (serde, for `parity.json`). A [`KernelSource`] is PTX text or an
-//! already parsed module (a caller that parsed the kernels for the static checks saves
-//! the second parse, which is most of the cost), with its launch and parameter specs when
-//! known (without them the launch and layout checks are skipped, and say so).
+//! already parsed module, with its launch and parameter specs when known (without them
+//! the launch and layout checks are skipped, and say so).
+//!
+//! # Cost
+//!
+//! Everything is checked on the parsed PTX of both kernels of every pair; what is saved is
+//! only repeated work, never a check:
+//!
+//! - PTX text of a module holding one entry is read by the parser's fast path
+//!   (`parse::fast`): the header by the real parser, the body as slices of the text in
+//!   flat arrays (no tree, no string per operand), each statement of an unusual shape by
+//!   the real statement parser. It reads exactly what [`crate::parse::parse_module`]
+//!   reads (tested on every sample kernel and thousands of mutants); text it cannot take
+//!   goes through `parse_module`, which also gives the error to report.
+//! - [`validate_pairs`] parses a single kernel shared by several pairs (the twin of every
+//!   M) once, and evaluates it once per distinct list of names its claims intern first
+//!   (the evaluation depends on nothing else); each pair then parses, lowers and
+//!   evaluates its own batched kernel and compares the two, so every report is the one
+//!   [`validate_pair`] gives (tested).
+//! - Nodes are hash-consed with an Fx-style hasher (`graph::Fx`), opcodes are interned
+//!   once per pair, and one instruction's operands are resolved without allocating.
 
 mod cfg;
 mod compare;
@@ -284,17 +302,39 @@ fn condense(findings: Vec<Finding>) -> Vec<Finding> {
     out
 }
 
-fn parse<'m>(
-    ptx: Ptx<'m>,
-    owned: &'m mut Option<Module>,
-    which: &str,
-) -> Result<&'m Module, String> {
+/// A kernel's PTX, parsed.
+enum Parsed<'t> {
+    Tree(&'t Module),
+    Owned(Module),
+    /// The fast path for a module of one entry (`parse::fast`).
+    Lean(crate::parse::fast::LeanEntry<'t>),
+}
+
+impl Parsed<'_> {
+    fn entry(&self, name: &str) -> Result<cfg::Entry<'_>, String> {
+        match self {
+            Parsed::Tree(m) => cfg::find_entry(m, name).map(cfg::Entry::Ast),
+            Parsed::Owned(m) => cfg::find_entry(m, name).map(cfg::Entry::Ast),
+            Parsed::Lean(e) if e.func.name == name => Ok(cfg::Entry::Lean(e)),
+            // The module's only entry is another one.
+            Parsed::Lean(e) => Err(format!(
+                "no `.entry {name}` in the PTX (entries: {})",
+                e.func.name
+            )),
+        }
+    }
+}
+
+fn parse<'t>(ptx: Ptx<'t>, which: &str) -> Result<Parsed<'t>, String> {
     match ptx {
-        Ptx::Parsed(m) => Ok(m),
+        Ptx::Parsed(m) => Ok(Parsed::Tree(m)),
         Ptx::Text(t) => {
-            let m = crate::parse::parse_module(t)
-                .map_err(|e| format!("the {which} kernel's PTX does not parse: {e}"))?;
-            Ok(owned.insert(m))
+            if let Some(e) = crate::parse::fast::parse_entry(t) {
+                return Ok(Parsed::Lean(e));
+            }
+            crate::parse::parse_module(t)
+                .map(Parsed::Owned)
+                .map_err(|e| format!("the {which} kernel's PTX does not parse: {e}"))
         }
     }
 }
@@ -306,48 +346,32 @@ fn param_bits(f: &Function, name: &str) -> Option<u32> {
         .map(|p| p.ty.bits())
 }
 
-/// Validates one batched kernel against its single-vector twin.
-pub fn validate_pair(
-    single: KernelSource<'_>,
-    batched: KernelSource<'_>,
-    decl: &BatchDecl,
-) -> PairReport {
-    let mut report = PairReport {
-        single: single.name.to_string(),
-        batched: batched.name.to_string(),
-        m: decl.m,
-        index: decl.index,
-        checks: Vec::new(),
-        outputs: 0,
-        slices_compared: 0,
-    };
-    let (mut s_owned, mut b_owned) = (None, None);
-    let modules = parse(single.ptx, &mut s_owned, "single")
-        .and_then(|s| Ok((s, parse(batched.ptx, &mut b_owned, "batched")?)));
-    let entries = modules.and_then(|(sm, bm)| {
-        let sf = cfg::find_entry(sm, single.name).map_err(|e| format!("single kernel: {e}"))?;
-        let bf = cfg::find_entry(bm, batched.name).map_err(|e| format!("batched kernel: {e}"))?;
-        Ok((sf, bf))
-    });
-    let (sf, bf) = match entries {
-        Ok(x) => x,
-        Err(e) => {
-            report
-                .checks
-                .push(result(CheckKind::Analysis, vec![analysis_finding(e)], None));
-            for k in &CheckKind::ALL[1..] {
-                report
-                    .checks
-                    .push(skipped(*k, "the kernels could not be analysed"));
+/// The names a batching claim interns before either kernel is lowered, in order: pairs
+/// with the same single kernel and the same list share the single kernel's evaluation.
+fn prelude(decl: &BatchDecl) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in &decl.params {
+        match &p.role {
+            ParamRole::Shared => {}
+            ParamRole::PerVector { .. } => out.push(p.name.clone()),
+            ParamRole::ScalarTable { replaces, .. } => {
+                out.push(p.name.clone());
+                out.push(replaces.clone());
             }
-            return report;
         }
-    };
-    let params = signature::check_params(sf, bf, decl, single.params, batched.params);
-    let launch = signature::check_launch(single.launch, batched.launch, decl);
+    }
+    if let VectorIndex::Grid { axis } = decl.index {
+        out.push(format!("%ctaid.{}", axis.suffix()));
+        out.push(format!("%nctaid.{}", axis.suffix()));
+    }
+    out
+}
 
-    // Evaluate both kernels with the batching claim resolved to interned names.
-    let mut names = Names::default();
+type Subst = Vec<(graph::Sym, i64)>;
+
+/// The batching claim resolved to interned names (interned in [`prelude`]'s order), and
+/// the special registers each kernel sees as constants.
+fn roles(decl: &BatchDecl, sf: &Function, names: &mut Names) -> (Roles, Subst, Subst) {
     let mut roles = Roles {
         per_vector: FxMap::default(),
         tables: FxMap::default(),
@@ -388,15 +412,119 @@ pub fn validate_pair(
             )
         }
     };
-    let evaluated = cfg::lower(sf, &mut names)
+    (roles, s_subst, b_subst)
+}
+
+/// A single kernel evaluated once for every pair that shares it: the interned names after
+/// its evaluation, and the evaluation (or why it failed).
+struct SingleEval<'p> {
+    names: Names,
+    eval: Result<exec::Evaluated<'p>, String>,
+}
+
+/// The single kernel's evaluation for `decl` (as `validate_parsed` evaluates it), if its
+/// PTX parses and has the entry.
+fn single_eval<'p>(
+    parsed: &'p Result<Parsed<'_>, String>,
+    name: &str,
+    decl: &BatchDecl,
+) -> Option<SingleEval<'p>> {
+    let sf = parsed.as_ref().ok()?.entry(name).ok()?;
+    let mut names = Names::default();
+    let (_, s_subst, _) = roles(decl, sf.header(), &mut names);
+    let eval = cfg::lower(sf, &mut names)
         .and_then(|p| exec::evaluate(p, &mut names, &s_subst))
-        .map_err(|e| format!("single kernel: {e}"))
-        .and_then(|s| {
-            let b = cfg::lower(bf, &mut names)
-                .and_then(|p| exec::evaluate(p, &mut names, &b_subst))
-                .map_err(|e| format!("batched kernel: {e}"))?;
-            Ok((s, b))
-        });
+        .map_err(|e| format!("single kernel: {e}"));
+    Some(SingleEval { names, eval })
+}
+
+/// Validates one batched kernel against its single-vector twin.
+pub fn validate_pair(
+    single: KernelSource<'_>,
+    batched: KernelSource<'_>,
+    decl: &BatchDecl,
+) -> PairReport {
+    let s_parsed = parse(single.ptx, "single");
+    validate_parsed(single, batched, decl, &s_parsed, None)
+}
+
+/// [`validate_pair`] with the single kernel already parsed and, when `memo` is given,
+/// already evaluated (under the same [`prelude`]).
+fn validate_parsed(
+    single: KernelSource<'_>,
+    batched: KernelSource<'_>,
+    decl: &BatchDecl,
+    s_parsed: &Result<Parsed<'_>, String>,
+    memo: Option<&SingleEval<'_>>,
+) -> PairReport {
+    let mut report = PairReport {
+        single: single.name.to_string(),
+        batched: batched.name.to_string(),
+        m: decl.m,
+        index: decl.index,
+        checks: Vec::new(),
+        outputs: 0,
+        slices_compared: 0,
+    };
+    let b_parsed;
+    let modules = match s_parsed {
+        Err(e) => Err(e.clone()),
+        Ok(s) => {
+            b_parsed = parse(batched.ptx, "batched");
+            b_parsed.as_ref().map(|b| (s, b)).map_err(|e| e.clone())
+        }
+    };
+    let entries = modules.and_then(|(sm, bm)| {
+        let sf = sm
+            .entry(single.name)
+            .map_err(|e| format!("single kernel: {e}"))?;
+        let bf = bm
+            .entry(batched.name)
+            .map_err(|e| format!("batched kernel: {e}"))?;
+        Ok((sf, bf))
+    });
+    let (sf, bf) = match entries {
+        Ok(x) => x,
+        Err(e) => {
+            report
+                .checks
+                .push(result(CheckKind::Analysis, vec![analysis_finding(e)], None));
+            for k in &CheckKind::ALL[1..] {
+                report
+                    .checks
+                    .push(skipped(*k, "the kernels could not be analysed"));
+            }
+            return report;
+        }
+    };
+    let params = signature::check_params(
+        sf.header(),
+        bf.header(),
+        decl,
+        single.params,
+        batched.params,
+    );
+    let launch = signature::check_launch(single.launch, batched.launch, decl);
+
+    // Evaluate both kernels with the batching claim resolved to interned names.
+    let mut names = memo.map(|m| m.names.clone()).unwrap_or_default();
+    let (roles, s_subst, b_subst) = roles(decl, sf.header(), &mut names);
+    let fresh;
+    let s_eval = match memo {
+        Some(m) => m.eval.as_ref().map_err(|e| e.clone()),
+        None => {
+            fresh = cfg::lower(sf, &mut names)
+                .and_then(|p| exec::evaluate(p, &mut names, &s_subst))
+                .map_err(|e| format!("single kernel: {e}"));
+            fresh.as_ref().map_err(|e| e.clone())
+        }
+    };
+    let evaluated = s_eval.and_then(|s| {
+        let b = cfg::lower(bf, &mut names)
+            .and_then(|p| exec::evaluate(p, &mut names, &b_subst))
+            .map_err(|e| format!("batched kernel: {e}"))?;
+        Ok((s, b))
+    });
     let (se, be) = match evaluated {
         Ok(x) => x,
         Err(e) => {
@@ -471,20 +599,28 @@ pub fn validate_pair(
     report
 }
 
-/// Validates many pairs, on every available core; the report keeps the input order.
-pub fn validate_pairs(pairs: &[PairInput<'_>]) -> ParityReport {
+/// `f(i)` for every `i` in `order` on up to `workers` threads (each takes the next
+/// index as it finishes one); results by index.
+fn par_each<R: Send>(n: usize, order: &[usize], f: impl Fn(usize) -> R + Sync) -> Vec<R> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(pairs.len())
+        .min(order.len())
         .max(1);
+    if workers == 1 {
+        let mut out: Vec<Option<R>> = (0..n).map(|_| None).collect();
+        for &k in order {
+            out[k] = Some(f(k));
+        }
+        return out.into_iter().flatten().collect();
+    }
     let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<(usize, PairReport)>> = Mutex::new(Vec::with_capacity(pairs.len()));
+    let done: Mutex<Vec<(usize, R)>> = Mutex::new(Vec::with_capacity(n));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(p) = pairs.get(k) else { break };
-                let r = validate_pair(p.single, p.batched, p.decl);
+                let at = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&k) = order.get(at) else { break };
+                let r = f(k);
                 if let Ok(mut d) = done.lock() {
                     d.push((k, r));
                 }
@@ -493,9 +629,82 @@ pub fn validate_pairs(pairs: &[PairInput<'_>]) -> ParityReport {
     });
     let mut done = done.into_inner().unwrap_or_default();
     done.sort_by_key(|(k, _)| *k);
-    ParityReport {
-        pairs: done.into_iter().map(|(_, r)| r).collect(),
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The identity of a kernel's PTX (the same text or module, not equal text).
+fn source_id(k: &KernelSource<'_>) -> (usize, usize, bool) {
+    match k.ptx {
+        Ptx::Text(t) => (t.as_ptr() as usize, t.len(), true),
+        Ptx::Parsed(m) => (m as *const Module as usize, 0, false),
     }
+}
+
+/// Validates many pairs, on every available core; the report keeps the input order.
+///
+/// A single kernel shared by several pairs (the twin of every M) is parsed once, and
+/// evaluated once per distinct batching prelude; every pair still parses and evaluates its
+/// own batched kernel and compares the two.
+pub fn validate_pairs(pairs: &[PairInput<'_>]) -> ParityReport {
+    // Distinct single kernels, and per pair the distinct (single, prelude) it uses.
+    let mut singles: Vec<usize> = Vec::new();
+    let mut single_of = Vec::with_capacity(pairs.len());
+    let mut evals: Vec<(usize, usize, Vec<String>)> = Vec::new();
+    let mut eval_of = Vec::with_capacity(pairs.len());
+    for (k, p) in pairs.iter().enumerate() {
+        let id = (source_id(&p.single), p.single.name);
+        let s = match singles
+            .iter()
+            .position(|&j| (source_id(&pairs[j].single), pairs[j].single.name) == id)
+        {
+            Some(s) => s,
+            None => {
+                singles.push(k);
+                singles.len() - 1
+            }
+        };
+        single_of.push(s);
+        let pre = prelude(p.decl);
+        let e = match evals.iter().position(|(js, _, jp)| *js == s && *jp == pre) {
+            Some(e) => e,
+            None => {
+                evals.push((s, k, pre));
+                evals.len() - 1
+            }
+        };
+        eval_of.push(e);
+    }
+    let len = |k: &KernelSource<'_>| match k.ptx {
+        Ptx::Text(t) => t.len(),
+        Ptx::Parsed(_) => 0,
+    };
+    let by_size = |n: usize, size: &dyn Fn(usize) -> usize| {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&k| std::cmp::Reverse(size(k)));
+        order
+    };
+    let order = by_size(singles.len(), &|s| len(&pairs[singles[s]].single));
+    let parsed: Vec<Result<Parsed<'_>, String>> = par_each(singles.len(), &order, |s| {
+        parse(pairs[singles[s]].single.ptx, "single")
+    });
+    let order = by_size(evals.len(), &|e| len(&pairs[evals[e].1].single));
+    let evaluated: Vec<Option<SingleEval<'_>>> = par_each(evals.len(), &order, |e| {
+        let (s, k, _) = &evals[e];
+        let p = &pairs[*k];
+        single_eval(&parsed[*s], p.single.name, p.decl)
+    });
+    let order = by_size(pairs.len(), &|k| len(&pairs[k].batched));
+    let reports = par_each(pairs.len(), &order, |k| {
+        let p = &pairs[k];
+        validate_parsed(
+            p.single,
+            p.batched,
+            p.decl,
+            &parsed[single_of[k]],
+            evaluated[eval_of[k]].as_ref(),
+        )
+    });
+    ParityReport { pairs: reports }
 }
 
 /// Validates a batched [`GeneratedKernel`] against its single twin under `decl`.
@@ -505,4 +714,112 @@ pub fn validate_generated(
     decl: &BatchDecl,
 ) -> PairReport {
     validate_pair(single.into(), batched.into(), decl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{generate, sample_specs};
+    use crate::target::Target;
+
+    /// Sample pairs (single, batched, claim) at M = 2 and 3.
+    fn pairs() -> Vec<(GeneratedKernel, GeneratedKernel, BatchDecl)> {
+        let mut out = Vec::new();
+        for spec in sample_specs() {
+            for m in [2, 3] {
+                let Some(b) = spec.batched(m) else { continue };
+                let Some(decl) = b.batch_decl() else { continue };
+                let t = Target::dp4a_default();
+                if let (Ok(s), Ok(bk)) = (generate(&spec, t), generate(&b, t)) {
+                    out.push((s, bk, decl));
+                }
+            }
+        }
+        out
+    }
+
+    /// Text mutations of every kind the fast parser must read exactly like the real one:
+    /// lines dropped, swapped or duplicated, immediates and registers changed, odd spacing
+    /// and comments (which the fast path hands to the real parser).
+    fn mutants(text: &str) -> Vec<String> {
+        let lines: Vec<&str> = text.lines().collect();
+        let body: Vec<usize> = (0..lines.len())
+            .filter(|&k| lines[k].starts_with('\t') && lines[k].ends_with(';'))
+            .collect();
+        let mut out = Vec::new();
+        let join = |ls: &[String]| ls.join("\n") + "\n";
+        let owned = || lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        let step = (body.len() / 12).max(1);
+        for (n, &k) in body.iter().enumerate().step_by(step) {
+            let mut ls = owned();
+            match n % 7 {
+                0 => {
+                    ls.remove(k);
+                }
+                1 if k + 1 < ls.len() => ls.swap(k, k + 1),
+                2 => ls.insert(k, lines[k].to_string()),
+                3 => ls[k] = lines[k].replacen(", ", " ,  ", 1),
+                4 => ls[k] = format!("{} // note", lines[k]),
+                5 => ls[k] = lines[k].replacen('1', "2", 1),
+                _ => ls[k] = lines[k].replacen("%r", "%rd", 1),
+            }
+            out.push(join(&ls));
+        }
+        out
+    }
+
+    #[test]
+    fn the_fast_path_and_the_memo_give_the_reports_of_the_tree() {
+        let ps = pairs();
+        assert!(ps.len() > 10);
+        let mut cases: Vec<(GeneratedKernel, GeneratedKernel, BatchDecl)> = Vec::new();
+        for (n, (s, b, d)) in ps.iter().enumerate() {
+            cases.push((s.clone(), b.clone(), d.clone()));
+            if n % 2 == 1 {
+                continue;
+            }
+            for t in mutants(&b.ptx) {
+                let mut bm = b.clone();
+                bm.ptx = t;
+                cases.push((s.clone(), bm, d.clone()));
+            }
+        }
+        let mut checked = 0;
+        let mut failing = 0;
+        for (s, b, d) in &cases {
+            let fast = validate_generated(s, b, d);
+            let (Ok(sm), Ok(bm)) = (
+                crate::parse::parse_module(&s.ptx),
+                crate::parse::parse_module(&b.ptx),
+            ) else {
+                continue;
+            };
+            let tree = validate_pair(
+                KernelSource::parsed(&s.name, &sm)
+                    .with_launch(&s.launch)
+                    .with_params(&s.params),
+                KernelSource::parsed(&b.name, &bm)
+                    .with_launch(&b.launch)
+                    .with_params(&b.params),
+                d,
+            );
+            assert_eq!(fast, tree, "{}", b.name);
+            checked += 1;
+            failing += usize::from(!fast.passed());
+        }
+        assert!(checked > 1000 && failing > 500, "{checked} {failing}");
+        // All pairs at once: each single kernel parsed and evaluated once.
+        let inputs: Vec<PairInput<'_>> = cases
+            .iter()
+            .map(|(s, b, d)| PairInput {
+                single: s.into(),
+                batched: b.into(),
+                decl: d,
+            })
+            .collect();
+        let all = validate_pairs(&inputs);
+        for (r, (s, b, d)) in all.pairs.iter().zip(&cases) {
+            assert_eq!(*r, validate_generated(s, b, d), "{}", b.name);
+        }
+    }
 }

@@ -7,7 +7,8 @@
 use crate::ast::{Comment, Guard, Instruction, StateSpace, Statement};
 
 use super::decl::{linkage_from_name, var_decl};
-use super::layout::lines;
+use super::fast;
+use super::layout::lines_into;
 use super::lex::{
     comments_in, consumed, dot_word, fail, failure, ident, is_ident_start, modifier,
     name_with_component, peek_dot_word, raw_args, skip_hspace, sp, word, PResult, MAX_NESTING,
@@ -17,7 +18,18 @@ use super::operand::operand;
 /// The statements of a block whose `{` is just before `i`, through its `}`. `depth`
 /// counts the enclosing blocks, the function body being 1.
 pub(crate) fn block_body(i: &str, depth: usize) -> PResult<'_, Vec<Statement>> {
-    let (rest, stmts) = lines(i, false, |s| statement(s, depth))?;
+    // Labels and plainly written instructions (nearly every line we emit) take the fast
+    // path, which reads them exactly as `statement` does (`parse::fast`).
+    let mut scratch = fast::Scratch::default();
+    let (rest, stmts) = lines_into(i, false, |s, out: &mut Vec<Statement>| {
+        if let Some((r, st)) = fast::statement_tree(s, &mut scratch) {
+            out.push(st);
+            return Ok((r, ()));
+        }
+        let (r, mut parsed) = statement(s, depth)?;
+        out.append(&mut parsed);
+        Ok((r, ()))
+    })?;
     match rest.strip_prefix('}') {
         Some(r) => Ok((r, stmts)),
         None => fail(rest, "`}` closing the block"),
@@ -25,7 +37,7 @@ pub(crate) fn block_body(i: &str, depth: usize) -> PResult<'_, Vec<Statement>> {
 }
 
 /// One statement and the comments inside it.
-fn statement(i: &str, depth: usize) -> PResult<'_, Vec<Statement>> {
+pub(crate) fn statement(i: &str, depth: usize) -> PResult<'_, Vec<Statement>> {
     match i.chars().next() {
         Some('{') => {
             if depth >= MAX_NESTING {

@@ -39,8 +39,22 @@ impl LineElement for Statement {
 /// `{`, whose own line is not blank).
 pub(crate) fn lines<'a, T: LineElement>(
     i: &'a str,
-    mut at_line_start: bool,
+    at_line_start: bool,
     mut element: impl FnMut(&'a str) -> PResult<'a, Vec<T>>,
+) -> PResult<'a, Vec<T>> {
+    lines_into(i, at_line_start, |s, out| {
+        let (r, mut parsed) = element(s)?;
+        out.append(&mut parsed);
+        Ok((r, ()))
+    })
+}
+
+/// [`lines`] with an element parser that appends what it read to the output itself (no
+/// vector per element).
+pub(crate) fn lines_into<'a, T: LineElement>(
+    i: &'a str,
+    mut at_line_start: bool,
+    mut element: impl FnMut(&'a str, &mut Vec<T>) -> PResult<'a, ()>,
 ) -> PResult<'a, Vec<T>> {
     let mut out = Vec::new();
     let mut rest = i;
@@ -57,20 +71,21 @@ pub(crate) fn lines<'a, T: LineElement>(
             rest = r;
             continue;
         }
-        let (r, mut parsed) = if rest.starts_with("//") {
+        let r = if rest.starts_with("//") {
             let (r, c) = line_comment(rest)?;
-            (r, vec![T::comment(c)])
+            out.push(T::comment(c));
+            r
         } else if rest.starts_with("/*") {
             let (r, c) = block_comment(rest)?;
-            (r, vec![T::comment(c)])
+            out.push(T::comment(c));
+            r
         } else {
-            element(rest)?
+            element(rest, &mut out)?.0
         };
         if r.len() >= rest.len() {
             // An element parser that consumed nothing would loop forever.
             return fail(rest, "a directive or statement");
         }
-        out.append(&mut parsed);
         at_line_start = false;
         rest = r;
     }

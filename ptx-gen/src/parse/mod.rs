@@ -13,12 +13,19 @@
 //! - directives the tree does not model (`.file`, `.loc`, `.pragma`, `.section { ... }`)
 //!   keep their arguments as raw text.
 //!
+//! Speed: labels and instructions written the plain way `emit` writes them (single
+//! spaces, `, ` between operands, decimal, `0x` and `0f`/`0d` literals) are read by a
+//! byte-level fast path (`fast`) that builds the same tree the statement parser builds;
+//! every other statement goes through the statement parser. `fast` also reads a whole
+//! one-entry module for parity without building a tree for its body.
+//!
 //! Robustness: the parser never panics. It slices only at positions found by ASCII search,
 //! rejects integers that do not fit, and bounds every recursion (blocks, initializer lists,
 //! operand lists) at 64 levels, so hostile input gets a [`ParseError`], not a crash.
 
-mod body;
+pub(crate) mod body;
 mod decl;
+pub(crate) mod fast;
 mod function;
 mod layout;
 mod lex;

@@ -96,7 +96,7 @@ impl Cmp<'_> {
         side.prog
             .src
             .get(k as usize)
-            .map(|i| format!("`{}`", crate::emit::instruction_text(i)))
+            .map(|i| format!("`{}`", i.text()))
     }
 
     pub(super) fn is_leaf(g: &Graph, n: NodeId) -> bool {
