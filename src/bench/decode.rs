@@ -39,7 +39,9 @@ pub fn bytes_per_step(source: &dyn WeightSource, m: u32, context: u32) -> u64 {
     let tied = !spec.weights.has_role(Role::Output);
     let mut bytes = 0u64;
     for (key, _) in spec.weights.iter() {
-        let len = source.tensor(key.role, key.layer).map_or(0, |t| t.len() as u64);
+        let len = source
+            .tensor(key.role, key.layer)
+            .map_or(0, |t| t.len() as u64);
         if key.role == Role::TokenEmbd && !tied {
             bytes += len / d.vocab.max(1) as u64 * m as u64;
         } else {
@@ -129,7 +131,15 @@ pub fn bench_engine(
 pub fn decode_table(rows: &[DecodeRow]) -> String {
     let mut s = format!(
         "{:<28} {:>3} {:>7} {:>10} {:>10} {:>12} {:>10} {:>8} {:>9}\n",
-        "model", "M", "context", "ms/step", "tokens/s", "MB/step", "bound ms", "% bound", "launches"
+        "model",
+        "M",
+        "context",
+        "ms/step",
+        "tokens/s",
+        "MB/step",
+        "bound ms",
+        "% bound",
+        "launches"
     );
     for r in rows {
         s.push_str(&format!(

@@ -299,7 +299,9 @@ impl<'e> Session<'e> {
             .get(&buffer)
             .copied()
             .ok_or_else(|| RuntimeError::Session(format!("no buffer {}", buffer.name())))?;
-        self.batch.workspace.read_at(offset as usize, bytes as usize)
+        self.batch
+            .workspace
+            .read_at(offset as usize, bytes as usize)
     }
 
     /// The logits of sequence `seq`'s last step (`vocab` values).
