@@ -3,6 +3,7 @@
 //! are DRAM numbers, next to a device-to-device copy measured in the same run.
 
 pub mod decode;
+pub mod kernels;
 mod timing;
 
 use serde::Serialize;

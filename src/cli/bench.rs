@@ -83,7 +83,11 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
     let gemv = if args.skip_gemv {
         None
     } else {
-        let report = bench::gemv(&device, &shapes, &args.batches, target).map_err(internal)?;
+        let mut report = bench::gemv(&device, &shapes, &args.batches, target).map_err(internal)?;
+        // Attention, RMSNorm + quantize and RoPE + KV write at llama3-8b's dims.
+        report.rows.extend(
+            bench::kernels::kernels(&device, target, report.copy_gb_per_s).map_err(internal)?,
+        );
         print!("{}", report.table());
         Some(report)
     };

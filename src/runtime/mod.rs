@@ -6,7 +6,7 @@ mod device;
 mod engine;
 mod error;
 mod kernel;
-mod numeric_parity;
+pub(crate) mod numeric_parity;
 mod session;
 mod weights;
 mod workspace;

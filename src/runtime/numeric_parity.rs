@@ -168,10 +168,10 @@ fn launch_const(k: &LoadedKernel, args: &[KernelArg]) -> Result<(), RuntimeError
 }
 
 /// splitmix64.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -181,7 +181,7 @@ impl Rng {
 }
 
 /// `bytes` random bytes sane for `layout` (its element type is the prefix).
-fn random(layout: &str, bytes: u64, rng: &mut Rng) -> Vec<u8> {
+pub(crate) fn random(layout: &str, bytes: u64, rng: &mut Rng) -> Vec<u8> {
     let n = bytes as usize;
     let mut out = Vec::with_capacity(n.div_ceil(8) * 8);
     // Per 64-bit word: mask and set bits so each element is a sane value.
