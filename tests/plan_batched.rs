@@ -99,35 +99,36 @@ fn fused_qkv_and_gate_up_are_read_by_parts() {
     );
 }
 
+/// The `y` binding of the GEMV reading weight `role` in the first layer it appears in.
+fn gemv_output(p: &mut KernelPlan, role: Role) -> &mut Arg {
+    let launch = p
+        .step
+        .iter_mut()
+        .find(|l| {
+            l.kernel.starts_with("gemv")
+                && l.args
+                    .iter()
+                    .any(|(_, a)| matches!(a, Arg::Weight { role: r, .. } if *r == role))
+        })
+        .unwrap();
+    launch
+        .args
+        .iter_mut()
+        .find(|(name, _)| name == "y")
+        .map(|(_, a)| a)
+        .unwrap()
+}
+
 #[test]
 fn a_region_used_with_two_strides_is_refused() {
     let mut p = plan("llama3.2-1b");
     // Bind the K projection's output where Q's region starts: Q (q_dim) and K (kv_dim)
     // would then share offset 0 with different per-vector strides.
-    let k = p
-        .step
-        .iter_mut()
-        .find(|l| {
-            l.kernel.starts_with("gemv")
-                && l.args.iter().any(|(_, a)| {
-                    matches!(
-                        a,
-                        Arg::Weight {
-                            role: Role::AttnK,
-                            ..
-                        }
-                    )
-                })
-        })
-        .unwrap();
-    for (name, arg) in &mut k.args {
-        if name == "y" {
-            *arg = Arg::Buffer {
-                buffer: Buffer::Qkv,
-                offset: 0,
-            };
-        }
-    }
+    let k = gemv_output(&mut p, Role::AttnK);
+    *k = Arg::Buffer {
+        buffer: Buffer::Qkv,
+        offset: 0,
+    };
     match p.step_for(4) {
         Err(PlanError::Batch { what, m: 4, .. }) => {
             assert!(what.contains("strides"), "{what}")
@@ -140,26 +141,9 @@ fn a_region_used_with_two_strides_is_refused() {
 fn overlapping_regions_are_refused() {
     let mut p = plan("llama3.2-1b");
     // Move V's region 4 bytes into K's: K [q, q + kv) and V [q + kv - 4, ...) overlap.
-    let v = p
-        .step
-        .iter_mut()
-        .find(|l| {
-            l.kernel.starts_with("gemv")
-                && l.args.iter().any(|(_, a)| {
-                    matches!(
-                        a,
-                        Arg::Weight {
-                            role: Role::AttnV,
-                            ..
-                        }
-                    )
-                })
-        })
-        .unwrap();
-    for (name, arg) in &mut v.args {
-        if let (true, Arg::Buffer { offset, .. }) = (name == "y", arg) {
-            *offset -= 4;
-        }
+    let v = gemv_output(&mut p, Role::AttnV);
+    if let Arg::Buffer { offset, .. } = v {
+        *offset -= 4;
     }
     match p.step_for(2) {
         Err(PlanError::Batch { what, .. }) => assert!(what.contains("overlap"), "{what}"),
