@@ -1,7 +1,8 @@
 //! GPU tests of the DP4A GEMV (Q4_K, Q6_K, Q5_0, Q8_0, Q4_1 x Q8_1) against the CPU
 //! reference: random weight blocks with finite scales, random activations quantized by our
 //! Q8_1 quantizer, outputs poisoned inside guard regions, every element checked within 1e-5
-//! of its row's L1 magnitude. Batched kernels must also equal, bit for bit, the single-vector
+//! of its row's L1 magnitude, and equal bit for bit to the kernel's CPU mirror
+//! (`reference::gemv_mirror`). Batched kernels must also equal, bit for bit, the single-vector
 //! kernel run on each vector.
 
 mod common;
@@ -13,6 +14,7 @@ use ptx_gen::Target;
 use ptxforge::quant::q8_1;
 use ptxforge::quant::GgmlType;
 use ptxforge::reference::gemv::{gemv, row_magnitudes, Epilogue, QuantMatrix};
+use ptxforge::reference::gemv_mirror;
 use ptxforge::runtime::{Device, DeviceBuffer, KernelArg, LoadedKernel};
 
 fn ggml(w: WeightType) -> GgmlType {
@@ -119,6 +121,25 @@ fn run_case(dev: &Device, rng: &mut Rng, c: &Case, m: u32, single: Option<&Loade
     loaded.launch(&args, |_| 0).unwrap();
     dev.synchronize().unwrap();
     let got = f32s(&read_checked(&out, y_bytes, &kernel.name));
+    // The kernel's own arithmetic on the CPU: equal bit for bit.
+    let all_x: Vec<u8> = xs.iter().flat_map(|(_, b)| b.clone()).collect();
+    let all_res = residual.concat();
+    let mirror = gemv_mirror::gemv(
+        &spec,
+        &wbytes,
+        &all_x,
+        c.bias.then_some(&bias[..]),
+        c.residual.then_some(&all_res[..]),
+    )
+    .expect("mirror");
+    for (i, (g, w)) in got.iter().zip(&mirror).enumerate() {
+        assert_eq!(
+            g.to_bits(),
+            w.to_bits(),
+            "{} output {i}: gpu {g:e} != cpu mirror {w:e}",
+            kernel.name
+        );
+    }
 
     let mut worst = 0f64;
     for (v, (xb, xbytes)) in xs.iter().enumerate() {

@@ -12,7 +12,7 @@ use ptx_gen::Target;
 use crate::runtime::numeric_parity::{random, Rng};
 use crate::runtime::{Device, DeviceBuffer, KernelArg, LoadedKernel, RuntimeError};
 
-use super::{median_launch_us, BenchRow, LAUNCHES};
+use super::{median_graph_us, BenchRow, REPLAYS};
 
 /// One kernel's buffers: every parameter, with `scalars` (name, u32 value) overriding the
 /// random contents of 4-byte buffers such as `seq_len` and `pos`.
@@ -128,7 +128,7 @@ pub fn kernels(
         })
         .collect();
     let split_args: Vec<Vec<KernelArg>> = sets.iter().map(|s| args(s)).collect();
-    let t = median_launch_us(device, LAUNCHES, |i| {
+    let t = median_graph_us(device, REPLAYS, |i| {
         sl.launch(&split_args[i % 2], |_| ctx)?;
         cl.launch(&combine_args[i % 2], |_| ctx)
     })?;
@@ -147,7 +147,8 @@ pub fn kernels(
     };
     let (nk, nl) = load(device, KernelSpec::RmsNormQ8_1(norm), target)?;
     let nb = buffers(device, &nk, &[], &mut rng)?;
-    let t = median_launch_us(device, LAUNCHES, |_| nl.launch(&args(&nb), |_| 1))?;
+    let na = args(&nb);
+    let t = median_graph_us(device, REPLAYS, |_| nl.launch(&na, |_| 1))?;
     let bytes: u64 = 4096 * 4 * 2 + 4096 / 32 * 36;
     row(nk.name.clone(), "hidden 4096", t.median_us, bytes);
 
@@ -162,7 +163,8 @@ pub fn kernels(
     };
     let (rk, rl) = load(device, KernelSpec::RopeKv(rope), target)?;
     let rb = buffers(device, &rk, &[("pos", 1000)], &mut rng)?;
-    let t = median_launch_us(device, LAUNCHES, |_| rl.launch(&args(&rb), |_| 1))?;
+    let ra = args(&rb);
+    let t = median_graph_us(device, REPLAYS, |_| rl.launch(&ra, |_| 1))?;
     // q, k, v read, q and k written back, k and v rows into the caches, one table row.
     let bytes: u64 = (4096 + 2 * 1024) * 4 + (4096 + 1024) * 4 + 2 * 1024 * 2 + 64 * 8;
     row(rk.name.clone(), "32/8 heads, d128", t.median_us, bytes);

@@ -8,12 +8,12 @@ mod timing;
 
 use serde::Serialize;
 
-use ptx_gen::kernels::{generate, Gemv, KernelSpec, WeightType};
+use ptx_gen::kernels::{generate_tiled, Gemv, GemvTile, WeightType};
 use ptx_gen::Target;
 
 use crate::runtime::{Device, DeviceBuffer, KernelArg, LoadedKernel, RuntimeError};
 
-pub use timing::{copy_bandwidth, median_launch_us, Timing};
+pub use timing::{copy_bandwidth, median_graph_us, median_launch_us, Timing, GRAPH_LAUNCHES};
 
 /// One measured kernel and shape.
 #[derive(Debug, Clone, Serialize)]
@@ -51,12 +51,12 @@ impl BenchReport {
             self.launches_per_row
         );
         s.push_str(&format!(
-            "{:<40} {:<14} {:>3} {:>10} {:>9} {:>7}\n",
+            "{:<56} {:<14} {:>3} {:>10} {:>9} {:>7}\n",
             "kernel", "shape", "M", "us", "GB/s", "% copy"
         ));
         for r in &self.rows {
             s.push_str(&format!(
-                "{:<40} {:<14} {:>3} {:>10.2} {:>9.0} {:>6.1}%\n",
+                "{:<56} {:<14} {:>3} {:>10.2} {:>9.0} {:>6.1}%\n",
                 r.kernel, r.shape, r.m, r.median_us, r.gb_per_s, r.percent_of_copy
             ));
         }
@@ -64,8 +64,8 @@ impl BenchReport {
     }
 }
 
-/// Launches per measured row.
-pub const LAUNCHES: usize = 100;
+/// Graph replays per measured row (each of [`GRAPH_LAUNCHES`] launches back to back).
+pub const REPLAYS: usize = 50;
 
 /// Pseudo-random bytes (the content does not change the timing of integer kernels).
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -81,73 +81,86 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Benchmarks the GEMV of every weight type at the given shapes (`n x k`) and batch sizes.
+/// With `tiles` empty each kernel has the generator's own tile; otherwise every kernel is
+/// measured with each tile given (the tile search behind [`ptx_gen::kernels::default_tile`]).
 pub fn gemv(
     device: &Device,
     shapes: &[(u32, u32)],
     batches: &[u32],
+    tiles: &[GemvTile],
     target: Target,
 ) -> Result<BenchReport, RuntimeError> {
     let l2 = device.l2_bytes()?;
     let copy = copy_bandwidth(device)?;
     let mut rows = Vec::new();
     for &(n, k) in shapes {
-        for (weight, m) in WeightType::ALL
+        // Types whose block does not divide K cannot hold the matrix.
+        for weight in WeightType::ALL
             .into_iter()
-            .flat_map(|w| batches.iter().map(move |m| (w, *m)))
+            .filter(|w| k % w.block_values() == 0)
         {
-            let spec = Gemv {
-                weight,
-                n,
-                k,
-                bias: false,
-                residual: false,
-                m,
-            };
-            let kernel =
-                generate(&KernelSpec::Gemv(spec), target).map_err(|e| RuntimeError::Launch {
-                    kernel: format!("gemv {} {n}x{k}", weight.name()),
-                    message: e.to_string(),
-                })?;
-            let loaded = LoadedKernel::load_unchecked(device, &kernel)?;
             let w_bytes =
                 (n as u64) * (k / weight.block_values()) as u64 * weight.block_bytes() as u64;
             let rotations = ((2 * l2) / w_bytes.max(1) + 2) as usize;
             let weights: Vec<DeviceBuffer> = (0..rotations)
                 .map(|r| DeviceBuffer::from_bytes(device, &noise(w_bytes as usize, r as u64 + 7)))
                 .collect::<Result<_, _>>()?;
-            let x_bytes = (k as u64 / 32) * 36 * m as u64;
-            let y_bytes = n as u64 * 4 * m as u64;
-            let x = DeviceBuffer::from_bytes(device, &noise(x_bytes as usize, 3))?;
-            let y = DeviceBuffer::filled(device, y_bytes as usize, 0)?;
-            let t = median_launch_us(device, LAUNCHES, |i| {
-                loaded.launch(
-                    &[
-                        KernelArg::Ptr(weights[i % rotations].ptr()),
-                        KernelArg::Ptr(x.ptr()),
-                        KernelArg::Ptr(y.ptr()),
-                    ],
-                    |_| 0,
-                )
-            })?;
-            let bytes = w_bytes + x_bytes + y_bytes;
-            let gbps = bytes as f64 / (t.median_us * 1e3);
-            rows.push(BenchRow {
-                kernel: kernel.name.clone(),
-                shape: format!("{n}x{k}"),
-                m,
-                median_us: t.median_us,
-                bytes,
-                gb_per_s: gbps,
-                percent_of_copy: 100.0 * gbps / copy,
-            });
-            tracing::info!("{}: {:.2} us, {:.0} GB/s", kernel.name, t.median_us, gbps);
+            let w_ptrs: Vec<u64> = weights.iter().map(DeviceBuffer::ptr).collect();
+            for &m in batches {
+                let spec = Gemv {
+                    weight,
+                    n,
+                    k,
+                    bias: false,
+                    residual: false,
+                    m,
+                };
+                let x_bytes = (k as u64 / 32) * 36 * m as u64;
+                let y_bytes = n as u64 * 4 * m as u64;
+                let x = DeviceBuffer::from_bytes(device, &noise(x_bytes as usize, 3))?;
+                let y = DeviceBuffer::filled(device, y_bytes as usize, 0)?;
+                let own = [spec.tile()];
+                for &tile in if tiles.is_empty() { &own[..] } else { tiles } {
+                    let kernel =
+                        generate_tiled(&spec, tile, target).map_err(|e| RuntimeError::Launch {
+                            kernel: format!("gemv {} {n}x{k} {tile}", weight.name()),
+                            message: e.to_string(),
+                        })?;
+                    let loaded = LoadedKernel::load_unchecked(device, &kernel)?;
+                    // Pointers taken before the capture: taking one synchronizes with the
+                    // buffer's last use, which a capture may not do.
+                    let (xp, yp) = (x.ptr(), y.ptr());
+                    let t = median_graph_us(device, REPLAYS, |i| {
+                        loaded.launch(
+                            &[
+                                KernelArg::Ptr(w_ptrs[i % rotations]),
+                                KernelArg::Ptr(xp),
+                                KernelArg::Ptr(yp),
+                            ],
+                            |_| 0,
+                        )
+                    })?;
+                    let bytes = w_bytes + x_bytes + y_bytes;
+                    let gbps = bytes as f64 / (t.median_us * 1e3);
+                    rows.push(BenchRow {
+                        kernel: format!("{} [{tile}]", kernel.name),
+                        shape: format!("{n}x{k}"),
+                        m,
+                        median_us: t.median_us,
+                        bytes,
+                        gb_per_s: gbps,
+                        percent_of_copy: 100.0 * gbps / copy,
+                    });
+                    tracing::info!("{}: {:.2} us, {:.0} GB/s", kernel.name, t.median_us, gbps);
+                }
+            }
         }
     }
     Ok(BenchReport {
         device: device.name().to_string(),
         l2_bytes: l2,
         copy_gb_per_s: copy,
-        launches_per_row: LAUNCHES,
+        launches_per_row: REPLAYS * GRAPH_LAUNCHES,
         rows,
     })
 }

@@ -20,6 +20,10 @@ pub struct BenchArgs {
     /// Batch sizes (vectors per launch).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     pub batches: Vec<u32>,
+    /// GEMV tiles to measure each kernel with (`r<rows per warp>w<warps>l<lookahead>`,
+    /// e.g. r2w4l0); by default each kernel's own tile.
+    #[arg(long, value_delimiter = ',')]
+    pub tiles: Vec<String>,
     /// PTX target of the generated kernels.
     #[arg(long, default_value = "sm_61")]
     pub target: String,
@@ -83,7 +87,14 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
     let gemv = if args.skip_gemv {
         None
     } else {
-        let mut report = bench::gemv(&device, &shapes, &args.batches, target).map_err(internal)?;
+        let tiles = args
+            .tiles
+            .iter()
+            .map(|t| t.parse::<ptx_gen::kernels::GemvTile>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CliError::usage(format!("--tiles: {e}")))?;
+        let mut report =
+            bench::gemv(&device, &shapes, &args.batches, &tiles, target).map_err(internal)?;
         // Attention, RMSNorm + quantize and RoPE + KV write at llama3-8b's dims.
         report.rows.extend(
             bench::kernels::kernels(&device, target, report.copy_gb_per_s).map_err(internal)?,

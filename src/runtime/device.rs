@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
-use cudarc::driver::{CudaContext, CudaEvent, CudaStream};
+use cudarc::driver::sys::{
+    CUdevice_attribute, CUevent_flags, CUgraphInstantiate_flags, CUstreamCaptureMode,
+};
+use cudarc::driver::{CudaContext, CudaEvent, CudaGraph, CudaStream};
 
 use super::error::{DriverContext, RuntimeError};
 
@@ -161,5 +163,42 @@ impl Device {
         self.stream
             .synchronize()
             .doing(|| "synchronizing the stream".into())
+    }
+
+    /// Records what `record` launches on the device's stream into a CUDA graph (nothing
+    /// runs), instantiated and uploaded, ready to replay.
+    pub fn capture(
+        &self,
+        record: impl FnOnce() -> Result<(), RuntimeError>,
+    ) -> Result<Graph, RuntimeError> {
+        self.stream
+            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .doing(|| "beginning graph capture".into())?;
+        let recorded = record();
+        let graph = self
+            .stream
+            .end_capture(CUgraphInstantiate_flags(0))
+            .doing(|| "ending graph capture".into())?;
+        recorded?;
+        let graph =
+            graph.ok_or_else(|| RuntimeError::Session("graph capture recorded nothing".into()))?;
+        graph.upload().doing(|| "uploading a graph".into())?;
+        Ok(Graph(graph))
+    }
+}
+
+/// Launches captured once on a [`Device`]'s stream, replayed as one unit.
+pub struct Graph(CudaGraph);
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Graph")
+    }
+}
+
+impl Graph {
+    /// Enqueues the whole graph on the stream it was captured on.
+    pub fn replay(&self) -> Result<(), RuntimeError> {
+        self.0.launch().doing(|| "replaying a graph".into())
     }
 }

@@ -11,7 +11,7 @@ mod session;
 mod weights;
 mod workspace;
 
-pub use device::{driver_present, Device};
+pub use device::{driver_present, Device, Graph};
 pub use engine::{Engine, EngineOptions};
 pub use error::RuntimeError;
 pub use kernel::{DeviceBuffer, KernelArg, LoadedKernel, LoadedSet};

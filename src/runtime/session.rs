@@ -3,13 +3,11 @@
 //! lengths in device memory; only the next token ids (4 bytes per sequence) come back,
 //! or the logits when asked.
 
-use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
-use cudarc::driver::CudaGraph;
-
 use crate::plan::{Buffer, Launch};
 
+use super::device::Graph;
 use super::engine::Engine;
-use super::error::{DriverContext, RuntimeError};
+use super::error::RuntimeError;
 use super::kernel::{KernelArg, LoadedKernel};
 use super::workspace::SessionMemory;
 
@@ -23,7 +21,7 @@ enum Last {
 /// One captured (or directly launched) step: kernels with resolved arguments.
 struct Step<'e> {
     launches: Vec<(&'e LoadedKernel, Vec<KernelArg>)>,
-    graph: Option<CudaGraph>,
+    graph: Option<Graph>,
 }
 
 impl std::fmt::Debug for Step<'_> {
@@ -344,7 +342,7 @@ impl<'e> Session<'e> {
             })
             .collect::<Result<Vec<_>, RuntimeError>>()?;
         let graph = if engine.options().graphs {
-            Some(capture(engine, &resolved)?)
+            Some(engine.device.capture(|| launch_all(&resolved))?)
         } else {
             None
         };
@@ -357,9 +355,7 @@ impl<'e> Session<'e> {
     fn run(&self, step: Option<&Step<'e>>) -> Result<(), RuntimeError> {
         let step = step.ok_or_else(|| RuntimeError::Session("step not built".into()))?;
         match &step.graph {
-            Some(g) => g
-                .launch()
-                .doing(|| "launching the decode-step graph".into()),
+            Some(g) => g.replay(),
             None => launch_all(&step.launches),
         }
     }
@@ -370,28 +366,6 @@ fn launch_all(launches: &[(&LoadedKernel, Vec<KernelArg>)]) -> Result<(), Runtim
         k.launch(args, |_| 0)?;
     }
     Ok(())
-}
-
-/// Records `launches` once into a CUDA graph on the engine's stream.
-fn capture(
-    engine: &Engine,
-    launches: &[(&LoadedKernel, Vec<KernelArg>)],
-) -> Result<CudaGraph, RuntimeError> {
-    let stream = &engine.device.stream;
-    stream
-        .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
-        .doing(|| "beginning graph capture".into())?;
-    let recorded = launch_all(launches);
-    let graph = stream
-        .end_capture(CUgraphInstantiate_flags(0))
-        .doing(|| "ending graph capture".into())?;
-    recorded?;
-    let graph =
-        graph.ok_or_else(|| RuntimeError::Session("graph capture recorded nothing".into()))?;
-    graph
-        .upload()
-        .doing(|| "uploading the decode-step graph".into())?;
-    Ok(graph)
 }
 
 /// `token[m]`, `pos[m]`, `seq_len[m]` as the workspace packs them (u32 little endian).

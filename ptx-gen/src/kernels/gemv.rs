@@ -25,9 +25,6 @@ use super::spec::{cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, Pa
 use super::{gemv_q4_1, gemv_q4_k, gemv_q5_0, gemv_q6_k, gemv_q8_0, GeneratedKernel};
 use crate::parity::BatchDecl;
 
-/// Rows (warps) per thread block.
-const WARPS: u32 = 4;
-
 /// The weight formats the GEMV reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,19 +84,11 @@ impl WeightType {
     /// Lanes sharing one block.
     pub fn threads_per_block(self) -> u32 {
         match self {
-            WeightType::Q4K => 16,
-            WeightType::Q6K => 32,
-            WeightType::Q5_0 | WeightType::Q8_0 | WeightType::Q4_1 => 4,
-        }
-    }
-
-    /// Passes whose weight loads are issued together (see `generate`).
-    pub fn prefetch_passes(self) -> u32 {
-        match self {
-            // Measured on an H100 (docs/performance.md): grouping helps the batched
-            // Q6_K, Q5_0 and Q4_1 GEMVs and costs Q4_K and Q8_0.
-            WeightType::Q6K | WeightType::Q5_0 | WeightType::Q4_1 => 4,
-            WeightType::Q4K | WeightType::Q8_0 => 1,
+            WeightType::Q4K => gemv_q4_k::Format::LANES,
+            WeightType::Q6K => gemv_q6_k::Format::LANES,
+            WeightType::Q5_0 => gemv_q5_0::Format::LANES,
+            WeightType::Q8_0 => gemv_q8_0::Format::LANES,
+            WeightType::Q4_1 => gemv_q4_1::Format::LANES,
         }
     }
 
@@ -128,42 +117,63 @@ pub struct Gemv {
 /// The largest batch the batched GEMV takes.
 pub const GEMV_MAX_BATCH: u32 = 16;
 
-/// One lane's part of one weight block, loaded once for every vector.
-enum Loaded {
-    Q4K(gemv_q4_k::Part),
-    Q6K(gemv_q6_k::Part),
-    Q5_0(gemv_q5_0::Part),
-    Q8_0(gemv_q8_0::Part),
-    Q4_1(gemv_q4_1::Part),
+/// How a GEMV kernel spreads its work: `rows` rows per warp group (each lane loads its
+/// inputs once per pass and uses them for every row), `warps` warps per thread block,
+/// `split` warps sharing each row (they cover consecutive blocks of a pass like one wider
+/// warp; their sums meet in shared memory), and `lookahead` passes whose weight loads are
+/// issued before the current pass's arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GemvTile {
+    pub rows: u32,
+    pub warps: u32,
+    pub lookahead: u32,
+    pub split: u32,
 }
 
-impl Loaded {
-    fn load(b: &mut KernelBuilder, w: WeightType, wblk: Reg, part: Reg) -> Loaded {
-        match w {
-            WeightType::Q4K => Loaded::Q4K(gemv_q4_k::load(b, wblk, part)),
-            WeightType::Q6K => Loaded::Q6K(gemv_q6_k::load(b, wblk, part)),
-            WeightType::Q5_0 => Loaded::Q5_0(gemv_q5_0::load(b, wblk, part)),
-            WeightType::Q8_0 => Loaded::Q8_0(gemv_q8_0::load(b, wblk, part)),
-            WeightType::Q4_1 => Loaded::Q4_1(gemv_q4_1::load(b, wblk, part)),
+impl std::fmt::Display for GemvTile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "r{}w{}l{}", self.rows, self.warps, self.lookahead)?;
+        if self.split > 1 {
+            write!(f, "s{}", self.split)?;
         }
-    }
-
-    /// The lane's partial dot product with the Q8_1 blocks at `xblk`.
-    fn dot(&self, b: &mut KernelBuilder, xblk: Reg) -> Reg {
-        match self {
-            Loaded::Q4K(p) => gemv_q4_k::dot(b, p, xblk),
-            Loaded::Q6K(p) => gemv_q6_k::dot(b, p, xblk),
-            Loaded::Q5_0(p) => gemv_q5_0::dot(b, p, xblk),
-            Loaded::Q8_0(p) => gemv_q8_0::dot(b, p, xblk),
-            Loaded::Q4_1(p) => gemv_q4_1::dot(b, p, xblk),
-        }
+        Ok(())
     }
 }
 
-/// Address of Q8_1 block `index` after `xblk`.
-pub(crate) fn q8_1_addr(b: &mut KernelBuilder, xblk: Reg, index: Reg) -> Reg {
-    let off = b.mul_wide(Type::U32, index, Q8_1_BLOCK_BYTES);
-    b.add(Type::U64, xblk, off)
+impl std::str::FromStr for GemvTile {
+    type Err = String;
+
+    /// `r<rows>w<warps>l<lookahead>[s<split>]`, as [`Display`](std::fmt::Display) writes it.
+    fn from_str(s: &str) -> Result<GemvTile, String> {
+        let bad = || format!("expected a GEMV tile like r2w4l0 or r1w8l1s2, got `{s}`");
+        let rest = s.strip_prefix('r').ok_or_else(bad)?;
+        let (rows, rest) = rest.split_once('w').ok_or_else(bad)?;
+        let (warps, rest) = rest.split_once('l').ok_or_else(bad)?;
+        let (lookahead, split) = rest.split_once('s').unwrap_or((rest, "1"));
+        Ok(GemvTile {
+            rows: rows.parse().map_err(|_| bad())?,
+            warps: warps.parse().map_err(|_| bad())?,
+            lookahead: lookahead.parse().map_err(|_| bad())?,
+            split: split.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// One GGML block format's dot product with Q8_1, split the way the kernel schedules it:
+/// what a lane fixes once (`Lane`), what it loads of one weight block (`Part`, used for
+/// every vector) and of one vector's Q8_1 blocks (`Inputs`, used for every row).
+pub(crate) trait BlockFormat {
+    type Lane;
+    type Part;
+    type Inputs;
+    /// Lanes sharing one block.
+    const LANES: u32;
+    fn lane(b: &mut KernelBuilder, part: Reg) -> Self::Lane;
+    fn load(b: &mut KernelBuilder, l: &Self::Lane, wblk: Reg) -> Self::Part;
+    /// The lane's inputs in the Q8_1 blocks at `xblk` (those of one weight block).
+    fn load_x(b: &mut KernelBuilder, l: &Self::Lane, xblk: Reg) -> Self::Inputs;
+    /// The lane's partial dot product of one weight block with one vector's inputs.
+    fn dot(b: &mut KernelBuilder, l: &Self::Lane, w: &Self::Part, x: &Self::Inputs) -> Reg;
 }
 
 impl FamilySpec for Gemv {
@@ -340,22 +350,121 @@ impl FamilySpec for Gemv {
     }
 }
 
+/// The tile the generator uses for a GEMV, chosen per weight type and shape by
+/// measurement (docs/performance.md records the search). It does not depend on the batch:
+/// a batched kernel is its single twin with every vector's work added, thread for thread,
+/// which is what its parity proof checks.
+pub fn default_tile(weight: WeightType, n: u32, k: u32) -> GemvTile {
+    let _ = n;
+    // The tile search (H100, 10 shapes from 576x1536 to 49152x576, docs/performance.md):
+    // four warps per row (one row per warp group, 8 warps) was within 10% of the best tile
+    // wherever a row has a pass's worth of blocks for them; rows shorter than that waste
+    // lanes, so they get fewer warps per row and more rows per group.
+    let blocks = k / weight.block_values();
+    let per_pass = |split: u32| 32 * split / weight.threads_per_block();
+    let (rows, warps, split) = if blocks >= per_pass(4) {
+        (1, 8, 4)
+    } else if blocks >= per_pass(2) {
+        (2, 8, 2)
+    } else {
+        (2, 4, 1)
+    };
+    GemvTile {
+        rows,
+        warps,
+        lookahead: 1,
+        split,
+    }
+}
+
+impl Gemv {
+    /// The tile [`generate`](FamilySpec::generate) uses.
+    pub fn tile(&self) -> GemvTile {
+        default_tile(self.weight, self.n, self.k)
+    }
+}
+
+/// The largest rows per warp, warps per block and lookahead a tile may have.
+pub const GEMV_MAX_TILE: GemvTile = GemvTile {
+    rows: 8,
+    warps: 16,
+    lookahead: 4,
+    split: 8,
+};
+
 fn generate(s: &Gemv, target: Target) -> Result<GeneratedKernel, GenError> {
+    generate_tiled(s, s.tile(), target)
+}
+
+/// The GEMV with an explicit tile (the bench's tile search); a tile other than
+/// [`Gemv::tile`] is named in the kernel's name.
+pub fn generate_tiled(
+    s: &Gemv,
+    tile: GemvTile,
+    target: Target,
+) -> Result<GeneratedKernel, GenError> {
+    s.validate()?;
+    let max = GEMV_MAX_TILE;
+    if tile.rows == 0 || tile.rows > max.rows {
+        return Err(invalid(Gemv::FAMILY, "tile.rows", "in 1..=8", tile.rows));
+    }
+    if tile.warps == 0 || tile.warps > max.warps {
+        return Err(invalid(Gemv::FAMILY, "tile.warps", "in 1..=16", tile.warps));
+    }
+    if tile.split == 0 || tile.split > max.split || tile.warps % tile.split != 0 {
+        return Err(invalid(
+            Gemv::FAMILY,
+            "tile.split",
+            "in 1..=8, dividing tile.warps",
+            tile.split,
+        ));
+    }
+    if tile.lookahead > max.lookahead {
+        return Err(invalid(
+            Gemv::FAMILY,
+            "tile.lookahead",
+            "in 0..=4",
+            tile.lookahead,
+        ));
+    }
+    match s.weight {
+        WeightType::Q4K => build::<gemv_q4_k::Format>(s, tile, target),
+        WeightType::Q6K => build::<gemv_q6_k::Format>(s, tile, target),
+        WeightType::Q5_0 => build::<gemv_q5_0::Format>(s, tile, target),
+        WeightType::Q8_0 => build::<gemv_q8_0::Format>(s, tile, target),
+        WeightType::Q4_1 => build::<gemv_q4_1::Format>(s, tile, target),
+    }
+}
+
+fn build<F: BlockFormat>(
+    s: &Gemv,
+    tile: GemvTile,
+    target: Target,
+) -> Result<GeneratedKernel, GenError> {
     let spec = KernelSpec::Gemv(*s);
-    let name = spec.name();
+    let name = if tile == s.tile() {
+        spec.name()
+    } else {
+        format!("{}_{tile}", spec.name())
+    };
     let w = s.weight;
     let blocks = s.k / w.block_values();
-    let tpb = w.threads_per_block();
-    let per_pass = 32 / tpb;
-    let passes = blocks.div_ceil(per_pass);
-    let grid = s.n.div_ceil(WARPS);
+    let split = tile.split;
+    // A pass: the `split` warps of a group, lane by lane, over consecutive blocks.
+    let per_pass = 32 * split / F::LANES;
+    let full = blocks / per_pass;
+    let rem = blocks % per_pass;
+    let groups = tile.warps / split;
+    let rows_per_cta = tile.rows * groups;
+    let threads = tile.warps * 32;
+    let grid = s.n.div_ceil(rows_per_cta);
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
     b.header_comment(&format!(
-        "launch: grid {grid} x 1 x 1, block {} x 1 x 1; one warp per row",
-        WARPS * 32
+        "launch: grid {grid} x 1 x 1, block {threads} x 1 x 1; {} rows per group of {split} warps, {} lanes per weight block, weight loads {} passes ahead",
+        tile.rows, F::LANES, tile.lookahead
     ));
-    b.max_threads(WARPS * 32);
+    b.max_threads(threads);
     let wp = b.param(Type::U64, "w");
     let xp = b.param(Type::U64, "x");
     let bias = s.bias.then(|| b.param(Type::U64, "bias"));
@@ -366,103 +475,205 @@ fn generate(s: &Gemv, target: Target) -> Result<GeneratedKernel, GenError> {
     let cta = b.special(Sreg::CtaidX);
     let lane = b.and(Type::B32, tid, 31u32);
     let warp = b.shr(Type::U32, tid, 5u32);
-    let row = b.mad(Type::U32, FMode::NONE, cta, WARPS, warp);
-    if s.n % WARPS != 0 {
-        let past = b.setp(Cmp::Ge, Type::U32, row, s.n);
+    // Thread -> (group, index in the group's `32 * split` lanes).
+    let (group, glane) = if split > 1 {
+        let group = b.shr(Type::U32, warp, split.trailing_zeros());
+        let glane = b.and(Type::B32, tid, 32 * split - 1);
+        (group, glane)
+    } else {
+        (warp, lane)
+    };
+    let group_id = b.mad(Type::U32, FMode::NONE, cta, groups, group);
+    let row0 = b.mul(Type::U32, group_id, tile.rows);
+    let ragged = s.n % rows_per_cta != 0;
+    // With one warp per group, a group past the last row returns; split groups meet at a
+    // barrier, so there every row past the last reads the last row and stores nothing.
+    let clamp = ragged && split > 1;
+    if ragged && split == 1 {
+        let past = b.setp(Cmp::Ge, Type::U32, row0, s.n);
         b.return_if(past);
     }
     let w_base = b.global_ptr(&wp);
     let x_base = b.global_ptr(&xp);
     let row_bytes = blocks * w.block_bytes();
-    let row_addr = b.mad_wide(Type::U32, row, row_bytes, w_base);
     // Lane -> (block within the pass, part of that block).
-    let slot = b.shr(Type::U32, lane, tpb.trailing_zeros());
-    let part = b.and(Type::B32, lane, tpb - 1);
-    let w_lane = b.mad_wide(Type::U32, slot, w.block_bytes(), row_addr);
+    let slot = b.shr(Type::U32, glane, F::LANES.trailing_zeros());
+    let part = b.and(Type::B32, glane, F::LANES - 1);
+    let l = F::lane(&mut b, part);
+    let w_lane: Vec<Reg> = (0..tile.rows)
+        .map(|r| {
+            let row = if r == 0 && !clamp {
+                row0
+            } else {
+                let row = if r == 0 {
+                    row0
+                } else {
+                    b.add(Type::U32, row0, r)
+                };
+                if ragged {
+                    b.min(Type::U32, row, s.n - 1)
+                } else {
+                    row
+                }
+            };
+            let row_addr = b.mad_wide(Type::U32, row, row_bytes, w_base);
+            b.mad_wide(Type::U32, slot, w.block_bytes(), row_addr)
+        })
+        .collect();
     let x_per_block = w.block_values() / Q8_1_BLOCK_VALUES;
     let x_lane = b.mad_wide(Type::U32, slot, x_per_block * Q8_1_BLOCK_BYTES, x_base);
 
     let x_bytes = s.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES;
-    let accs: Vec<Reg> = (0..s.m).map(|_| b.mov(Type::F32, 0.0f32)).collect();
+    // accs[v][r]: vector v, row r.
+    let accs: Vec<Vec<Reg>> = (0..s.m)
+        .map(|_| (0..tile.rows).map(|_| b.mov(Type::F32, 0.0f32)).collect())
+        .collect();
     let x_of = |pass: u32| (pass * per_pass * x_per_block * Q8_1_BLOCK_BYTES) as i64;
     let w_of = |pass: u32| (pass * per_pass * w.block_bytes()) as i64;
-    // Passes whose blocks all exist, in groups of `prefetch`: every weight load of a group
-    // is issued before the group's arithmetic, so each lane keeps that many loads in flight
-    // (DRAM latency is hidden by bytes in flight, not by warps alone). The sums still run
-    // in pass order, vector by vector.
-    let full = blocks / per_pass;
-    let prefetch = w.prefetch_passes();
-    let mut pass = 0;
-    while pass < full {
-        let end = (pass + prefetch).min(full);
-        let parts: Vec<(u32, Loaded)> = (pass..end)
-            .map(|p| {
-                let wblk = b.add(Type::U64, w_lane, w_of(p));
-                (p, Loaded::load(&mut b, w, wblk, part))
+    let load = |b: &mut KernelBuilder, pass: u32| -> Vec<F::Part> {
+        w_lane
+            .iter()
+            .map(|wl| {
+                let wblk = b.add(Type::U64, *wl, w_of(pass));
+                F::load(b, &l, wblk)
             })
-            .collect();
-        for (p, loaded) in &parts {
-            for (v, acc) in accs.iter().enumerate() {
-                let xblk = b.add(Type::U64, x_lane, x_of(*p) + (v as u32 * x_bytes) as i64);
-                let partial = loaded.dot(&mut b, xblk);
+            .collect()
+    };
+    // Each lane sums its parts pass by pass; in a pass, each vector's inputs are loaded
+    // once and dotted with every row's part.
+    let compute = |b: &mut KernelBuilder, pass: u32, parts: &[F::Part]| {
+        for (v, acc_v) in accs.iter().enumerate() {
+            let xblk = b.add(Type::U64, x_lane, x_of(pass) + (v as u32 * x_bytes) as i64);
+            let inputs = F::load_x(b, &l, xblk);
+            for (part, acc) in parts.iter().zip(acc_v) {
+                let partial = F::dot(b, &l, part, &inputs);
                 b.to(*acc)
                     .bin(BinOp::Add, Type::F32, FMode::rn(), *acc, partial);
             }
         }
-        pass = end;
+    };
+    // Passes whose blocks all exist; the weight loads of `lookahead` later passes are
+    // issued before a pass's arithmetic (bytes in flight hide DRAM latency).
+    let mut queue = std::collections::VecDeque::new();
+    let mut next = 0;
+    for pass in 0..full {
+        while next < full && next <= pass + tile.lookahead {
+            queue.push_back(load(&mut b, next));
+            next += 1;
+        }
+        if let Some(parts) = queue.pop_front() {
+            compute(&mut b, pass, &parts);
+        }
     }
-    if passes > full {
+    if rem > 0 {
         // The last pass: lanes whose block is past the row's end add nothing.
-        let last = full;
-        let valid = b.setp(Cmp::Lt, Type::U32, slot, blocks - last * per_pass);
+        let valid = b.setp(Cmp::Lt, Type::U32, slot, rem);
         b.if_then(valid, |b| {
-            let wblk = b.add(Type::U64, w_lane, w_of(last));
-            let loaded = Loaded::load(b, w, wblk, part);
-            for (v, acc) in accs.iter().enumerate() {
-                let xblk = b.add(Type::U64, x_lane, x_of(last) + (v as u32 * x_bytes) as i64);
-                let partial = loaded.dot(b, xblk);
-                b.to(*acc)
-                    .bin(BinOp::Add, Type::F32, FMode::rn(), *acc, partial);
-            }
+            let parts = load(b, full);
+            compute(b, full, &parts);
         });
     }
-    let totals: Vec<Reg> = accs
+    let mut totals: Vec<Vec<Reg>> = accs
         .iter()
-        .map(|acc| warp_reduce(&mut b, BinOp::Add, Type::F32, *acc))
+        .map(|acc_v| {
+            acc_v
+                .iter()
+                .map(|acc| warp_reduce(&mut b, BinOp::Add, Type::F32, *acc))
+                .collect()
+        })
         .collect();
-    let lane0 = b.setp(Cmp::Eq, Type::U32, lane, 0u32);
-    b.if_then(lane0, |b| {
-        let off = b.mul_wide(Type::U32, row, 4u32);
-        let bias_v = bias.as_ref().map(|p| {
-            let base = b.global_ptr(p);
-            let a = b.add(Type::U64, base, off);
-            b.load(
-                StateSpace::Global,
-                Type::F32,
-                1,
-                Addr::reg(a),
-                &[CacheHint::NonCoherent],
-                None,
-            )[0]
-        });
-        let res_row = residual.as_ref().map(|p| {
-            let base = b.global_ptr(p);
-            b.add(Type::U64, base, off)
-        });
-        let y_base = b.global_ptr(&yp);
-        let y_row = b.add(Type::U64, y_base, off);
-        for (v, total) in totals.iter().enumerate() {
-            let vec_off = (v as u64 * s.n as u64 * 4) as i64;
-            let mut y = *total;
-            if let Some(bv) = bias_v {
-                y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, bv);
+    let first_warp = if split > 1 {
+        // Each warp's sums meet in shared memory, [group][warp in group][row]; the group's
+        // first warp adds them in warp order. Vector by vector through the same slots, as the
+        // single kernel does for its one vector (a barrier before the slots are reused).
+        let per_warp = tile.rows * 4;
+        let smem = b.shared("gemv_partial", Type::F32, tile.warps * tile.rows, 4);
+        let base = b.shared_base(&smem);
+        let mine = b.mad(Type::U32, FMode::NONE, warp, per_warp, base);
+        let lane0 = b.setp(Cmp::Eq, Type::U32, lane, 0u32);
+        let in_group = b.and(Type::B32, warp, split - 1);
+        let first = b.setp(Cmp::Eq, Type::U32, in_group, 0u32);
+        let group_base = b.mad(Type::U32, FMode::NONE, group, split * per_warp, base);
+        for (v, totals_v) in totals.iter_mut().enumerate() {
+            if v > 0 {
+                b.bar_sync(0);
             }
-            if let Some(r) = res_row {
-                // A plain load: the residual may be the output buffer itself.
-                let rv = b.ld_global(Type::F32, Addr::reg_off(r, vec_off));
-                y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, rv);
+            b.if_then(lane0, |b| {
+                for (r, t) in totals_v.iter().enumerate() {
+                    b.st_shared(Type::F32, Addr::reg_off(mine, (r * 4) as i64), *t);
+                }
+            });
+            b.bar_sync(0);
+            for (r, t) in totals_v.iter_mut().enumerate() {
+                let off = (r * 4) as i64;
+                let mut sum = b.ld_shared(Type::F32, Addr::reg_off(group_base, off));
+                for k in 1..split {
+                    let o = off + (k * per_warp) as i64;
+                    let p = b.ld_shared(Type::F32, Addr::reg_off(group_base, o));
+                    sum = b.bin(BinOp::Add, Type::F32, FMode::rn(), sum, p);
+                }
+                *t = sum;
             }
-            b.st_global(Type::F32, Addr::reg_off(y_row, vec_off), y);
+        }
+        Some(first)
+    } else {
+        None
+    };
+    let mut writer = b.setp(Cmp::Eq, Type::U32, lane, 0u32);
+    if let Some(first) = first_warp {
+        writer = b.bin(BinOp::And, Type::Pred, FMode::NONE, writer, first);
+    }
+    b.if_then(writer, |b| {
+        for r in 0..tile.rows {
+            let store_row = |b: &mut KernelBuilder, row: Reg| {
+                let off = b.mul_wide(Type::U32, row, 4u32);
+                let bias_v = bias.as_ref().map(|p| {
+                    let base = b.global_ptr(p);
+                    let a = b.add(Type::U64, base, off);
+                    b.load(
+                        StateSpace::Global,
+                        Type::F32,
+                        1,
+                        Addr::reg(a),
+                        &[CacheHint::NonCoherent],
+                        None,
+                    )[0]
+                });
+                let res_row = residual.as_ref().map(|p| {
+                    let base = b.global_ptr(p);
+                    b.add(Type::U64, base, off)
+                });
+                let y_base = b.global_ptr(&yp);
+                let y_row = b.add(Type::U64, y_base, off);
+                for (v, totals_v) in totals.iter().enumerate() {
+                    let vec_off = (v as u64 * s.n as u64 * 4) as i64;
+                    let mut y = totals_v[r as usize];
+                    if let Some(bv) = bias_v {
+                        y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, bv);
+                    }
+                    if let Some(r) = res_row {
+                        // A plain load: the residual may be the output buffer itself.
+                        let rv = b.ld_global(Type::F32, Addr::reg_off(r, vec_off));
+                        y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, rv);
+                    }
+                    b.st_global(Type::F32, Addr::reg_off(y_row, vec_off), y);
+                }
+            };
+            if r == 0 && !clamp {
+                store_row(b, row0);
+            } else {
+                let row = if r == 0 {
+                    row0
+                } else {
+                    b.add(Type::U32, row0, r)
+                };
+                if ragged {
+                    let inside = b.setp(Cmp::Lt, Type::U32, row, s.n);
+                    b.if_then(inside, |b| store_row(b, row));
+                } else {
+                    store_row(b, row);
+                }
+            }
         }
     });
     let kernel = b.finish()?;
@@ -522,7 +733,7 @@ fn generate(s: &Gemv, target: Target) -> Result<GeneratedKernel, GenError> {
     Ok(GeneratedKernel {
         name,
         ptx,
-        launch: LaunchSpec::fixed(grid, 1, WARPS * 32),
+        launch: LaunchSpec::fixed(grid, 1, threads),
         params,
         spec,
         target,

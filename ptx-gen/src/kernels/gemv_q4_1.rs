@@ -9,46 +9,86 @@ use crate::ir::{Addr, BinOp, Cmp, FMode, KernelBuilder, Reg, Value};
 
 use super::loads::{half2_as_f32, word4};
 
-/// The lane's part of a weight block, loaded once for all vectors.
+/// Lanes sharing one block.
+const LANES: u32 = 4;
+
+/// What a lane takes of every block, fixed for the kernel.
+pub(crate) struct Lane {
+    /// Byte offset of the lane's four qs bytes after the first: 4p.
+    off: Reg,
+    /// Lane 0 of the block adds the min term.
+    first: Reg,
+}
+
+pub(crate) fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
+    let off = b.mul_wide(Type::U32, part, 4u32);
+    let first = b.setp(Cmp::Eq, Type::U32, part, 0u32);
+    Lane { off, first }
+}
+
+/// The lane's part of one weight block.
 pub(crate) struct Part {
     lo: Reg,
     hi: Reg,
     d: Reg,
     m: Reg,
-    first: Reg,
-    off: Reg,
 }
 
-pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
-    let off = b.mul_wide(Type::U32, part, 4u32);
-    let wq = b.add(Type::U64, wblk, off);
+pub(crate) fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
+    let wq = b.add(Type::U64, wblk, l.off);
     let q = word4(b, Addr::reg_off(wq, 4));
     let lo = b.and(Type::B32, q, Value::Hex(0x0F0F_0F0F));
     let q_hi = b.shr(Type::U32, q, 4u32);
     let hi = b.and(Type::B32, q_hi, Value::Hex(0x0F0F_0F0F));
     let (d, m) = half2_as_f32(b, Addr::reg(wblk));
-    let first = b.setp(Cmp::Eq, Type::U32, part, 0u32);
-    Part {
-        lo,
-        hi,
-        d,
-        m,
-        first,
-        off,
-    }
+    Part { lo, hi, d, m }
 }
 
-pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, xblk: Reg) -> Reg {
-    let xq = b.add(Type::U64, xblk, w.off);
-    let x_lo = word4(b, Addr::reg_off(xq, 4));
-    let x_hi = word4(b, Addr::reg_off(xq, 20));
-    let s = b.dp4a(Type::S32, Type::S32, w.lo, x_lo, 0i32);
-    let s = b.dp4a(Type::S32, Type::S32, w.hi, x_hi, s);
-    let (dx, sx) = half2_as_f32(b, Addr::reg(xblk));
-    let dd = b.bin(BinOp::Mul, Type::F32, FMode::rn(), w.d, dx);
+/// The lane's inputs of one vector for one weight block.
+pub(crate) struct Inputs {
+    lo: Reg,
+    hi: Reg,
+    d: Reg,
+    s: Reg,
+}
+
+pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+    let xq = b.add(Type::U64, xblk, l.off);
+    let lo = word4(b, Addr::reg_off(xq, 4));
+    let hi = word4(b, Addr::reg_off(xq, 20));
+    let (d, s) = half2_as_f32(b, Addr::reg(xblk));
+    Inputs { lo, hi, d, s }
+}
+
+pub(crate) fn dot(b: &mut KernelBuilder, l: &Lane, w: &Part, x: &Inputs) -> Reg {
+    let s = b.dp4a(Type::S32, Type::S32, w.lo, x.lo, 0i32);
+    let s = b.dp4a(Type::S32, Type::S32, w.hi, x.hi, s);
+    let dd = b.bin(BinOp::Mul, Type::F32, FMode::rn(), w.d, x.d);
     let sf = b.cvt(Type::F32, Type::S32, FMode::rn(), s);
     let part = b.bin(BinOp::Mul, Type::F32, FMode::rn(), dd, sf);
-    let ms = b.bin(BinOp::Mul, Type::F32, FMode::rn(), w.m, sx);
-    let offset = b.selp(Type::F32, ms, 0.0f32, w.first);
+    let ms = b.bin(BinOp::Mul, Type::F32, FMode::rn(), w.m, x.s);
+    let offset = b.selp(Type::F32, ms, 0.0f32, l.first);
     b.bin(BinOp::Add, Type::F32, FMode::rn(), part, offset)
+}
+
+/// The format as the GEMV generator schedules it.
+pub(crate) struct Format;
+
+impl super::gemv::BlockFormat for Format {
+    type Lane = Lane;
+    type Part = Part;
+    type Inputs = Inputs;
+    const LANES: u32 = LANES;
+    fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
+        lane(b, part)
+    }
+    fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
+        load(b, l, wblk)
+    }
+    fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+        load_x(b, l, xblk)
+    }
+    fn dot(b: &mut KernelBuilder, l: &Lane, w: &Part, x: &Inputs) -> Reg {
+        dot(b, l, w, x)
+    }
 }

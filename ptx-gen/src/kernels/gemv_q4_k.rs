@@ -3,119 +3,194 @@
 //! mins packed in `scales` (GGML's `get_scale_min_k4`); bytes 32c..32c+31 of `qs` hold
 //! sub-block 2c (low nibbles) and 2c+1 (high nibbles); value = d*sc*q - dmin*m.
 //!
-//! Sixteen lanes per block; lane p takes qs bytes 8p..8p+7, i.e. values 8(p%4)..+7 of
-//! sub-blocks 2c and 2c+1 with c = p/4. As GGML's `vec_dot_q4_K_q8_1`:
+//! Eight lanes per block; lane p reads qs bytes 16p..16p+15 with one 16-byte load: values
+//! 16h..16h+15 (h = p % 2) of sub-blocks 2c and 2c+1 (c = p / 2). The block's first 16
+//! bytes (d, dmin, scales) come with one more 16-byte load, the same for the eight lanes.
+//! As GGML's `vec_dot_q4_K_q8_1`:
 //! `d * sum_s(d_x[s] * (sum(q*q_x) * sc[s])) - dmin * sum_s(d_x[s] * (sum(q_x) * m[s]))`,
 //! every sum of products an exact integer from `dp4a`.
 
 use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Reg, Value};
+use crate::target::Feature;
 
-use super::gemv::q8_1_addr;
-use super::loads::{half2_as_f32, half_as_f32, word4};
+use super::loads::{half_as_f32, word4};
 
 const NIBBLES: Value = Value::Hex(0x0F0F_0F0F);
 const ONES: Value = Value::Hex(0x0101_0101);
 
-/// The 6-bit scale and min of sub-blocks 2c and 2c+1: ((sc_lo, m_lo), (sc_hi, m_hi)).
-fn scales_mins(b: &mut KernelBuilder, wblk: Reg, c: Reg) -> [(Reg, Reg); 2] {
-    let s0 = word4(b, Addr::reg_off(wblk, 4));
-    let s1 = word4(b, Addr::reg_off(wblk, 8));
-    let s2 = word4(b, Addr::reg_off(wblk, 12));
-    // Byte 2c (mod 4) of a word starts at bit 16 * (c & 1).
-    let odd = b.and(Type::B32, c, 1u32);
-    let pos = b.shl(Type::B32, odd, 4u32);
-    let low_half = b.setp(Cmp::Lt, Type::U32, c, 2u32);
-    let mut out = Vec::new();
-    for k in 0..2u32 {
-        let p = b.add(Type::U32, pos, 8 * k);
-        // Sub-blocks 0..3: sc = scales[j] & 63, m = scales[j + 4] & 63.
-        let sc_a = b.bfe(Type::U32, s0, p, 6u32);
-        let m_a = b.bfe(Type::U32, s1, p, 6u32);
-        // Sub-blocks 4..7: low four bits from scales[j + 4], high two from the top of
-        // scales[j - 4] (scale) and scales[j] (min).
-        let p6 = b.add(Type::U32, p, 6u32);
-        let p4 = b.add(Type::U32, p, 4u32);
-        let sc_lo4 = b.bfe(Type::U32, s2, p, 4u32);
-        let sc_hi2 = b.bfe(Type::U32, s0, p6, 2u32);
-        let sc_b = b.mad(Type::U32, FMode::NONE, sc_hi2, 16u32, sc_lo4);
-        let m_lo4 = b.bfe(Type::U32, s2, p4, 4u32);
-        let m_hi2 = b.bfe(Type::U32, s1, p6, 2u32);
-        let m_b = b.mad(Type::U32, FMode::NONE, m_hi2, 16u32, m_lo4);
-        let sc = b.selp(Type::U32, sc_a, sc_b, low_half);
-        let m = b.selp(Type::U32, m_a, m_b, low_half);
-        out.push((sc, m));
-    }
-    [out[0], out[1]]
+/// Lanes sharing one block.
+const LANES: u32 = 8;
+
+/// What a lane takes of every block, fixed for the kernel.
+pub(crate) struct Lane {
+    /// Byte offset of the lane's 16 qs bytes in the block: 16 + 16p.
+    w_off: i64,
+    w_reg: Reg,
+    /// Byte offsets, from the block's first Q8_1 block, of Q8_1 blocks 2c and 2c + 1.
+    x_a: Reg,
+    /// Byte offset of the lane's 16 inputs inside a Q8_1 block: 4 + 16h.
+    x_in: Reg,
+    /// Scale unpacking: c < 2, the shifts 16(c%2), 16(c%2)+2 and (c < 2 ? 0 : 4) + 16(c%2),
+    /// and the masks of the low and high scale bits.
+    low: Reg,
+    sh: Reg,
+    sh2: Reg,
+    sh_m: Reg,
+    low_mask: Reg,
+    high_mask: Reg,
 }
 
-/// The lane's part of a weight block, loaded once for all vectors.
+pub(crate) fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
+    let c = b.shr(Type::U32, part, 1u32);
+    let h = b.and(Type::B32, part, 1u32);
+    let w_reg = b.mul_wide(Type::U32, part, 16u32);
+    let x_a = b.mul_wide(Type::U32, c, 72u32);
+    let x_in = b.mad(Type::U32, FMode::NONE, h, 16u32, 4u32);
+    let x_in = b.cvt(Type::U64, Type::U32, FMode::NONE, x_in);
+    let low = b.setp(Cmp::Lt, Type::U32, c, 2u32);
+    let odd = b.and(Type::B32, c, 1u32);
+    let sh = b.shl(Type::B32, odd, 4u32);
+    let sh2 = b.add(Type::U32, sh, 2u32);
+    let sh4 = b.add(Type::U32, sh, 4u32);
+    let sh_m = b.selp(Type::U32, sh, sh4, low);
+    let low_mask = b.selp(Type::B32, Value::Hex(0x3F3F), Value::Hex(0x0F0F), low);
+    let high_mask = b.selp(Type::B32, Value::Hex(0), Value::Hex(0x3030), low);
+    Lane {
+        w_off: 16,
+        w_reg,
+        x_a,
+        x_in,
+        low,
+        sh,
+        sh2,
+        sh_m,
+        low_mask,
+        high_mask,
+    }
+}
+
+/// The lane's part of one weight block.
 pub(crate) struct Part {
-    /// Low and high nibbles of the lane's eight bytes: sub-blocks 2c and 2c + 1.
-    v: [[Reg; 2]; 2],
-    scales: [(Reg, Reg); 2],
+    /// Low and high nibbles of the lane's sixteen bytes: sub-blocks 2c and 2c + 1.
+    lo: [Reg; 4],
+    hi: [Reg; 4],
+    sc: [Reg; 2],
+    m: [Reg; 2],
     d: Reg,
     dmin: Reg,
-    c: Reg,
-    /// Byte offset of the lane's inputs inside a Q8_1 block's `qs`: 8 * (part % 4).
-    x_in: Reg,
 }
 
-pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
-    let off = b.mul_wide(Type::U32, part, 8u32);
-    let wq = b.add(Type::U64, wblk, off);
-    let w = b.load(
+pub(crate) fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
+    let wq = b.add(Type::U64, wblk, l.w_reg);
+    // Streamed once: kept out of L1 where the target has the hint.
+    let hints: &[CacheHint] = if b.target().allows(Feature::L1EvictionPriority) {
+        &[CacheHint::NonCoherent, CacheHint::L1NoAllocate]
+    } else {
+        &[CacheHint::NonCoherent]
+    };
+    let q = b.load(
         StateSpace::Global,
         Type::B32,
-        2,
-        Addr::reg_off(wq, 16),
+        4,
+        Addr::reg_off(wq, l.w_off),
+        hints,
+        None,
+    );
+    let hd = b.load(
+        StateSpace::Global,
+        Type::B32,
+        4,
+        Addr::reg(wblk),
         &[CacheHint::NonCoherent],
         None,
     );
-    let c = b.shr(Type::U32, part, 2u32);
-    let quarter = b.and(Type::B32, part, 3u32);
-    let x_in = b.shl(Type::B32, quarter, 3u32);
-    let x_in = b.cvt(Type::U64, Type::U32, FMode::NONE, x_in);
-    let scales = scales_mins(b, wblk, c);
-    let lo = [
-        b.and(Type::B32, w[0], NIBBLES),
-        b.and(Type::B32, w[1], NIBBLES),
+    // GGML's get_scale_min_k4 for sub-blocks 2c and 2c + 1, both in one 16-bit half:
+    // c < 2:  sc = scales[j] & 63, m = scales[j + 4] & 63;
+    // c >= 2: sc = scales[j + 4] & 15 | (scales[j - 4] >> 6) << 4,
+    //         m  = scales[j + 4] >> 4 | (scales[j] >> 6) << 4.
+    let (h1, h2, h3) = (hd[1], hd[2], hd[3]);
+    let a = b.selp(Type::B32, h1, h3, l.low);
+    let t = b.shr(Type::U32, a, l.sh);
+    let t = b.and(Type::B32, t, l.low_mask);
+    let u = b.shr(Type::U32, h1, l.sh2);
+    let u = b.and(Type::B32, u, l.high_mask);
+    let scw = b.or(Type::B32, t, u);
+    let a = b.selp(Type::B32, h2, h3, l.low);
+    let t = b.shr(Type::U32, a, l.sh_m);
+    let t = b.and(Type::B32, t, l.low_mask);
+    let u = b.shr(Type::U32, h2, l.sh2);
+    let u = b.and(Type::B32, u, l.high_mask);
+    let mw = b.or(Type::B32, t, u);
+    let sc = [
+        b.and(Type::B32, scw, 0xFFu32),
+        b.bfe(Type::U32, scw, 8u32, 8u32),
     ];
-    let h0 = b.shr(Type::U32, w[0], 4u32);
-    let h1 = b.shr(Type::U32, w[1], 4u32);
-    let hi = [b.and(Type::B32, h0, NIBBLES), b.and(Type::B32, h1, NIBBLES)];
-    let (d, dmin) = half2_as_f32(b, Addr::reg(wblk));
+    let m = [
+        b.and(Type::B32, mw, 0xFFu32),
+        b.bfe(Type::U32, mw, 8u32, 8u32),
+    ];
+    let halves = b.unpack(Type::B32, hd[0], Type::B16);
+    let d = b.cvt(Type::F32, Type::F16, FMode::NONE, halves[0]);
+    let dmin = b.cvt(Type::F32, Type::F16, FMode::NONE, halves[1]);
+    let lo = [0, 1, 2, 3].map(|i| b.and(Type::B32, q[i], NIBBLES));
+    let hi = [0, 1, 2, 3].map(|i| {
+        let s = b.shr(Type::U32, q[i], 4u32);
+        b.and(Type::B32, s, NIBBLES)
+    });
     Part {
-        v: [lo, hi],
-        scales,
+        lo,
+        hi,
+        sc,
+        m,
         d,
         dmin,
-        c,
-        x_in,
     }
 }
 
-pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, xblk: Reg) -> Reg {
+/// The lane's inputs of one vector for one weight block: the sixteen quants of Q8_1 blocks
+/// 2c and 2c + 1 it multiplies, their sums and their scales.
+pub(crate) struct Inputs {
+    q: [[Reg; 4]; 2],
+    sum: [Reg; 2],
+    d: [Reg; 2],
+}
+
+pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+    let xa = b.add(Type::U64, xblk, l.x_a);
+    let xq = b.add(Type::U64, xa, l.x_in);
+    let mut q = [[xq; 4]; 2];
+    let mut sum = [xq; 2];
+    let mut d = [xq; 2];
+    for s in 0..2 {
+        let base = 36 * s as i64;
+        for (i, w) in q[s].iter_mut().enumerate() {
+            *w = word4(b, Addr::reg_off(xq, base + 4 * i as i64));
+        }
+        let mut acc = b.dp4a(Type::U32, Type::S32, ONES, q[s][0], 0i32);
+        for w in &q[s][1..] {
+            acc = b.dp4a(Type::U32, Type::S32, ONES, *w, acc);
+        }
+        sum[s] = acc;
+        d[s] = half_as_f32(b, Addr::reg_off(xa, base));
+    }
+    Inputs { q, sum, d }
+}
+
+pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, x: &Inputs) -> Reg {
     let mut terms = Vec::new();
-    for (half, (sc, m)) in w.scales.into_iter().enumerate() {
-        // Sub-block 2c + half: its Q8_1 block and the lane's eight inputs in it.
-        let sub = b.mad(Type::U32, FMode::NONE, w.c, 2u32, half as u32);
-        let xb = q8_1_addr(b, xblk, sub);
-        let xq = b.add(Type::U64, xb, w.x_in);
-        let x0 = word4(b, Addr::reg_off(xq, 4));
-        let x1 = word4(b, Addr::reg_off(xq, 8));
-        let [v0, v1] = w.v[half];
-        let dot = b.dp4a(Type::S32, Type::S32, v0, x0, 0i32);
-        let dot = b.dp4a(Type::S32, Type::S32, v1, x1, dot);
-        let xs = b.dp4a(Type::U32, Type::S32, ONES, x0, 0i32);
-        let xs = b.dp4a(Type::U32, Type::S32, ONES, x1, xs);
-        let dx = half_as_f32(b, Addr::reg(xb));
-        let ds = b.mul(Type::S32, dot, sc);
-        let ms = b.mul(Type::S32, xs, m);
+    for s in 0..2 {
+        let v = if s == 0 { &w.lo } else { &w.hi };
+        let mut dot = b.dp4a(Type::S32, Type::S32, v[0], x.q[s][0], 0i32);
+        for i in 1..4 {
+            dot = b.dp4a(Type::S32, Type::S32, v[i], x.q[s][i], dot);
+        }
+        let ds = b.mul(Type::S32, dot, w.sc[s]);
+        let ms = b.mul(Type::S32, x.sum[s], w.m[s]);
         let dsf = b.cvt(Type::F32, Type::S32, FMode::rn(), ds);
         let msf = b.cvt(Type::F32, Type::S32, FMode::rn(), ms);
-        let fd = b.bin(BinOp::Mul, Type::F32, FMode::rn(), dx, dsf);
-        let fm = b.bin(BinOp::Mul, Type::F32, FMode::rn(), dx, msf);
+        let fd = b.bin(BinOp::Mul, Type::F32, FMode::rn(), x.d[s], dsf);
+        let fm = b.bin(BinOp::Mul, Type::F32, FMode::rn(), x.d[s], msf);
         terms.push((fd, fm));
     }
     let sum_d = b.bin(BinOp::Add, Type::F32, FMode::rn(), terms[0].0, terms[1].0);
@@ -123,4 +198,26 @@ pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, xblk: Reg) -> Reg {
     let a = b.bin(BinOp::Mul, Type::F32, FMode::rn(), w.d, sum_d);
     let m = b.bin(BinOp::Mul, Type::F32, FMode::rn(), w.dmin, sum_m);
     b.bin(BinOp::Sub, Type::F32, FMode::rn(), a, m)
+}
+
+/// The format as the GEMV generator schedules it.
+pub(crate) struct Format;
+
+impl super::gemv::BlockFormat for Format {
+    type Lane = Lane;
+    type Part = Part;
+    type Inputs = Inputs;
+    const LANES: u32 = LANES;
+    fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
+        lane(b, part)
+    }
+    fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
+        load(b, l, wblk)
+    }
+    fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+        load_x(b, l, xblk)
+    }
+    fn dot(b: &mut KernelBuilder, _l: &Lane, w: &Part, x: &Inputs) -> Reg {
+        dot(b, w, x)
+    }
 }

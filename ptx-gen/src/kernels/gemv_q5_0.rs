@@ -10,13 +10,31 @@ use crate::ir::{Addr, BinOp, Cmp, FMode, KernelBuilder, Reg, Value};
 
 use super::loads::{half2_as_f32, half_as_f32, word2, word4};
 
-/// The lane's part of a weight block, loaded once for all vectors.
+/// Lanes sharing one block.
+const LANES: u32 = 4;
+
+/// What a lane takes of every block, fixed for the kernel.
+pub(crate) struct Lane {
+    /// Byte offset of the lane's four qs bytes after the first: 4p.
+    off: Reg,
+    /// Shift of the lane's fifth bits in qh: 4p.
+    shift: Reg,
+    /// Lane 0 of the block adds the -16 offset.
+    first: Reg,
+}
+
+pub(crate) fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
+    let off = b.mul_wide(Type::U32, part, 4u32);
+    let shift = b.shl(Type::B32, part, 2u32);
+    let first = b.setp(Cmp::Eq, Type::U32, part, 0u32);
+    Lane { off, shift, first }
+}
+
+/// The lane's part of one weight block.
 pub(crate) struct Part {
     lo: Reg,
     hi: Reg,
     d: Reg,
-    first: Reg,
-    off: Reg,
 }
 
 /// Moves bits 0..3 of `bits` to bit 4 of bytes 0..3 and ORs them into `nibbles`.
@@ -30,13 +48,11 @@ fn add_fifth_bits(b: &mut KernelBuilder, nibbles: Reg, bits: Reg) -> Reg {
     v
 }
 
-pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
-    let off = b.mul_wide(Type::U32, part, 4u32);
-    let wq = b.add(Type::U64, wblk, off);
+pub(crate) fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
+    let wq = b.add(Type::U64, wblk, l.off);
     let q = word2(b, Addr::reg_off(wq, 6));
     let qh = word2(b, Addr::reg_off(wblk, 2));
-    let shift = b.shl(Type::B32, part, 2u32);
-    let qh_lo = b.shr(Type::U32, qh, shift);
+    let qh_lo = b.shr(Type::U32, qh, l.shift);
     let qh_hi = b.shr(Type::U32, qh_lo, 16u32);
     let lo = b.and(Type::B32, q, Value::Hex(0x0F0F_0F0F));
     let lo = add_fifth_bits(b, lo, qh_lo);
@@ -44,27 +60,55 @@ pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
     let hi = b.and(Type::B32, q_hi, Value::Hex(0x0F0F_0F0F));
     let hi = add_fifth_bits(b, hi, qh_hi);
     let d = half_as_f32(b, Addr::reg(wblk));
-    let first = b.setp(Cmp::Eq, Type::U32, part, 0u32);
-    Part {
-        lo,
-        hi,
-        d,
-        first,
-        off,
-    }
+    Part { lo, hi, d }
 }
 
-pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, xblk: Reg) -> Reg {
-    let xq = b.add(Type::U64, xblk, w.off);
-    let x_lo = word4(b, Addr::reg_off(xq, 4));
-    let x_hi = word4(b, Addr::reg_off(xq, 20));
-    let s = b.dp4a(Type::S32, Type::S32, w.lo, x_lo, 0i32);
-    let s = b.dp4a(Type::S32, Type::S32, w.hi, x_hi, s);
-    let (dx, sx) = half2_as_f32(b, Addr::reg(xblk));
-    let sf = b.cvt(Type::F32, Type::S32, FMode::rn(), s);
-    let t = b.bin(BinOp::Mul, Type::F32, FMode::rn(), dx, sf);
+/// The lane's inputs of one vector for one weight block.
+pub(crate) struct Inputs {
+    lo: Reg,
+    hi: Reg,
+    /// The block's scale, and its sum times 16 on lane 0 (0 elsewhere).
+    d: Reg,
+    offset: Reg,
+}
+
+pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+    let xq = b.add(Type::U64, xblk, l.off);
+    let lo = word4(b, Addr::reg_off(xq, 4));
+    let hi = word4(b, Addr::reg_off(xq, 20));
+    let (d, sx) = half2_as_f32(b, Addr::reg(xblk));
     let sx16 = b.bin(BinOp::Mul, Type::F32, FMode::rn(), sx, 16.0f32);
-    let offset = b.selp(Type::F32, sx16, 0.0f32, w.first);
-    let t = b.bin(BinOp::Sub, Type::F32, FMode::rn(), t, offset);
+    let offset = b.selp(Type::F32, sx16, 0.0f32, l.first);
+    Inputs { lo, hi, d, offset }
+}
+
+pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, x: &Inputs) -> Reg {
+    let s = b.dp4a(Type::S32, Type::S32, w.lo, x.lo, 0i32);
+    let s = b.dp4a(Type::S32, Type::S32, w.hi, x.hi, s);
+    let sf = b.cvt(Type::F32, Type::S32, FMode::rn(), s);
+    let t = b.bin(BinOp::Mul, Type::F32, FMode::rn(), x.d, sf);
+    let t = b.bin(BinOp::Sub, Type::F32, FMode::rn(), t, x.offset);
     b.bin(BinOp::Mul, Type::F32, FMode::rn(), w.d, t)
+}
+
+/// The format as the GEMV generator schedules it.
+pub(crate) struct Format;
+
+impl super::gemv::BlockFormat for Format {
+    type Lane = Lane;
+    type Part = Part;
+    type Inputs = Inputs;
+    const LANES: u32 = LANES;
+    fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
+        lane(b, part)
+    }
+    fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
+        load(b, l, wblk)
+    }
+    fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+        load_x(b, l, xblk)
+    }
+    fn dot(b: &mut KernelBuilder, _l: &Lane, w: &Part, x: &Inputs) -> Reg {
+        dot(b, w, x)
+    }
 }

@@ -12,48 +12,77 @@
 use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, CacheHint, FMode, KernelBuilder, Reg, Value};
 
-use super::gemv::q8_1_addr;
 use super::loads::{half_as_f32, word2, word4};
+use super::quantize_q8_1::Q8_1_BLOCK_BYTES;
 
 const ONES: Value = Value::Hex(0x0101_0101);
 
-/// The lane's part of a weight block, loaded once for all vectors.
+/// Lanes sharing one block.
+const LANES: u32 = 32;
+
+/// What a lane takes of every block, fixed for the kernel.
+pub(crate) struct Lane {
+    /// Byte offsets in the block of the lane's ql word (64n + 32h + 4k), its qh word
+    /// (32n + 4k, before the 128 of ql) and its first scale (8n + k/4 + 2h).
+    ql: Reg,
+    qh: Reg,
+    sc: Reg,
+    /// Shift of quarter h's two high bits in the qh bytes: 2h.
+    two_bits: Reg,
+    /// Byte offsets, from the block's first Q8_1 block, of the Q8_1 blocks of quarters
+    /// h and h + 2: 4n + h and 4n + h + 2.
+    x: [Reg; 2],
+    /// Byte offset of the lane's inputs inside those blocks' qs: 4k.
+    x_in: Reg,
+}
+
+pub(crate) fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
+    let n = b.shr(Type::U32, part, 4u32);
+    let j = b.and(Type::B32, part, 15u32);
+    let k = b.and(Type::B32, j, 7u32);
+    let h = b.shr(Type::U32, j, 3u32);
+    let ql_off = b.shl(Type::B32, n, 6u32);
+    let ql_off = b.mad(Type::U32, FMode::NONE, h, 32u32, ql_off);
+    let k4 = b.shl(Type::B32, k, 2u32);
+    let ql_off = b.add(Type::U32, ql_off, k4);
+    let ql = b.cvt(Type::U64, Type::U32, FMode::NONE, ql_off);
+    let qh_off = b.mad(Type::U32, FMode::NONE, n, 32u32, k4);
+    let qh = b.cvt(Type::U64, Type::U32, FMode::NONE, qh_off);
+    let sc_idx = b.shl(Type::B32, n, 3u32);
+    let k_half = b.shr(Type::U32, k, 2u32);
+    let sc_idx = b.add(Type::U32, sc_idx, k_half);
+    let sc_idx = b.mad(Type::U32, FMode::NONE, h, 2u32, sc_idx);
+    let sc = b.cvt(Type::U64, Type::U32, FMode::NONE, sc_idx);
+    let two_bits = b.shl(Type::B32, h, 1u32);
+    let x_idx = b.shl(Type::B32, n, 2u32);
+    let x_idx = b.add(Type::U32, x_idx, h);
+    let x0 = b.mul_wide(Type::U32, x_idx, Q8_1_BLOCK_BYTES);
+    let x1 = b.add(Type::U64, x0, (2 * Q8_1_BLOCK_BYTES) as i64);
+    let x_in = b.cvt(Type::U64, Type::U32, FMode::NONE, k4);
+    Lane {
+        ql,
+        qh,
+        sc,
+        two_bits,
+        x: [x0, x1],
+        x_in,
+    }
+}
+
+/// The lane's part of one weight block.
 pub(crate) struct Part {
     /// The 6-bit values of quarters h and h + 2 (four bytes each, 0..63).
     q: [Reg; 2],
     sc: [Reg; 2],
     d: Reg,
-    /// Q8_1 block (relative to the weight block's first) of quarter h: 4n + h.
-    x_idx: Reg,
-    /// Byte offset of the lane's inputs inside that block's `qs`: 4k.
-    x_in: Reg,
 }
 
-pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
-    let n = b.shr(Type::U32, part, 4u32);
-    let j = b.and(Type::B32, part, 15u32);
-    let k = b.and(Type::B32, j, 7u32);
-    let h = b.shr(Type::U32, j, 3u32);
-    // ql word at 64n + 32h + 4k, qh word at 128 + 32n + 4k.
-    let ql_off = b.shl(Type::B32, n, 6u32);
-    let ql_off = b.mad(Type::U32, FMode::NONE, h, 32u32, ql_off);
-    let k4 = b.shl(Type::B32, k, 2u32);
-    let ql_off = b.add(Type::U32, ql_off, k4);
-    let ql_off = b.cvt(Type::U64, Type::U32, FMode::NONE, ql_off);
-    let qh_off = b.mad(Type::U32, FMode::NONE, n, 32u32, k4);
-    let qh_off = b.cvt(Type::U64, Type::U32, FMode::NONE, qh_off);
-    let ql_a = b.add(Type::U64, wblk, ql_off);
-    let qh_a = b.add(Type::U64, wblk, qh_off);
+pub(crate) fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
+    let ql_a = b.add(Type::U64, wblk, l.ql);
+    let qh_a = b.add(Type::U64, wblk, l.qh);
     let ql = word2(b, Addr::reg(ql_a));
     let qh = word2(b, Addr::reg_off(qh_a, 128));
-    // Scale index of quarter h: 8n + k/4 + 2h; quarter h + 2 is four further.
-    let sc_idx = b.shl(Type::B32, n, 3u32);
-    let k_half = b.shr(Type::U32, k, 2u32);
-    let sc_idx = b.add(Type::U32, sc_idx, k_half);
-    let sc_idx = b.mad(Type::U32, FMode::NONE, h, 2u32, sc_idx);
-    let sc_idx = b.cvt(Type::U64, Type::U32, FMode::NONE, sc_idx);
-    let sc_a = b.add(Type::U64, wblk, sc_idx);
-    let two_bits = b.shl(Type::B32, h, 1u32);
+    let sc_a = b.add(Type::U64, wblk, l.sc);
     let mut q = Vec::new();
     let mut sc = Vec::new();
     for quarter in 0..2u32 {
@@ -65,9 +94,9 @@ pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
         };
         let nib = b.and(Type::B32, nib, Value::Hex(0x0F0F_0F0F));
         let shift = if quarter == 0 {
-            two_bits
+            l.two_bits
         } else {
-            b.add(Type::U32, two_bits, 4u32)
+            b.add(Type::U32, l.two_bits, 4u32)
         };
         let hb = b.shr(Type::U32, qh, shift);
         let hb = b.and(Type::B32, hb, Value::Hex(0x0303_0303));
@@ -86,37 +115,69 @@ pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
         sc.push(s);
     }
     let d = half_as_f32(b, Addr::reg_off(wblk, 208));
-    let x_idx = b.shl(Type::B32, n, 2u32);
-    let x_idx = b.add(Type::U32, x_idx, h);
-    let x_in = b.cvt(Type::U64, Type::U32, FMode::NONE, k4);
     Part {
         q: [q[0], q[1]],
         sc: [sc[0], sc[1]],
         d,
-        x_idx,
-        x_in,
     }
 }
 
-pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, xblk: Reg) -> Reg {
+/// The lane's inputs of one vector for one weight block, per quarter: four quants, their
+/// sum and their block's scale.
+pub(crate) struct Inputs {
+    x: [Reg; 2],
+    sum: [Reg; 2],
+    d: [Reg; 2],
+}
+
+pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+    let mut out = Inputs {
+        x: [xblk; 2],
+        sum: [xblk; 2],
+        d: [xblk; 2],
+    };
+    for quarter in 0..2 {
+        let xb = b.add(Type::U64, xblk, l.x[quarter]);
+        let xq = b.add(Type::U64, xb, l.x_in);
+        let x = word4(b, Addr::reg_off(xq, 4));
+        out.sum[quarter] = b.dp4a(Type::U32, Type::S32, ONES, x, 0i32);
+        out.x[quarter] = x;
+        out.d[quarter] = half_as_f32(b, Addr::reg(xb));
+    }
+    out
+}
+
+pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, x: &Inputs) -> Reg {
     let mut terms = Vec::new();
     for quarter in 0..2usize {
-        let xi = if quarter == 0 {
-            w.x_idx
-        } else {
-            b.add(Type::U32, w.x_idx, 2u32)
-        };
-        let xb = q8_1_addr(b, xblk, xi);
-        let xq = b.add(Type::U64, xb, w.x_in);
-        let x = word4(b, Addr::reg_off(xq, 4));
-        let dot = b.dp4a(Type::S32, Type::S32, w.q[quarter], x, 0i32);
-        let xs = b.dp4a(Type::U32, Type::S32, ONES, x, 0i32);
-        let dot = b.mad(Type::S32, FMode::NONE, xs, -32i32, dot);
+        let dot = b.dp4a(Type::S32, Type::S32, w.q[quarter], x.x[quarter], 0i32);
+        let dot = b.mad(Type::S32, FMode::NONE, x.sum[quarter], -32i32, dot);
         let ds = b.mul(Type::S32, dot, w.sc[quarter]);
         let dsf = b.cvt(Type::F32, Type::S32, FMode::rn(), ds);
-        let dx = half_as_f32(b, Addr::reg(xb));
-        terms.push(b.bin(BinOp::Mul, Type::F32, FMode::rn(), dx, dsf));
+        terms.push(b.bin(BinOp::Mul, Type::F32, FMode::rn(), x.d[quarter], dsf));
     }
     let sum = b.bin(BinOp::Add, Type::F32, FMode::rn(), terms[0], terms[1]);
     b.bin(BinOp::Mul, Type::F32, FMode::rn(), w.d, sum)
+}
+
+/// The format as the GEMV generator schedules it.
+pub(crate) struct Format;
+
+impl super::gemv::BlockFormat for Format {
+    type Lane = Lane;
+    type Part = Part;
+    type Inputs = Inputs;
+    const LANES: u32 = LANES;
+    fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
+        lane(b, part)
+    }
+    fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
+        load(b, l, wblk)
+    }
+    fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+        load_x(b, l, xblk)
+    }
+    fn dot(b: &mut KernelBuilder, _l: &Lane, w: &Part, x: &Inputs) -> Reg {
+        dot(b, w, x)
+    }
 }

@@ -7,33 +7,78 @@ use crate::ir::{Addr, BinOp, FMode, KernelBuilder, Reg};
 
 use super::loads::{half_as_f32, word2, word4};
 
-/// The lane's part of a weight block, loaded once for all vectors.
-pub(crate) struct Part {
-    q: [Reg; 2],
-    d: Reg,
-    /// Byte offset of the lane's eight values: 8 * part.
+/// Lanes sharing one block.
+const LANES: u32 = 4;
+
+/// What a lane takes of every block, fixed for the kernel.
+pub(crate) struct Lane {
+    /// Byte offset of the lane's eight values: 8p.
     off: Reg,
 }
 
-pub(crate) fn load(b: &mut KernelBuilder, wblk: Reg, part: Reg) -> Part {
+pub(crate) fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
     let off = b.mul_wide(Type::U32, part, 8u32);
-    let wq = b.add(Type::U64, wblk, off);
+    Lane { off }
+}
+
+/// The lane's part of one weight block.
+pub(crate) struct Part {
+    q: [Reg; 2],
+    d: Reg,
+}
+
+pub(crate) fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
+    let wq = b.add(Type::U64, wblk, l.off);
     let q = [
         word2(b, Addr::reg_off(wq, 2)),
         word2(b, Addr::reg_off(wq, 6)),
     ];
     let d = half_as_f32(b, Addr::reg(wblk));
-    Part { q, d, off }
+    Part { q, d }
 }
 
-pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, xblk: Reg) -> Reg {
-    let xq = b.add(Type::U64, xblk, w.off);
-    let x0 = word4(b, Addr::reg_off(xq, 4));
-    let x1 = word4(b, Addr::reg_off(xq, 8));
-    let s = b.dp4a(Type::S32, Type::S32, w.q[0], x0, 0i32);
-    let s = b.dp4a(Type::S32, Type::S32, w.q[1], x1, s);
-    let dx = half_as_f32(b, Addr::reg(xblk));
-    let dd = b.bin(BinOp::Mul, Type::F32, FMode::rn(), w.d, dx);
+/// The lane's inputs of one vector for one weight block.
+pub(crate) struct Inputs {
+    q: [Reg; 2],
+    d: Reg,
+}
+
+pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+    let xq = b.add(Type::U64, xblk, l.off);
+    let q = [
+        word4(b, Addr::reg_off(xq, 4)),
+        word4(b, Addr::reg_off(xq, 8)),
+    ];
+    let d = half_as_f32(b, Addr::reg(xblk));
+    Inputs { q, d }
+}
+
+pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, x: &Inputs) -> Reg {
+    let s = b.dp4a(Type::S32, Type::S32, w.q[0], x.q[0], 0i32);
+    let s = b.dp4a(Type::S32, Type::S32, w.q[1], x.q[1], s);
+    let dd = b.bin(BinOp::Mul, Type::F32, FMode::rn(), w.d, x.d);
     let sf = b.cvt(Type::F32, Type::S32, FMode::rn(), s);
     b.bin(BinOp::Mul, Type::F32, FMode::rn(), dd, sf)
+}
+
+/// The format as the GEMV generator schedules it.
+pub(crate) struct Format;
+
+impl super::gemv::BlockFormat for Format {
+    type Lane = Lane;
+    type Part = Part;
+    type Inputs = Inputs;
+    const LANES: u32 = LANES;
+    fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
+        lane(b, part)
+    }
+    fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
+        load(b, l, wblk)
+    }
+    fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+        load_x(b, l, xblk)
+    }
+    fn dot(b: &mut KernelBuilder, _l: &Lane, w: &Part, x: &Inputs) -> Reg {
+        dot(b, w, x)
+    }
 }

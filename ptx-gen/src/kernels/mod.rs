@@ -31,7 +31,9 @@ pub use attention::{
 };
 pub use attention_combine::AttentionCombine;
 pub use embed::{Embed, EmbedTable, EMBED_BAD_TOKEN_BITS, EMBED_MAX_HIDDEN};
-pub use gemv::{Gemv, WeightType, GEMV_MAX_BATCH};
+pub use gemv::{
+    default_tile, generate_tiled, Gemv, GemvTile, WeightType, GEMV_MAX_BATCH, GEMV_MAX_TILE,
+};
 pub use glu::{Glu, GluAct, GELU_COEF_A};
 pub use head_rmsnorm::{HeadRmsNorm, HEAD_RMSNORM_MAX_HEAD_DIM};
 pub use quantize_q8_1::{QuantizeQ8_1, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};

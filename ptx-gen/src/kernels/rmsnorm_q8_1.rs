@@ -13,7 +13,7 @@
 //! is shared, and the rest is exactly the single kernel's code.
 
 use crate::ast::{StateSpace, Type};
-use crate::ir::{Addr, CacheHint, KernelBuilder, Module, Reg};
+use crate::ir::{Addr, CacheHint, Cmp, KernelBuilder, Module, Reg};
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
@@ -318,8 +318,11 @@ pub(crate) struct NormRows<'a> {
 
 /// Pass 2 of the fused norm + quantize kernels: warp `warp` of `warps` takes Q8_1 blocks
 /// `warp, warp + warps, ...`; lane j normalizes value j of the block exactly as `rmsnorm` does
-/// and the warp quantizes the block into `y` with `quantize_q8_1`'s `emit_block`. The loop's
-/// trip count depends only on the warp index, so every shuffle sees a full warp.
+/// and the warp quantizes the block into `y` with `quantize_q8_1`'s `emit_block`. Blocks go in
+/// groups of up to [`PASS2_GROUP`] per warp, every load of a group issued before its
+/// arithmetic (one latency per group, not per block). A group's blocks past the row are
+/// skipped; that test and the loop's trip count depend only on the warp index, so every
+/// shuffle sees a full warp.
 pub(crate) fn emit_normalize_quantize(
     b: &mut KernelBuilder,
     rows: &NormRows<'_>,
@@ -329,32 +332,79 @@ pub(crate) fn emit_normalize_quantize(
     warp: Reg,
 ) {
     let nblocks = rows.hidden / Q8_1_BLOCK_VALUES;
+    // 1024-thread rows have 64 registers per thread: half the group keeps them unspilled.
+    let most = if warps > 16 {
+        PASS2_GROUP / 2
+    } else {
+        PASS2_GROUP
+    };
+    let group = nblocks.div_ceil(warps).clamp(1, most);
+    let ragged = nblocks % (warps * group) != 0;
     let lane_off = b.mul_wide(Type::U32, lane, 4u32);
     let xl = b.add(Type::U64, rows.x, lane_off);
     let wl = b.add(Type::U64, rows.w, lane_off);
-    b.for_range(Type::U32, warp, nblocks, warps as i64, |b, blk| {
-        let boff = b.mul_wide(Type::U32, blk, Q8_1_BLOCK_VALUES * 4);
-        let xa = b.add(Type::U64, xl, boff);
-        let wa = b.add(Type::U64, wl, boff);
-        let xv = b.load(
-            StateSpace::Global,
-            Type::F32,
-            1,
-            Addr::reg(xa),
-            rows.x_hints,
-            None,
-        )[0];
-        let wv = b.load(
-            StateSpace::Global,
-            Type::F32,
-            1,
-            Addr::reg(wa),
-            &[CacheHint::NonCoherent],
-            None,
-        )[0];
-        let v = normalize(b, xv, rows.scale, wv, rows.weight_offset);
-        let yoff = b.mul_wide(Type::U32, blk, Q8_1_BLOCK_BYTES);
-        let ya = b.add(Type::U64, y, yoff);
-        emit_block(b, v, lane, ya);
-    });
+    let block_stride = (warps * Q8_1_BLOCK_VALUES * 4) as i64;
+    b.for_range(
+        Type::U32,
+        warp,
+        nblocks,
+        (warps * group) as i64,
+        |b, first| {
+            let boff = b.mul_wide(Type::U32, first, Q8_1_BLOCK_VALUES * 4);
+            let xa = b.add(Type::U64, xl, boff);
+            let wa = b.add(Type::U64, wl, boff);
+            let yoff = b.mul_wide(Type::U32, first, Q8_1_BLOCK_BYTES);
+            let ya = b.add(Type::U64, y, yoff);
+            let guards: Vec<Option<Reg>> = (0..group)
+                .map(|j| {
+                    (ragged && j > 0).then(|| {
+                        let blk = b.add(Type::U32, first, j * warps);
+                        b.setp(Cmp::Lt, Type::U32, blk, nblocks)
+                    })
+                })
+                .collect();
+            let loaded: Vec<(Reg, Reg)> = guards
+                .iter()
+                .enumerate()
+                .map(|(j, guard)| {
+                    let off = j as i64 * block_stride;
+                    let xv = b.mov(Type::F32, 0.0f32);
+                    let wv = b.mov(Type::F32, 0.0f32);
+                    let load = |b: &mut KernelBuilder, dst: Reg, a: Reg, hints: &[CacheHint]| {
+                        let addr = Addr::reg_off(a, off);
+                        match guard {
+                            Some(g) => b.when(*g),
+                            None => b,
+                        }
+                        .load_to(
+                            StateSpace::Global,
+                            Type::F32,
+                            &[dst],
+                            addr,
+                            hints,
+                            None,
+                        );
+                    };
+                    load(b, xv, xa, rows.x_hints);
+                    load(b, wv, wa, &[CacheHint::NonCoherent]);
+                    (xv, wv)
+                })
+                .collect();
+            for (j, ((xv, wv), guard)) in loaded.into_iter().zip(&guards).enumerate() {
+                let yj = (j as u32 * warps * Q8_1_BLOCK_BYTES) as i64;
+                let body = |b: &mut KernelBuilder| {
+                    let v = normalize(b, xv, rows.scale, wv, rows.weight_offset);
+                    let yb = b.add(Type::U64, ya, yj);
+                    emit_block(b, v, lane, yb);
+                };
+                match guard {
+                    Some(g) => b.if_then(*g, body),
+                    None => body(b),
+                }
+            }
+        },
+    );
 }
+
+/// The most Q8_1 blocks a warp of pass 2 loads before quantizing them.
+pub(crate) const PASS2_GROUP: u32 = 8;

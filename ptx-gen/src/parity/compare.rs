@@ -14,7 +14,7 @@ use std::hash::BuildHasherDefault;
 mod explain;
 
 use super::cfg::Program;
-use super::graph::{Event, Fx, FxMap, Graph, Names, Node, NodeId, Sym};
+use super::graph::{Event, Fx, FxMap, Graph, Names, Node, NodeId, Space, Sym};
 use super::report::{CheckKind, Finding};
 
 /// One evaluated kernel.
@@ -103,6 +103,9 @@ struct Cmp<'x> {
     stack: Vec<Visit>,
     ts_buf: Vec<(NodeId, i64)>,
     tb_buf: Vec<(NodeId, i64)>,
+    /// Batched memory states some shared-memory load or atomic reads (the chain state it
+    /// takes as its last operand).
+    shared_reads: HashSet<NodeId, BuildHasherDefault<Fx>>,
 }
 
 /// What the comparison found.
@@ -185,6 +188,14 @@ impl<'x> Cmp<'x> {
                 _ => false,
             };
         }
+        let mut shared_reads = HashSet::default();
+        for n in &b.g.nodes {
+            if let Node::Op { key, args } | Node::Unique { key, args, .. } = n {
+                if names.str(*key).contains(".shared") {
+                    shared_reads.extend(args.iter().last().copied());
+                }
+            }
+        }
         Cmp {
             s,
             b,
@@ -192,6 +203,7 @@ impl<'x> Cmp<'x> {
             roles,
             v: 0,
             dep,
+            shared_reads,
             seen: HashSet::default(),
             seen_all: HashSet::default(),
             trail: Vec::new(),
@@ -334,6 +346,18 @@ impl<'x> Cmp<'x> {
                 Ok(())
             }
             (Node::MemInit(x), Node::MemInit(y)) => (x == y).then_some(()).ok_or(Reason::Kind),
+            // The single kernel's shared memory as it found it, against the batched kernel's
+            // shared memory after a barrier that ends an earlier vector's use of it: both are
+            // contents this vector's computation did not write. It agrees when nothing reads
+            // the memory at that barrier state, so every access of an earlier vector is
+            // ordered before the barrier and cannot race with this vector's stores after it.
+            // (A kernel whose result depends on shared memory it never wrote is undefined,
+            // single or batched.)
+            (Node::MemInit(Space::Shared), Node::MemBarrier { .. }) => {
+                (!self.shared_reads.contains(&vi.b))
+                    .then_some(())
+                    .ok_or(Reason::Kind)
+            }
             (
                 Node::MemStore {
                     prev: p1,
