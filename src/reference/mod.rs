@@ -6,6 +6,7 @@ pub mod attention;
 pub mod embed;
 pub mod forward;
 pub mod gemv;
+pub mod mirror;
 pub mod glu;
 pub mod head_rmsnorm;
 pub mod residual_add;

@@ -128,6 +128,25 @@ impl DecodeAttention {
         }
     }
 
+    /// Positions per tile of the split kernel (128, 64 or 32: the largest whose shared memory
+    /// fits the budget); `None` where no tile fits. The softmax's per-lane order depends on
+    /// it, so a CPU mirror of the kernel needs it.
+    pub fn tile(&self) -> Option<u32> {
+        Plan::new(self).map(|p| p.tile)
+    }
+
+    /// The f32 factor q is multiplied by (`mul.rn`) before the dot products: `scale *
+    /// log2(e)`, or with a soft-cap `2 log2(e) scale / cap`.
+    pub fn q_prescale(&self) -> f32 {
+        q_prescale(self)
+    }
+
+    /// With a soft-cap, the f32 factor of the base-2 logit: `cap * log2(e)` (the logit is
+    /// `(1 - 2 / (2^dot + 1)) * this`, each step IEEE-rounded).
+    pub fn softcap_factor(&self) -> Option<f32> {
+        self.softcap.map(|cap| (cap as f64 * LOG2_E) as f32)
+    }
+
     /// Bytes of one kv cache (`k_cache` or `v_cache`) of a layer.
     pub fn cache_bytes(&self) -> u64 {
         self.n_kv_heads as u64 * self.max_ctx as u64 * self.head_dim as u64 * 2
@@ -952,13 +971,8 @@ fn logit2(b: &mut KernelBuilder, s: &DecodeAttention, dot: Reg) -> Reg {
             let den = b.bin(BinOp::Add, Type::F32, FMode::rn(), e, 1.0f32);
             let r = b.un(UnOp::Rcp, Type::F32, FMode::rn(), den);
             let t = b.mad(Type::F32, FMode::rn(), r, -2.0f32, 1.0f32);
-            b.bin(
-                BinOp::Mul,
-                Type::F32,
-                FMode::rn(),
-                t,
-                (cap as f64 * LOG2_E) as f32,
-            )
+            let factor = s.softcap_factor().unwrap_or(cap);
+            b.bin(BinOp::Mul, Type::F32, FMode::rn(), t, factor)
         }
     }
 }
