@@ -86,7 +86,8 @@ pub fn exp2_f32(x: f32) -> f32 {
     if x.is_nan() {
         return x;
     }
-    // PTX's max/min return the other operand for NaN, as Rust's do; NaN is handled above.
+    // PTX's max/min return the other operand for NaN, as Rust's do (`clamp` would not).
+    #[allow(clippy::manual_clamp)]
     let xc = x.max(LOW).min(HIGH);
     let n = xc.round_ties_even();
     let f = xc - n;

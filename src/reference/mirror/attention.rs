@@ -15,6 +15,7 @@
 //!    `fma.rn(e, v, acc)`;
 //! 4. after the last tile, row group 0 adds the groups' accumulators in order 1, ..., R-1
 //!    (`add.rn`) and writes `o`; the softmax writes `{m, l}`.
+//!
 //! A chunk with no attended position writes `{-inf, 0}` and leaves its `o` untouched.
 
 use half::f16;

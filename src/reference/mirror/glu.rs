@@ -22,6 +22,8 @@ pub fn glu_value(act: GluAct, g: f32, u: f32) -> f32 {
             (g64 * p) * (2.0 * (2.0 / PI).sqrt())
         }
     };
+    // `min.f64`/`max.f64` as PTX takes them (a NaN operand yields the other; `clamp` would not).
+    #[allow(clippy::manual_clamp)]
     let t = (z * -LOG2_E).min(1000.0).max(-1000.0);
     let n = t.round_ties_even();
     let f = t - n;
