@@ -49,32 +49,44 @@ fn halves(rng: &mut Rng, n: usize, sd: f32) -> Vec<f16> {
 
 /// Launches the kernel of `spec` with `inputs` (by parameter name) and returns the bytes of
 /// every buffer it may write, guard regions checked.
-fn run(dev: &Device, spec: &KernelSpec, inputs: &[(&str, Vec<u8>)]) -> BTreeMap<String, Vec<u8>> {
+fn run(dev: Option<&Device>, spec: &KernelSpec, inputs: &[(&str, Vec<u8>)]) -> Outputs {
     let kernel = generate(spec, Target::dp4a_default()).unwrap_or_else(|e| panic!("{spec:?}: {e}"));
     let name = kernel.name.clone();
-    let loaded =
-        LoadedKernel::load_unchecked(dev, &kernel).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let mut bufs = Vec::new();
+    // The inputs, checked against the parameters (also without a GPU).
+    let mut uploads = Vec::new();
     for p in &kernel.params {
         let ParamKind::Buffer(bp) = &p.kind else {
             panic!("{name}: scalar parameter {} (not expected here)", p.name)
         };
         let len = bp.bytes as usize;
-        let buf = if bp.access == Access::Write {
-            poisoned(dev, len)
-        } else {
+        let data = (bp.access != Access::Write).then(|| {
             let data = &inputs
                 .iter()
                 .find(|(n, _)| *n == p.name)
                 .unwrap_or_else(|| panic!("{name}: no input for `{}`", p.name))
                 .1;
             assert_eq!(data.len(), len, "{name}: `{}` bytes", p.name);
-            let mut all = vec![POISON; GUARD];
-            all.extend_from_slice(data);
-            all.extend(std::iter::repeat_n(POISON, GUARD));
-            DeviceBuffer::from_bytes(dev, &all).expect("uploading an input")
+            data
+        });
+        uploads.push((p.name.clone(), bp.access, len, data));
+    }
+    let Some(dev) = dev else {
+        return Outputs(None);
+    };
+    let loaded =
+        LoadedKernel::load_unchecked(dev, &kernel).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut bufs = Vec::new();
+    for (pname, access, len, data) in uploads {
+        let buf = match data {
+            None => poisoned(dev, len),
+            Some(data) => {
+                let mut all = vec![POISON; GUARD];
+                all.extend_from_slice(data);
+                all.extend(std::iter::repeat_n(POISON, GUARD));
+                DeviceBuffer::from_bytes(dev, &all).expect("uploading an input")
+            }
         };
-        bufs.push((p.name.clone(), bp.access, len, buf));
+        bufs.push((pname, access, len, buf));
     }
     let args: Vec<KernelArg> = bufs
         .iter()
@@ -84,13 +96,34 @@ fn run(dev: &Device, spec: &KernelSpec, inputs: &[(&str, Vec<u8>)]) -> BTreeMap<
         .launch(&args, |_| 0)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     dev.synchronize().unwrap_or_else(|e| panic!("{name}: {e}"));
-    bufs.into_iter()
-        .filter(|(_, a, _, _)| *a != Access::Read)
-        .map(|(n, _, len, b)| {
-            let what = format!("{name}: {n}");
-            (n, read_checked(&b, len, &what))
-        })
-        .collect()
+    Outputs(Some(
+        bufs.into_iter()
+            .filter(|(_, a, _, _)| *a != Access::Read)
+            .map(|(n, _, len, b)| {
+                let what = format!("{name}: {n}");
+                (n, read_checked(&b, len, &what))
+            })
+            .collect(),
+    ))
+}
+
+/// What a launch wrote, by parameter name; nothing in a dry run (no GPU).
+struct Outputs(Option<BTreeMap<String, Vec<u8>>>);
+
+impl Outputs {
+    /// Asserts that buffer `name` holds `want` byte for byte (a dry run checks nothing).
+    fn check(&self, name: &str, want: &[u8], unit: usize, what: &str) {
+        if let Some(out) = &self.0 {
+            same(&out[name], want, unit, what);
+        }
+    }
+
+    /// Buffer `name`, or `otherwise` in a dry run.
+    fn bytes_or(&self, name: &str, otherwise: &[u8]) -> Vec<u8> {
+        self.0
+            .as_ref()
+            .map_or_else(|| otherwise.to_vec(), |o| o[name].clone())
+    }
 }
 
 /// Asserts `gpu == cpu` byte for byte, naming the first differing `unit`-byte element.
@@ -134,9 +167,12 @@ fn unit(out: OutFormat) -> usize {
 
 #[test]
 fn row_norms_equal_their_mirrors() {
-    let Some(dev) = gpu_or_skip("row_norms_equal_their_mirrors") else {
-        return;
-    };
+    if let Some(dev) = gpu_or_skip("row_norms_equal_their_mirrors") {
+        row_norms(Some(&dev));
+    }
+}
+
+fn row_norms(dev: Option<&Device>) {
     let mut rng = Rng::fresh("row norms");
     for (hidden, off, m) in [
         (64, 0.0, 1),
@@ -161,7 +197,7 @@ fn row_norms_equal_their_mirrors() {
             values(&mut rng, n, 1.0),
         );
         let out = run(
-            &dev,
+            dev,
             &KernelSpec::RmsNorm(s),
             &[("x", f32_bytes(&x)), ("w", f32_bytes(&w))],
         );
@@ -170,7 +206,7 @@ fn row_norms_equal_their_mirrors() {
             .chunks(n)
             .flat_map(|xv| f32_bytes(&mirror::rmsnorm::rmsnorm(&single, xv, &w).unwrap()))
             .collect();
-        same(&out["y"], &want, 4, &format!("rmsnorm {hidden} m{m}"));
+        out.check("y", &want, 4, &format!("rmsnorm {hidden} m{m}"));
     }
     for (hidden, off, m) in [
         (576, 0.0, 1),
@@ -191,7 +227,7 @@ fn row_norms_equal_their_mirrors() {
             values(&mut rng, n, 1.0),
         );
         let out = run(
-            &dev,
+            dev,
             &KernelSpec::RmsNormQ8_1(s),
             &[("x", f32_bytes(&x)), ("w", f32_bytes(&w))],
         );
@@ -200,7 +236,7 @@ fn row_norms_equal_their_mirrors() {
             .chunks(n)
             .flat_map(|xv| mirror::rmsnorm_q8_1::rmsnorm_q8_1(&single, xv, &w).unwrap())
             .collect();
-        same(&out["y"], &want, 36, &format!("rmsnorm_q8_1 {hidden} m{m}"));
+        out.check("y", &want, 36, &format!("rmsnorm_q8_1 {hidden} m{m}"));
     }
     for (hidden, out_fmt, m) in [
         (99, OutFormat::F32, 1),
@@ -222,7 +258,7 @@ fn row_norms_equal_their_mirrors() {
         let r = values(&mut rng, n * m as usize, 2.0);
         let w = values(&mut rng, n, 1.0);
         let out = run(
-            &dev,
+            dev,
             &KernelSpec::ResidualRmsNorm(s),
             &[
                 ("x", f32_bytes(&x)),
@@ -238,8 +274,8 @@ fn row_norms_equal_their_mirrors() {
             ys.extend(y);
         }
         let what = format!("residual_rmsnorm {hidden} {out_fmt:?} m{m}");
-        same(&out["x"], &hs, 4, &format!("{what}: x"));
-        same(&out["y"], &ys, unit(out_fmt), &format!("{what}: y"));
+        out.check("x", &hs, 4, &format!("{what}: x"));
+        out.check("y", &ys, unit(out_fmt), &format!("{what}: y"));
     }
     for (heads, d, m) in [
         (14, 64, 1),
@@ -262,7 +298,7 @@ fn row_norms_equal_their_mirrors() {
             values(&mut rng, d as usize, 1.0),
         );
         let out = run(
-            &dev,
+            dev,
             &KernelSpec::HeadRmsNorm(s),
             &[("x", f32_bytes(&x)), ("w", f32_bytes(&w))],
         );
@@ -271,31 +307,29 @@ fn row_norms_equal_their_mirrors() {
             .chunks(n)
             .flat_map(|xv| f32_bytes(&mirror::head_rmsnorm::head_rmsnorm(&single, xv, &w).unwrap()))
             .collect();
-        same(
-            &out["x"],
-            &want,
-            4,
-            &format!("head_rmsnorm {heads}x{d} m{m}"),
-        );
+        out.check("x", &want, 4, &format!("head_rmsnorm {heads}x{d} m{m}"));
     }
 }
 
 #[test]
 fn elementwise_kernels_equal_their_mirrors() {
-    let Some(dev) = gpu_or_skip("elementwise_kernels_equal_their_mirrors") else {
-        return;
-    };
+    if let Some(dev) = gpu_or_skip("elementwise_kernels_equal_their_mirrors") {
+        elementwise(Some(&dev));
+    }
+}
+
+fn elementwise(dev: Option<&Device>) {
     let mut rng = Rng::fresh("elementwise");
     for (k, m) in [(32, 1), (896, 1), (4864, 1), (4096, 3)] {
         let s = QuantizeQ8_1 { k, m };
         let x = values(&mut rng, (k * m) as usize, 3.0);
-        let out = run(&dev, &KernelSpec::QuantizeQ8_1(s), &[("x", f32_bytes(&x))]);
+        let out = run(dev, &KernelSpec::QuantizeQ8_1(s), &[("x", f32_bytes(&x))]);
         let single = QuantizeQ8_1 { m: 1, ..s };
         let want: Vec<u8> = x
             .chunks(k as usize)
             .flat_map(|xv| mirror::quantize_q8_1::quantize_q8_1(&single, xv).unwrap())
             .collect();
-        same(&out["y"], &want, 36, &format!("quantize_q8_1 {k} m{m}"));
+        out.check("y", &want, 36, &format!("quantize_q8_1 {k} m{m}"));
     }
     for (n, scale, m) in [
         (1001, 1.0, 1),
@@ -307,7 +341,7 @@ fn elementwise_kernels_equal_their_mirrors() {
         let len = (n * m) as usize;
         let (x, y) = (values(&mut rng, len, 2.0), values(&mut rng, len, 2.0));
         let out = run(
-            &dev,
+            dev,
             &KernelSpec::ResidualAdd(s),
             &[("x", f32_bytes(&x)), ("y", f32_bytes(&y))],
         );
@@ -319,12 +353,7 @@ fn elementwise_kernels_equal_their_mirrors() {
                 f32_bytes(&mirror::residual_add::residual_add(&single, yv, xv).unwrap())
             })
             .collect();
-        same(
-            &out["y"],
-            &want,
-            4,
-            &format!("residual_add {n} x{scale} m{m}"),
-        );
+        out.check("y", &want, 4, &format!("residual_add {n} x{scale} m{m}"));
     }
     for (act, ffn, out_fmt, m) in [
         (GluAct::Swiglu, 1001, OutFormat::F32, 1),
@@ -349,7 +378,7 @@ fn elementwise_kernels_equal_their_mirrors() {
             .collect();
         let u = values(&mut rng, len, 2.0);
         let out = run(
-            &dev,
+            dev,
             &KernelSpec::Glu(s),
             &[("gate", f32_bytes(&g)), ("up", f32_bytes(&u))],
         );
@@ -359,8 +388,8 @@ fn elementwise_kernels_equal_their_mirrors() {
             .zip(u.chunks(ffn as usize))
             .flat_map(|(gv, uv)| mirror::glu::glu(&single, gv, uv).unwrap())
             .collect();
-        same(
-            &out["y"],
+        out.check(
+            "y",
             &want,
             unit(out_fmt),
             &format!("glu {act:?} {ffn} {out_fmt:?} m{m}"),
@@ -370,9 +399,12 @@ fn elementwise_kernels_equal_their_mirrors() {
 
 #[test]
 fn embed_rope_and_argmax_equal_their_mirrors() {
-    let Some(dev) = gpu_or_skip("embed_rope_and_argmax_equal_their_mirrors") else {
-        return;
-    };
+    if let Some(dev) = gpu_or_skip("embed_rope_and_argmax_equal_their_mirrors") {
+        embed_rope_argmax(Some(&dev));
+    }
+}
+
+fn embed_rope_argmax(dev: Option<&Device>) {
     let mut rng = Rng::fresh("embed, rope, argmax");
     for (table, hidden, scale) in [
         (EmbedTable::F32, 576, 1.0),
@@ -392,7 +424,7 @@ fn embed_rope_and_argmax_equal_their_mirrors() {
         let rows = quantized_rows(&mut rng, table, hidden as usize, vocab as usize);
         for token in [0, 17, vocab - 1, vocab, u32::MAX] {
             let out = run(
-                &dev,
+                dev,
                 &KernelSpec::Embed(s),
                 &[
                     ("table", rows.clone()),
@@ -400,8 +432,8 @@ fn embed_rope_and_argmax_equal_their_mirrors() {
                 ],
             );
             let want = f32_bytes(&mirror::embed::embed(&s, &rows, token).unwrap());
-            same(
-                &out["y"],
+            out.check(
+                "y",
                 &want,
                 4,
                 &format!("embed {table:?} {hidden} token {token}"),
@@ -436,7 +468,7 @@ fn embed_rope_and_argmax_equal_their_mirrors() {
             );
             let (kc, vc) = (halves(&mut rng, cache, 1.0), halves(&mut rng, cache, 1.0));
             let out = run(
-                &dev,
+                dev,
                 &KernelSpec::RopeKv(s),
                 &[
                     ("q", f32_bytes(&q)),
@@ -452,20 +484,10 @@ fn embed_rope_and_argmax_equal_their_mirrors() {
             mirror::rope_kv::rope_kv(&s, &table, pos, &mut q2, &mut k2, &v, &mut kc2, &mut vc2)
                 .unwrap();
             let what = format!("rope_kv {style:?} {h}/{kv}x{d} rope {rope_dims} pos {pos}");
-            same(&out["q"], &f32_bytes(&q2), 4, &format!("{what}: q"));
-            same(&out["k"], &f32_bytes(&k2), 4, &format!("{what}: k"));
-            same(
-                &out["k_cache"],
-                &f16_bytes(&kc2),
-                2,
-                &format!("{what}: k_cache"),
-            );
-            same(
-                &out["v_cache"],
-                &f16_bytes(&vc2),
-                2,
-                &format!("{what}: v_cache"),
-            );
+            out.check("q", &f32_bytes(&q2), 4, &format!("{what}: q"));
+            out.check("k", &f32_bytes(&k2), 4, &format!("{what}: k"));
+            out.check("k_cache", &f16_bytes(&kc2), 2, &format!("{what}: k_cache"));
+            out.check("v_cache", &f16_bytes(&vc2), 2, &format!("{what}: v_cache"));
         }
     }
     for vocab in [1u32, 2047, 2048, 2049, 32000, 151_936] {
@@ -482,14 +504,14 @@ fn embed_rope_and_argmax_equal_their_mirrors() {
             m: 1,
         };
         let out = run(
-            &dev,
+            dev,
             &KernelSpec::Argmax(partial),
             &[("logits", f32_bytes(&logits))],
         );
         let want = mirror::argmax::partials(&logits).unwrap();
         let want_bytes: Vec<u8> = want.iter().flat_map(|c| c.to_le_bytes()).collect();
-        same(
-            &out["partials"],
+        out.check(
+            "partials",
             &want_bytes,
             8,
             &format!("argmax partial {vocab}"),
@@ -498,10 +520,10 @@ fn embed_rope_and_argmax_equal_their_mirrors() {
             stage: ArgmaxStage::Final,
             ..partial
         };
-        let out = run(&dev, &KernelSpec::Argmax(fin), &[("partials", want_bytes)]);
+        let out = run(dev, &KernelSpec::Argmax(fin), &[("partials", want_bytes)]);
         let index = mirror::argmax::index(&want);
-        same(
-            &out["index"],
+        out.check(
+            "index",
             &index.to_le_bytes(),
             4,
             &format!("argmax final {vocab}"),
@@ -550,7 +572,7 @@ fn quantized_rows(rng: &mut Rng, table: EmbedTable, hidden: usize, vocab: usize)
 }
 
 /// Split + combine of one shape at the given lengths, on the GPU and in the mirror.
-fn attention_case(dev: &Device, rng: &mut Rng, s: DecodeAttention, seq_lens: &[u32]) {
+fn attention_case(dev: Option<&Device>, rng: &mut Rng, s: DecodeAttention, seq_lens: &[u32]) {
     let (h, kv, d, ctx) = (
         s.n_heads as usize,
         s.n_kv_heads as usize,
@@ -602,27 +624,30 @@ fn attention_case(dev: &Device, rng: &mut Rng, s: DecodeAttention, seq_lens: &[u
             all_out.extend(f32_bytes(&out));
         }
         let what = format!("{} seq_len {chunk:?}", KernelSpec::Attention(s).name());
-        same(&split["part_ml"], &all_ml, 4, &format!("{what}: part_ml"));
-        same(&split["part_o"], &all_o, 4, &format!("{what}: part_o"));
+        split.check("part_ml", &all_ml, 4, &format!("{what}: part_ml"));
+        split.check("part_o", &all_o, 4, &format!("{what}: part_o"));
         // The combine kernel on the GPU's partials (equal to the mirror's, checked above).
         let combined = run(
             dev,
             &KernelSpec::AttentionCombine(s.combine()),
             &[
-                ("part_o", split["part_o"].clone()),
-                ("part_ml", split["part_ml"].clone()),
+                ("part_o", split.bytes_or("part_o", &all_o)),
+                ("part_ml", split.bytes_or("part_ml", &all_ml)),
                 ("seq_len", lens),
             ],
         );
-        same(&combined["out"], &all_out, 4, &format!("{what}: combine"));
+        combined.check("out", &all_out, 4, &format!("{what}: combine"));
     }
 }
 
 #[test]
 fn attention_equals_its_mirror() {
-    let Some(dev) = gpu_or_skip("attention_equals_its_mirror") else {
-        return;
-    };
+    if let Some(dev) = gpu_or_skip("attention_equals_its_mirror") {
+        attention(Some(&dev));
+    }
+}
+
+fn attention(dev: Option<&Device>) {
     let mut rng = Rng::fresh("attention");
     let base = |h, kv, d, ctx| DecodeAttention {
         n_heads: h,
@@ -668,6 +693,16 @@ fn attention_equals_its_mirror() {
         ),
     ];
     for (s, lens) in cases {
-        attention_case(&dev, &mut rng, s, &lens);
+        attention_case(dev, &mut rng, s, &lens);
     }
+}
+
+/// Without a GPU: every case above is a valid spec with inputs of the sizes its kernel
+/// declares, and the mirrors accept them (so a GPU run fails only on a difference in bits).
+#[test]
+fn every_case_is_valid_without_a_gpu() {
+    row_norms(None);
+    elementwise(None);
+    embed_rope_argmax(None);
+    attention(None);
 }
