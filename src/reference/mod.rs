@@ -1,5 +1,7 @@
 //! CPU references of the kernels: the oracle every GPU test compares against. Each is
 //! written from the definition of its operation, not from the PTX generator.
+//! [`mirror`] holds the other kind of CPU model: each kernel's own f32 arithmetic, to the bit,
+//! written from its generator (and checked against these references).
 
 pub mod argmax;
 pub mod attention;
