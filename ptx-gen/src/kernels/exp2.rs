@@ -46,7 +46,7 @@ fn coeff(i: usize) -> f32 {
 }
 
 /// Emits `2^x` (f32) as documented in the module; returns the register holding it.
-pub fn emit_exp2(b: &mut KernelBuilder, x: Reg) -> Reg {
+pub(crate) fn emit_exp2(b: &mut KernelBuilder, x: Reg) -> Reg {
     let rn = FMode::rn();
     let lo = b.max(Type::F32, x, LOW);
     let xc = b.min(Type::F32, lo, HIGH);
@@ -81,7 +81,8 @@ pub fn emit_exp2(b: &mut KernelBuilder, x: Reg) -> Reg {
     b.selp(Type::F32, y, Value::Reg(x), num)
 }
 
-/// The CPU twin of [`emit_exp2`]: the same operations in the same order, so the same bits.
+/// The CPU twin of `emit_exp2` (the generator above): the same operations in the same
+/// order, so the same bits.
 pub fn exp2_f32(x: f32) -> f32 {
     if x.is_nan() {
         return x;
