@@ -192,5 +192,35 @@ mod tests {
         let ptx = crate::emit::emit_module(&crate::ir::Module::single(k));
         assert!(!ptx.contains("approx") && !ptx.contains("ex2"), "{ptx}");
         assert_eq!(ptx.matches("fma.rn.f32").count(), 7, "{ptx}");
+        // The steps in exp2_f32's order, the coefficients highest degree first.
+        let mut steps: Vec<String> = vec![
+            "max.f32".into(),
+            "min.f32".into(),
+            "cvt.rni.f32.f32".into(),
+            "sub.rn.f32".into(),
+        ];
+        steps.extend(EXP2_COEFFS.iter().map(|c| format!("0f{c:08X}")));
+        steps.extend(
+            [
+                "0f3F800000;",
+                "cvt.rzi.s32.f32",
+                "shr.s32",
+                "sub.s32",
+                "shl.b32",
+                "shl.b32",
+                "mul.rn.f32",
+                "mul.rn.f32",
+                "setp.num.f32",
+                "selp.f32",
+            ]
+            .map(String::from),
+        );
+        let mut at = 0;
+        for step in &steps {
+            let pos = ptx[at..]
+                .find(step.as_str())
+                .unwrap_or_else(|| panic!("`{step}` missing or out of order:\n{ptx}"));
+            at += pos + step.len();
+        }
     }
 }
