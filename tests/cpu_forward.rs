@@ -27,7 +27,7 @@ use ptxforge::model::{
 };
 use ptxforge::plan::{Arg, Buffer, KernelPlan, PlanOptions};
 use ptxforge::quant::{dequantize, GgmlType};
-use ptxforge::reference::forward::{CpuForward, ForwardError};
+use ptxforge::reference::forward::{Arithmetic, CpuForward, ForwardError};
 
 const STEPS: usize = 8;
 const TOKENS: [u32; STEPS] = [1, 17, 1023, 5, 512, 17, 300, 2];
@@ -64,6 +64,36 @@ fn every_tiny_contract_plans_and_runs_deterministically() {
         let a = run(&fwd);
         let b = run(&CpuForward::new(&weights, &plan).unwrap().with_threads(1));
         assert_eq!(bits(&a), bits(&b), "{name}: not deterministic");
+        // The mirror forward is deterministic too, and computes other bits (f32 in the
+        // kernels' order, not f64: the attention's f32 partials differ) with logits close to
+        // the reference's at every step.
+        let mirror = CpuForward::mirror(&weights, &plan).unwrap();
+        let m1 = run(&mirror);
+        let m2 = run(&CpuForward::mirror(&weights, &plan).unwrap().with_threads(1));
+        assert_eq!(bits(&m1), bits(&m2), "{name}: mirror not deterministic");
+        let (mut sr, mut sm) = (fwd.sequence(), mirror.sequence());
+        for &t in &TOKENS[..3] {
+            fwd.step(&mut sr, t).unwrap();
+            mirror.step(&mut sm, t).unwrap();
+        }
+        assert_ne!(
+            sr.buffer(Buffer::PartMl),
+            sm.buffer(Buffer::PartMl),
+            "{name}: the mirror computed the reference's softmax"
+        );
+        for (i, ((_, r), (_, m))) in a.iter().zip(&m1).enumerate() {
+            let rms =
+                (r.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / r.len() as f64).sqrt();
+            let err = r
+                .iter()
+                .zip(m)
+                .map(|(x, y)| f64::from(x - y).abs())
+                .fold(0f64, f64::max);
+            assert!(
+                err <= 0.1 * rms,
+                "{name}: step {i}: mirror vs reference {err} (rms {rms})"
+            );
+        }
         for (i, (tok, logits)) in a.iter().enumerate() {
             assert_eq!(logits.len(), spec.dims.vocab as usize);
             assert!(logits.iter().all(|x| x.is_finite()), "{name}: step {i}");
@@ -318,12 +348,25 @@ impl<'w, 'a> Textbook<'w, 'a> {
 /// the largest difference), which happens at a quarter of the steps at least.
 #[test]
 fn cpu_forward_matches_a_textbook_f64_forward() {
+    matches_the_textbook(Arithmetic::Reference);
+}
+
+/// The kernels' own arithmetic (the CPU mirrors) is as close to the textbook as the f64
+/// references are: the mirrors compute the right thing, not only the GPU's bits.
+#[test]
+fn mirror_forward_matches_a_textbook_f64_forward() {
+    matches_the_textbook(Arithmetic::Mirror);
+}
+
+fn matches_the_textbook(arithmetic: Arithmetic) {
     let mut total_checked = 0;
     for name in TINY_CONTRACTS {
         let spec = tiny_spec(name).unwrap();
         let weights = ModelWeights::random(&spec, 7).unwrap();
         let plan = plan(weights.spec());
-        let fwd = CpuForward::new(&weights, &plan).unwrap();
+        let fwd = CpuForward::new(&weights, &plan)
+            .unwrap()
+            .with_arithmetic(arithmetic);
         let mut seq = fwd.sequence();
         let mut book = Textbook::new(&weights);
         let (mut worst, mut worst_rms) = (0f64, 0f64);
@@ -367,7 +410,7 @@ fn cpu_forward_matches_a_textbook_f64_forward() {
             }
         }
         println!(
-            "{name}: |ours - textbook| / rms(logits): worst rms {worst_rms:.4}, worst max {worst:.4}; argmax checked at {argmax_checked}/{STEPS} steps"
+            "{arithmetic:?}: {name}: |ours - textbook| / rms(logits): worst rms {worst_rms:.4}, worst max {worst:.4}; argmax checked at {argmax_checked}/{STEPS} steps"
         );
         total_checked += argmax_checked;
     }

@@ -1,9 +1,18 @@
-//! The GPU decode step against the CPU reference forward (the same quantized math), on
+//! The GPU decode step against the CPU *mirror* forward (`CpuForward::mirror`: every launch
+//! computed by its kernel's CPU mirror, the kernels' own f32 arithmetic to the bit), on
 //! random-weight models of every contract at small dims: 16 greedy steps, single and batched
-//! (three sequences with their own positions and KV caches): at least 75% of the
-//! sequence-steps within 1e-3 relative logit error, every step within [`DRIFT_BOUND`] (see
-//! there why not all within 1e-3), the argmax equal wherever the top-2 margin exceeds twice
-//! the error.
+//! (three sequences with their own positions and KV caches). The criterion of issue 7: at
+//! every sequence-step the relative logit error is at most [`MAX_REL_ERR`] and the argmax is
+//! the same.
+//!
+//! Why the mirror and not the f64 references: activations are quantized to int8 (Q8_1)
+//! before every GEMV, so a value within ~1e-7 of a rounding boundary rounds one way on the
+//! GPU and the other on a CPU that computes the same function with other roundings, and the
+//! difference then lives on in the KV cache: against the f64 references sequences drifted to
+//! ~1e-2. The mirror computes the GPU's bits, so there is no drift to bound.
+//!
+//! Until the GEMV kernel mirror (`reference/mirror/gemv.rs`) replaces the f64 GEMV reference
+//! it calls now, the GEMVs still round differently and this test is expected to fail on a GPU.
 
 mod common;
 
@@ -13,15 +22,8 @@ use ptxforge::reference::forward::CpuForward;
 use ptxforge::runtime::{Engine, EngineOptions, Session};
 
 const STEPS: u32 = 16;
-/// Share of sequence-steps that must be within 1e-3 relative logit error.
-const WITHIN_1E3: f64 = 0.75;
-/// Bound of every step. Activations are quantized to int8 (Q8_1) before every GEMV; a value
-/// within ~1e-7 of a rounding boundary rounds one way on the GPU and the other on the CPU
-/// (f32 sums in a different order, `ex2.approx` in softmax and SiLU), already within one
-/// step, and the difference then lives on in the KV cache. Measured on an H100 over five
-/// runs: 84-93% of sequence-steps within 1e-3, the worst step 1.7e-2 (a first step up to
-/// 5.7e-3).
-const DRIFT_BOUND: f64 = 5e-2;
+/// The largest relative logit error allowed at any sequence-step.
+const MAX_REL_ERR: f64 = 1e-3;
 const MAX_CONTEXT: u32 = 64;
 
 /// max |gpu - cpu| / max |cpu|.
@@ -44,22 +46,14 @@ fn argmax(v: &[f32]) -> u32 {
     best as u32
 }
 
-/// The top-2 gap of `v` relative to its largest magnitude.
-fn margin(v: &[f32]) -> f64 {
-    let mut s: Vec<f32> = v.to_vec();
-    s.sort_by(|a, b| b.total_cmp(a));
-    let scale = v.iter().map(|x| x.abs() as f64).fold(1e-30, f64::max);
-    (s[0] - s[1]) as f64 / scale
-}
-
 #[test]
-fn gpu_decode_matches_the_cpu_reference_forward_for_every_contract() {
-    let Some(dev) = common::gpu_or_skip("gpu decode vs cpu forward") else {
+fn gpu_decode_matches_the_cpu_mirror_forward_for_every_contract() {
+    let Some(dev) = common::gpu_or_skip("gpu decode vs cpu mirror forward") else {
         return;
     };
     let mut rng = common::Rng::fresh("gpu decode");
     let mut failures = Vec::new();
-    let (mut steps_total, mut steps_within) = (0u32, 0u32);
+    let (mut steps_total, mut steps_identical) = (0u32, 0u32);
     for contract in TINY_CONTRACTS {
         let spec = tiny_spec(contract).unwrap();
         let weights = ModelWeights::random(&spec, rng.next_u64()).unwrap();
@@ -80,7 +74,7 @@ fn gpu_decode_matches_the_cpu_reference_forward_for_every_contract() {
             },
         )
         .unwrap();
-        let cpu = CpuForward::new(&weights, &plan).unwrap();
+        let cpu = CpuForward::mirror(&weights, &plan).unwrap();
         let vocab = spec.dims.vocab as u64;
         let mut worst: f64 = 0.0;
         for m in [1u32, 3] {
@@ -96,12 +90,12 @@ fn gpu_decode_matches_the_cpu_reference_forward_for_every_contract() {
                     let e = rel_err(&g, &c);
                     worst = worst.max(e);
                     steps_total += 1;
-                    if e <= 1e-3 {
-                        steps_within += 1;
+                    if g.iter().zip(&c).all(|(a, b)| a.to_bits() == b.to_bits()) {
+                        steps_identical += 1;
                     }
-                    if e > DRIFT_BOUND {
+                    if e > MAX_REL_ERR {
                         failures.push(format!(
-                            "{contract} m={m} step {step} seq {s} token {}: relative logit error {e:.2e} > {DRIFT_BOUND:e}",
+                            "{contract} m={m} step {step} seq {s} token {}: relative logit error {e:.2e} > {MAX_REL_ERR:e}",
                             tokens[s]
                         ));
                     }
@@ -110,25 +104,21 @@ fn gpu_decode_matches_the_cpu_reference_forward_for_every_contract() {
                         argmax(&g),
                         "{contract}: the argmax kernel disagrees with the logits"
                     );
-                    if margin(&c) > 2.0 * e && next[s] != cpu_next {
+                    if next[s] != cpu_next {
                         failures.push(format!(
-                            "{contract} m={m} step {step} seq {s}: argmax {} vs cpu {cpu_next} with a top-2 margin of {:.2e} (error {e:.2e})",
-                            next[s],
-                            margin(&c)
+                            "{contract} m={m} step {step} seq {s}: argmax {} vs cpu {cpu_next} (error {e:.2e})",
+                            next[s]
                         ));
                     }
                 }
+                // Both continue with the GPU's tokens, so one disagreement is reported once.
                 tokens = next;
             }
         }
         println!("{contract}: {STEPS} steps single and batched (m = 3): worst relative logit error {worst:.2e}");
     }
-    println!("{steps_within} of {steps_total} sequence-steps within 1e-3 relative logit error");
+    println!("{steps_identical} of {steps_total} sequence-steps with bit-identical logits");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(
-        steps_within as f64 >= WITHIN_1E3 * steps_total as f64,
-        "only {steps_within} of {steps_total} sequence-steps within 1e-3"
-    );
 }
 
 /// Prefill of unequal prompts (batched while all have tokens, then per sequence) equals

@@ -2,7 +2,7 @@
 //! reference: random weight blocks with finite scales, random activations quantized by our
 //! Q8_1 quantizer, outputs poisoned inside guard regions, every element checked within 1e-5
 //! of its row's L1 magnitude, and equal bit for bit to the kernel's CPU mirror
-//! (`reference::gemv_mirror`). Batched kernels must also equal, bit for bit, the single-vector
+//! (`reference::mirror::gemv`). Batched kernels must also equal, bit for bit, the single-vector
 //! kernel run on each vector.
 
 mod common;
@@ -14,7 +14,7 @@ use ptx_gen::Target;
 use ptxforge::quant::q8_1;
 use ptxforge::quant::GgmlType;
 use ptxforge::reference::gemv::{gemv, row_magnitudes, Epilogue, QuantMatrix};
-use ptxforge::reference::gemv_mirror;
+use ptxforge::reference::mirror::gemv as gemv_mirror;
 use ptxforge::runtime::{Device, DeviceBuffer, KernelArg, LoadedKernel};
 
 fn ggml(w: WeightType) -> GgmlType {

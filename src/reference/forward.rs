@@ -28,6 +28,11 @@
 //! * the rest: [`super::embed`], [`super::rmsnorm_q8_1`], [`super::rmsnorm`],
 //!   [`super::residual_rmsnorm`], [`super::head_rmsnorm`], [`super::rope_kv`],
 //!   [`super::glu`], [`super::residual_add`], Q8_1 quantization.
+//!
+//! That is [`Arithmetic::Reference`], the default. With [`Arithmetic::Mirror`]
+//! ([`CpuForward::mirror`]) every launch is computed by its kernel's CPU mirror
+//! ([`super::mirror`]) instead, the kernel's own f32 arithmetic to the bit, so the step equals
+//! the GPU's (see `mirror_step.rs`).
 
 use half::f16;
 use ptx_gen::kernels::{
@@ -40,6 +45,18 @@ use crate::model::ModelWeights;
 use crate::plan::{tensor_name, Arg, Buffer, KernelPlan, RopeTable};
 use crate::quant::q8_1::BLOCK_Q8_1_BYTES;
 use crate::quant::GgmlType;
+
+mod mirror_step;
+
+/// How [`CpuForward`] computes each launch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// The f64 references of the kernel families: what each kernel should compute.
+    #[default]
+    Reference,
+    /// The CPU mirrors of the kernels: what each kernel computes, bit for bit.
+    Mirror,
+}
 
 /// Why a plan can't be executed, or a step can't run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -115,6 +132,8 @@ pub enum ForwardError {
     ContextFull { pos: u32, max_context: u32 },
     #[error("the sequence was made for another plan")]
     ForeignSequence,
+    #[error("mirror: {0}")]
+    Mirror(#[from] super::mirror::MirrorError),
 }
 
 /// A byte range of one workspace buffer.
@@ -162,6 +181,7 @@ enum Op<'a> {
         y: Region,
     },
     Gemv {
+        spec: Gemv,
         ty: GgmlType,
         n: usize,
         k: usize,
@@ -265,6 +285,7 @@ pub struct CpuForward<'a> {
     max_context: u32,
     vocab: usize,
     threads: usize,
+    arithmetic: Arithmetic,
 }
 
 impl std::fmt::Debug for CpuForward<'_> {
@@ -276,6 +297,7 @@ impl std::fmt::Debug for CpuForward<'_> {
             .field("max_context", &self.max_context)
             .field("vocab", &self.vocab)
             .field("threads", &self.threads)
+            .field("arithmetic", &self.arithmetic)
             .finish_non_exhaustive()
     }
 }
@@ -615,7 +637,25 @@ impl<'a> CpuForward<'a> {
             max_context: plan.max_context,
             vocab,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            arithmetic: Arithmetic::Reference,
         })
+    }
+
+    /// [`CpuForward::new`] computing every launch with its kernel's CPU mirror
+    /// ([`Arithmetic::Mirror`]).
+    pub fn mirror(weights: &'a ModelWeights<'a>, plan: &KernelPlan) -> Result<Self, ForwardError> {
+        Ok(Self::new(weights, plan)?.with_arithmetic(Arithmetic::Mirror))
+    }
+
+    /// Computes the launches with `arithmetic`.
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
+        self.arithmetic = arithmetic;
+        self
+    }
+
+    /// How the launches are computed.
+    pub fn arithmetic(&self) -> Arithmetic {
+        self.arithmetic
     }
 
     /// Uses at most `threads` threads for a GEMV (default: the available cores).
@@ -684,7 +724,10 @@ impl<'a> CpuForward<'a> {
         put_u32(&mut seq.bufs[buffer_index(Buffer::Pos)], 0, pos);
         put_u32(&mut seq.bufs[buffer_index(Buffer::SeqLen)], 0, pos + 1);
         for op in &self.ops[..until] {
-            self.exec(op, seq);
+            match self.arithmetic {
+                Arithmetic::Reference => self.exec(op, seq),
+                Arithmetic::Mirror => self.exec_mirror(op, seq)?,
+            }
         }
         seq.pos += 1;
         Ok(())
@@ -745,6 +788,7 @@ impl<'a> CpuForward<'a> {
             Op::Gemv {
                 ty,
                 n,
+                spec: _,
                 k,
                 w,
                 x,
@@ -1075,6 +1119,7 @@ fn resolve_gemv<'a>(b: &mut Binder<'_, 'a>, g: &Gemv) -> Result<Op<'a>, ForwardE
         None
     };
     Ok(Op::Gemv {
+        spec: *g,
         ty,
         n,
         k,

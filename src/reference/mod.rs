@@ -1,14 +1,16 @@
 //! CPU references of the kernels: the oracle every GPU test compares against. Each is
 //! written from the definition of its operation, not from the PTX generator.
+//! [`mirror`] holds the other kind of CPU model: each kernel's own f32 arithmetic, to the bit,
+//! written from its generator (and checked against these references).
 
 pub mod argmax;
 pub mod attention;
 pub mod embed;
 pub mod forward;
 pub mod gemv;
-pub mod gemv_mirror;
 pub mod glu;
 pub mod head_rmsnorm;
+pub mod mirror;
 pub mod residual_add;
 pub mod residual_rmsnorm;
 pub mod rmsnorm;

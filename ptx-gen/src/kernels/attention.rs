@@ -25,11 +25,13 @@
 //!    `p * v` for its rows of the tile, V read from global with coalesced f16x2 loads.
 //!
 //! Logits live in the base-2 domain: log2(e) is folded into the q prescale, so the
-//! exponentials are `ex2.approx.ftz.f32` (relative error ~2^-22, well inside the family's
-//! 1e-4 tolerance). The soft-cap uses `tanh(y) = 1 - 2 / (e^(2y) + 1)` computed with ex2 and
-//! IEEE `rcp.rn`, on every target: it saturates correctly for large |y| (e^(2y) -> inf or 0)
-//! and its absolute error (~1e-7) stays far below the tolerance, where `tanh.approx.f32`
-//! (sm_75+, relative error ~2^-11) would not. All other float steps are IEEE-rounded.
+//! exponentials are 2^x, computed by `exp2.rs` from IEEE-rounded operations only (within
+//! 2 ulp, and reproducible bit for bit on a CPU). The soft-cap uses
+//! `tanh(y) = 1 - 2 / (e^(2y) + 1)` computed with that 2^x and IEEE `rcp.rn`, on every
+//! target: it saturates correctly for large |y| (e^(2y) -> inf or 0) and its absolute error
+//! (~1e-7) stays far below the family's tolerance, where `tanh.approx.f32` (sm_75+, relative
+//! error ~2^-11) would not. All other float steps are IEEE-rounded, so the CPU mirror
+//! (`ptxforge::reference::mirror::attention`) computes the same bits.
 //!
 //! Partials (documented in the `ParamSpec`s): `part_o: f32[n_heads][n_chunks][head_dim]`,
 //! the unnormalized `sum_p 2^(s_p - m) v_p` of each chunk, and `part_ml:
@@ -48,6 +50,7 @@ use crate::parity::{BatchDecl, GridAxis};
 use crate::target::Target;
 
 use super::attention_combine::AttentionCombine;
+use super::exp2::emit_exp2;
 use super::quantize_q8_1::vector_ptr;
 use super::reduce::warp_reduce;
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
@@ -123,6 +126,25 @@ impl DecodeAttention {
             window: self.window,
             m: self.m,
         }
+    }
+
+    /// Positions per tile of the split kernel (128, 64 or 32: the largest whose shared memory
+    /// fits the budget); `None` where no tile fits. The softmax's per-lane order depends on
+    /// it, so a CPU mirror of the kernel needs it.
+    pub fn tile(&self) -> Option<u32> {
+        Plan::new(self).map(|p| p.tile)
+    }
+
+    /// The f32 factor q is multiplied by (`mul.rn`) before the dot products: `scale *
+    /// log2(e)`, or with a soft-cap `2 log2(e) scale / cap`.
+    pub fn q_prescale(&self) -> f32 {
+        q_prescale(self)
+    }
+
+    /// With a soft-cap, the f32 factor of the base-2 logit: `cap * log2(e)` (the logit is
+    /// `(1 - 2 / (2^dot + 1)) * this`, each step IEEE-rounded).
+    pub fn softcap_factor(&self) -> Option<f32> {
+        self.softcap.map(|cap| (cap as f64 * LOG2_E) as f32)
     }
 
     /// Bytes of one kv cache (`k_cache` or `v_cache`) of a layer.
@@ -743,11 +765,11 @@ fn generate(s: &DecodeAttention, target: Target) -> Result<GeneratedKernel, GenE
                 let m_old = run_max[k as usize];
                 let m_new = b.max(Type::F32, m_old, tile_max);
                 let shift = b.bin(BinOp::Sub, Type::F32, FMode::rn(), m_old, m_new);
-                let alpha = b.un(UnOp::Ex2, Type::F32, FMode::approx_ftz(), shift);
+                let alpha = emit_exp2(b, shift);
                 let mut sum: Option<Reg> = None;
                 for (j, v) in vals.iter().enumerate() {
                     let x = b.bin(BinOp::Sub, Type::F32, FMode::rn(), *v, m_new);
-                    let e = b.un(UnOp::Ex2, Type::F32, FMode::approx_ftz(), x);
+                    let e = emit_exp2(b, x);
                     b.st_shared(
                         Type::F32,
                         Addr::reg_off(srow, row + (j as u32 * 128) as i64),
@@ -945,17 +967,12 @@ fn logit2(b: &mut KernelBuilder, s: &DecodeAttention, dot: Reg) -> Reg {
         None => dot,
         Some(cap) => {
             // cap * tanh(y) with tanh(y) = 1 - 2 / (e^(2y) + 1) and dot = log2(e^(2y)).
-            let e = b.un(UnOp::Ex2, Type::F32, FMode::approx_ftz(), dot);
+            let e = emit_exp2(b, dot);
             let den = b.bin(BinOp::Add, Type::F32, FMode::rn(), e, 1.0f32);
             let r = b.un(UnOp::Rcp, Type::F32, FMode::rn(), den);
             let t = b.mad(Type::F32, FMode::rn(), r, -2.0f32, 1.0f32);
-            b.bin(
-                BinOp::Mul,
-                Type::F32,
-                FMode::rn(),
-                t,
-                (cap as f64 * LOG2_E) as f32,
-            )
+            let factor = s.softcap_factor().unwrap_or(cap);
+            b.bin(BinOp::Mul, Type::F32, FMode::rn(), t, factor)
         }
     }
 }

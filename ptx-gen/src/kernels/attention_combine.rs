@@ -5,14 +5,14 @@
 //! clamps it to `max_ctx` exactly as the split kernel does, and walks the chunks that hold an
 //! attended position, `c` in `[lo / chunk, ceil(seq_len / chunk))`, in ascending order twice:
 //! first `M = max m_c`, then `L = sum 2^(m_c - M) l_c` and `O_d = sum 2^(m_c - M) o_c[d]`
-//! (`fma.rn`, `ex2.approx.ftz`, arguments <= 0, so the merge is numerically stable).
+//! (`fma.rn`, 2^x of `exp2.rs`, arguments <= 0, so the merge is numerically stable).
 //! `out[h][d] = O_d / L` (`div.rn`); a head with no attended position (seq_len = 0, outside
 //! the contract) gets 0. The grid is fixed: `n_heads` blocks.
 
 use serde::{Deserialize, Serialize};
 
 use crate::ast::{StateSpace, Type};
-use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Sreg, UnOp};
+use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Sreg};
 use crate::launch::LaunchSpec;
 use crate::parity::BatchDecl;
 use crate::target::Target;
@@ -21,6 +21,7 @@ use super::attention::{
     attended_range, batch_describe_z, batch_launch_z, batch_sequence, grid_decl_z,
     ATTENTION_MAX_CTX,
 };
+use super::exp2::emit_exp2;
 use super::quantize_q8_1::{
     batch_params, batch_suffix, cli_batch, is_one, one, validate_batch, vector_ptr,
 };
@@ -248,7 +249,7 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
             None,
         )[0];
         let x = b.bin(BinOp::Sub, Type::F32, FMode::rn(), ml[0], m_all);
-        let w = b.un(UnOp::Ex2, Type::F32, FMode::approx_ftz(), x);
+        let w = emit_exp2(b, x);
         b.to(l_all).fma(w, ml[1], l_all);
         b.to(o_all).fma(w, o, o_all);
     });

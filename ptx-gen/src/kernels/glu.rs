@@ -9,9 +9,10 @@
 //! (GELU), so `y = g u / (1 + exp(-z))`. How it is computed, and its error:
 //! 1. In f64 (relative error ~1e-16 per step): `z`, `t = -z log2(e)` clamped to +-1000, and
 //!    `t = n + f` with `n` an integer and `|f| <= 1/2` (exact).
-//! 2. `2^f = ex2.approx.f32(f32(f)) * (1 + (f - f32(f)) ln 2)`: ex2.approx is the instruction
-//!    behind CUDA's `exp2f`, documented at 2 ulp (relative 2^-22); the correction term removes
-//!    the rounding of `f` to f32. Everything after is f64: `exp(-z) = 2^f 2^n` (`2^n` from its
+//! 2. `2^f = exp2(f32(f)) * (1 + (f - f32(f)) ln 2)`: `exp2` is `exp2.rs`'s f32 2^x, within
+//!    2 ulp (relative 2^-22) and built from IEEE-rounded operations only, so a CPU reproduces
+//!    it bit for bit; the correction term removes the rounding of `f` to f32. Everything
+//!    after is f64: `exp(-z) = 2^f 2^n` (`2^n` from its
 //!    bits, exact), `y = (g u) / (1 + exp(-z))` (`div.rn.f64`), rounded once to f32.
 //!    Working in f64 keeps `1 + exp(-z)` from overflowing and `act(g)` from underflowing where
 //!    `y` itself is a normal f32.
@@ -27,11 +28,12 @@
 
 use crate::ast::{StateSpace, Type};
 use crate::ir::{
-    Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Round, Sreg, UnOp, Value,
+    Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Round, Sreg, Value,
 };
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
+use super::exp2::emit_exp2;
 use super::quantize_q8_1::{
     batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, emit_block,
     grid_decl, is_one, one, validate_batch, vector_ptr, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES,
@@ -397,7 +399,7 @@ fn emit_glu(b: &mut KernelBuilder, act: GluAct, g: Reg, u: Reg) -> Reg {
     let f_hi = b.cvt(Type::F32, Type::F64, rn, f);
     let f_hi64 = f64_of(b, f_hi);
     let f_lo = b.bin(BinOp::Sub, Type::F64, rn, f, f_hi64);
-    let p = b.un(UnOp::Ex2, Type::F32, FMode::approx(), f_hi);
+    let p = emit_exp2(b, f_hi);
     let p64 = f64_of(b, p);
     let corr = b.mad(Type::F64, rn, f_lo, std::f64::consts::LN_2, 1.0f64);
     let two_f = b.bin(BinOp::Mul, Type::F64, rn, p64, corr);

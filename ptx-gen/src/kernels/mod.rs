@@ -5,6 +5,7 @@ mod argmax;
 mod attention;
 mod attention_combine;
 mod embed;
+mod exp2;
 mod gemv;
 mod gemv_q4_1;
 mod gemv_q4_k;
@@ -31,6 +32,7 @@ pub use attention::{
 };
 pub use attention_combine::AttentionCombine;
 pub use embed::{Embed, EmbedTable, EMBED_BAD_TOKEN_BITS, EMBED_MAX_HIDDEN};
+pub use exp2::{exp2_f32, EXP2_COEFFS};
 pub use gemv::{
     default_tile, generate_tiled, Gemv, GemvTile, WeightType, GEMV_MAX_BATCH, GEMV_MAX_TILE,
 };

@@ -1,4 +1,4 @@
-//! The GEMV kernel's own arithmetic on the CPU, bit for bit: where [`super::gemv`] defines
+//! The GEMV kernel's own arithmetic on the CPU, bit for bit: where [`crate::reference::gemv`] defines
 //! the result (f64, rounded once), this mirror repeats what the generated kernel does in f32,
 //! in its order, so that a whole decode step on the CPU can equal the GPU's exactly.
 //!
@@ -8,25 +8,15 @@
 //! lane `g` taking part `g % LANES` of block `g / LANES` of the pass. Each lane adds its parts
 //! pass by pass to an f32 that starts at 0; each warp sums its lanes with the butterfly
 //! (`v[l] + v[l ^ m]` for m = 16, 8, 4, 2, 1); the warps' sums are added in warp order; then
-//! `+ bias`, `+ residual`. Every product and sum is one IEEE f32 operation rounded to
+//! `+ bias`, `+ residual`. Sizes are in bytes (`w`, `x`) or values (`bias`, `residual`). Every product and sum is one IEEE f32 operation rounded to
 //! nearest, as the PTX (`mul.rn`, `add.rn`, `cvt.rn.f32.s32`); integer dot products are
 //! exact (`dp4a`).
 
 use half::f16;
 use ptx_gen::kernels::{Gemv, WeightType};
 
+use super::{check_len, MirrorError};
 use crate::quant::q8_1::BLOCK_Q8_1_BYTES;
-
-/// Why the mirror cannot run.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MirrorError {
-    #[error("{what}: expected {expected} bytes, got {found}")]
-    Bytes {
-        what: &'static str,
-        expected: usize,
-        found: usize,
-    },
-}
 
 fn f16_at(b: &[u8], off: usize) -> f32 {
     f16::from_le_bytes([b[off], b[off + 1]]).to_f32()
@@ -163,13 +153,7 @@ pub fn gemv(
         ("residual", residual.map_or(n * m, <[f32]>::len), n * m),
     ];
     for (what, found, expected) in sizes {
-        if found != expected {
-            return Err(MirrorError::Bytes {
-                what,
-                expected,
-                found,
-            });
-        }
+        check_len("gemv", what, expected, found)?;
     }
     let tile = spec.tile();
     let lanes = wt.threads_per_block() as usize;
@@ -330,7 +314,8 @@ mod tests {
         let e = gemv(&spec, &[0; 67], &[0; 36], None, None).unwrap_err();
         assert_eq!(
             e,
-            MirrorError::Bytes {
+            MirrorError::Length {
+                kernel: "gemv",
                 what: "w",
                 expected: 68,
                 found: 67
