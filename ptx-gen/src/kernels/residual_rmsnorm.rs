@@ -174,7 +174,7 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
         tid,
         lane,
         warp,
-    } = row_kernel_start(&spec, &layout, s.m, target, &["x", "residual", "w", "y"]);
+    } = row_kernel_start(&spec, &layout, (1, s.m), target, &["x", "residual", "w", "y"]);
     let [x, r, w, y] = params.try_into().expect("one param per name");
     let row_bytes = s.hidden as u64 * 4;
     let vi = batch_vector(&mut b, s.m);
@@ -240,7 +240,7 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
                 weight_offset: s.weight_offset,
                 scale,
             };
-            emit_normalize_quantize(&mut b, &rows, yp, layout.threads / 32, lane, warp);
+            emit_normalize_quantize(&mut b, &rows, yp, layout.threads / 32, lane, warp, None);
         }
     }
 

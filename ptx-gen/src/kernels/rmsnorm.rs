@@ -195,17 +195,18 @@ pub(crate) struct RowStart {
     pub warp: Reg,
 }
 
+/// `grid_x` thread blocks per row (each computes the row's scale itself), `m` rows.
 pub(crate) fn row_kernel_start(
     spec: &KernelSpec,
     layout: &RowLayout,
-    m: u32,
+    (grid_x, m): (u32, u32),
     target: Target,
     params: &[&str],
 ) -> RowStart {
     let mut b = KernelBuilder::new(&spec.name(), target);
     b.header_comment(&spec.describe());
     b.header_comment(&format!(
-        "launch: grid 1 x {m} x 1, block {} x 1 x 1",
+        "launch: grid {grid_x} x {m} x 1, block {} x 1 x 1",
         layout.threads
     ));
     b.max_threads(layout.threads);
@@ -232,7 +233,7 @@ fn generate(s: &RmsNorm, target: Target) -> Result<GeneratedKernel, GenError> {
         tid,
         lane,
         warp,
-    } = row_kernel_start(&spec, &layout, s.m, target, &["x", "w", "y"]);
+    } = row_kernel_start(&spec, &layout, (1, s.m), target, &["x", "w", "y"]);
     let [x, w, y] = params.try_into().expect("one param per name");
     let row = s.hidden as u64 * 4;
     let vi = batch_vector(&mut b, s.m);

@@ -13,7 +13,7 @@
 //! is shared, and the rest is exactly the single kernel's code.
 
 use crate::ast::{StateSpace, Type};
-use crate::ir::{Addr, CacheHint, Cmp, KernelBuilder, Module, Reg};
+use crate::ir::{Addr, CacheHint, Cmp, KernelBuilder, Module, Reg, Sreg};
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
@@ -233,13 +233,15 @@ fn generate(s: &RmsNormQ8_1, target: Target) -> Result<GeneratedKernel, GenError
     let spec = KernelSpec::RmsNormQ8_1(*s);
     let name = spec.name();
     let layout = RowLayout::new(s.hidden);
+    let per_cta = slice_blocks(s.hidden, layout.threads / 32);
+    let ctas = s.hidden / Q8_1_BLOCK_VALUES / per_cta;
     let RowStart {
         mut b,
         params,
         tid,
         lane,
         warp,
-    } = row_kernel_start(&spec, &layout, s.m, target, &["x", "w", "y"]);
+    } = row_kernel_start(&spec, &layout, (ctas, s.m), target, &["x", "w", "y"]);
     let [x, w, y] = params.try_into().expect("one param per name");
     let vi = batch_vector(&mut b, s.m);
     let xp = vector_ptr(&mut b, &x, vi, s.hidden as u64 * 4);
@@ -268,7 +270,11 @@ fn generate(s: &RmsNormQ8_1, target: Target) -> Result<GeneratedKernel, GenError
         weight_offset: s.weight_offset,
         scale,
     };
-    emit_normalize_quantize(&mut b, &rows, yp, layout.threads / 32, lane, warp);
+    let slice = (ctas > 1).then(|| BlockSlice {
+        index: b.special(Sreg::CtaidX),
+        blocks: per_cta,
+    });
+    emit_normalize_quantize(&mut b, &rows, yp, layout.threads / 32, lane, warp, slice);
 
     let kernel = b.finish()?;
     let ptx = crate::emit::emit_module(&Module::single(kernel));
@@ -298,7 +304,7 @@ fn generate(s: &RmsNormQ8_1, target: Target) -> Result<GeneratedKernel, GenError
     Ok(GeneratedKernel {
         name,
         ptx,
-        launch: batch_launch(LaunchSpec::fixed(1, 1, layout.threads), s.m),
+        launch: batch_launch(LaunchSpec::fixed(ctas, 1, layout.threads), s.m),
         params,
         spec,
         target,
@@ -330,8 +336,14 @@ pub(crate) fn emit_normalize_quantize(
     warps: u32,
     lane: Reg,
     warp: Reg,
+    slice: Option<BlockSlice>,
 ) {
-    let nblocks = rows.hidden / Q8_1_BLOCK_VALUES;
+    let all = rows.hidden / Q8_1_BLOCK_VALUES;
+    // The blocks this thread block quantizes: [first, first + nblocks) of the row.
+    let (first_block, nblocks) = match slice {
+        Some(sl) => (Some(b.mul(Type::U32, sl.index, sl.blocks)), sl.blocks),
+        None => (None, all),
+    };
     // 1024-thread rows have 64 registers per thread: half the group keeps them unspilled.
     let most = if warps > 16 {
         PASS2_GROUP / 2
@@ -340,9 +352,21 @@ pub(crate) fn emit_normalize_quantize(
     };
     let group = nblocks.div_ceil(warps).clamp(1, most);
     let ragged = nblocks % (warps * group) != 0;
+    let (x, w, y) = match first_block {
+        Some(f) => {
+            let xo = b.mul_wide(Type::U32, f, Q8_1_BLOCK_VALUES * 4);
+            let yo = b.mul_wide(Type::U32, f, Q8_1_BLOCK_BYTES);
+            (
+                b.add(Type::U64, rows.x, xo),
+                b.add(Type::U64, rows.w, xo),
+                b.add(Type::U64, y, yo),
+            )
+        }
+        None => (rows.x, rows.w, y),
+    };
     let lane_off = b.mul_wide(Type::U32, lane, 4u32);
-    let xl = b.add(Type::U64, rows.x, lane_off);
-    let wl = b.add(Type::U64, rows.w, lane_off);
+    let xl = b.add(Type::U64, x, lane_off);
+    let wl = b.add(Type::U64, w, lane_off);
     let block_stride = (warps * Q8_1_BLOCK_VALUES * 4) as i64;
     b.for_range(
         Type::U32,
@@ -408,3 +432,20 @@ pub(crate) fn emit_normalize_quantize(
 
 /// The most Q8_1 blocks a warp of pass 2 loads before quantizing them.
 pub(crate) const PASS2_GROUP: u32 = 8;
+
+/// Pass 2 spread over several thread blocks: block `index` (a `%ctaid.x`) quantizes Q8_1
+/// blocks `index * blocks ..` of the row (each thread block computes pass 1 for itself).
+#[derive(Clone, Copy)]
+pub(crate) struct BlockSlice {
+    pub index: Reg,
+    pub blocks: u32,
+}
+
+/// Q8_1 blocks per thread block of pass 2: about two per warp, the row split into up to 16
+/// equal slices (each thread block re-reads the row for pass 1, from L2).
+fn slice_blocks(hidden: u32, warps: u32) -> u32 {
+    let nblocks = hidden / Q8_1_BLOCK_VALUES;
+    let most = nblocks.div_ceil(2 * warps).clamp(1, 16);
+    let ctas = (1..=most).rev().find(|c| nblocks % c == 0).unwrap_or(1);
+    nblocks / ctas
+}
