@@ -98,6 +98,38 @@ impl WeightType {
     }
 }
 
+/// Implements [`BlockFormat`] for a format module's `Format` from its free functions
+/// `lane`, `load`, `load_x` and `dot` (`dot` taking the lane's constants or not).
+macro_rules! block_format {
+    ($ty:ident, $lanes:expr, lane) => {
+        $crate::kernels::gemv::block_format!(@impl $ty, $lanes, |b, l, w, x| dot(b, l, w, x));
+    };
+    ($ty:ident, $lanes:expr, no_lane) => {
+        $crate::kernels::gemv::block_format!(@impl $ty, $lanes, |b, _l, w, x| dot(b, w, x));
+    };
+    (@impl $ty:ident, $lanes:expr, |$b:ident, $l:ident, $w:ident, $x:ident| $dot:expr) => {
+        impl $crate::kernels::gemv::BlockFormat for $ty {
+            type Lane = Lane;
+            type Part = Part;
+            type Inputs = Inputs;
+            const LANES: u32 = $lanes;
+            fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
+                lane(b, part)
+            }
+            fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
+                load(b, l, wblk)
+            }
+            fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+                load_x(b, l, xblk)
+            }
+            fn dot($b: &mut KernelBuilder, $l: &Lane, $w: &Part, $x: &Inputs) -> Reg {
+                $dot
+            }
+        }
+    };
+}
+pub(crate) use block_format;
+
 /// `y = W x` for an `n x k` weight matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Gemv {

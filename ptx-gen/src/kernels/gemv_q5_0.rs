@@ -94,21 +94,4 @@ pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, x: &Inputs) -> Reg {
 /// The format as the GEMV generator schedules it.
 pub(crate) struct Format;
 
-impl super::gemv::BlockFormat for Format {
-    type Lane = Lane;
-    type Part = Part;
-    type Inputs = Inputs;
-    const LANES: u32 = LANES;
-    fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
-        lane(b, part)
-    }
-    fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
-        load(b, l, wblk)
-    }
-    fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
-        load_x(b, l, xblk)
-    }
-    fn dot(b: &mut KernelBuilder, _l: &Lane, w: &Part, x: &Inputs) -> Reg {
-        dot(b, w, x)
-    }
-}
+super::gemv::block_format!(Format, LANES, no_lane);
