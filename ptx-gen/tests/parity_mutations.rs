@@ -63,10 +63,10 @@ fn pair(weight: WeightType, n: u32, blocks: u32, bias: bool, residual: bool, m: 
     }
 }
 
-/// Q4_K: rows not a multiple of the block's 4 warps (row bound), 3 blocks in passes of 2
-/// (tail guard), bias and residual.
+/// Q4_K: 6 rows, not a multiple of the block's 8 (2 rows per warp, 4 warps: row bound), 5
+/// blocks in passes of 4 (one full pass, then the tail guard), bias and residual.
 fn q4k() -> Pair {
-    pair(WeightType::Q4K, 6, 3, true, true, 3)
+    pair(WeightType::Q4K, 6, 5, true, true, 3)
 }
 
 fn q6k() -> Pair {
@@ -162,10 +162,13 @@ struct Layout<'p> {
 }
 
 impl Layout<'_> {
-    /// The accumulators of the vectors, in order.
+    /// The accumulators of the vectors' first rows, in order (they are made vector by
+    /// vector, `tile.rows` per vector).
     fn accs(&self, t: &Text) -> Vec<String> {
+        let rows = self.p.spec.tile().rows as usize;
         let k = t.find_all(|l| l.starts_with("mov.f32 %f") && l.ends_with(", 0f00000000;"));
         k.iter()
+            .step_by(rows)
             .take(self.m as usize)
             .map(|&k| t.operands(k)[0].clone())
             .collect()
@@ -185,7 +188,7 @@ impl Layout<'_> {
     /// its x offset to its accumulate.
     fn region(&self, t: &Text, v: u32, pass: u32) -> (usize, usize) {
         let s = &self.p.spec;
-        let per_pass = 32 / s.weight.threads_per_block();
+        let per_pass = 32 * s.tile().split / s.weight.threads_per_block();
         let x_per_block = s.weight.block_values() / Q8_1_BLOCK_VALUES;
         let off = pass * per_pass * x_per_block * Q8_1_BLOCK_BYTES + v * x_bytes(s);
         let lane = self.x_lane(t);
@@ -500,12 +503,14 @@ fn m05_swap_operands_of_sub() {
 fn m06_swap_operands_of_selp() {
     let p = q4k();
     let r = mutate(&p, Which::Batched, |t, _| {
-        // The scale selection belongs to the weight part, shared by every vector.
-        let k = t.find(0, |s| s.starts_with("selp.u32"));
+        // The scale selection belongs to the weight part, shared by every vector: the
+        // first selp after the block's loads picks the scale word of sub-blocks 2c, 2c + 1.
+        let ld = t.find(0, |s| s.starts_with("ld.global.nc.v4.b32"));
+        let k = t.find(ld, |s| s.starts_with("selp.b32"));
         let o = t.operands(k);
         t.set(
             k,
-            &format!("selp.u32 {}, {}, {}, {};", o[0], o[2], o[1], o[3]),
+            &format!("selp.b32 {}, {}, {}, {};", o[0], o[2], o[1], o[3]),
         );
     });
     expect(
@@ -513,14 +518,15 @@ fn m06_swap_operands_of_selp() {
         &r,
         CheckKind::Dataflow,
         Some(&all(3)),
-        "selp.u32",
+        "selp.b32",
     );
 }
 
 #[test]
 fn m07_change_the_row_stride() {
     let p = q4k();
-    let row_bytes = 3 * WeightType::Q4K.block_bytes();
+    let row_bytes = 5 * WeightType::Q4K.block_bytes();
+    let mut changed = String::new();
     let r = mutate(&p, Which::Batched, |t, _| {
         let k = t.find(0, |s| {
             s.starts_with("mad.wide.u32") && s.contains(&format!(", {row_bytes}, "))
@@ -530,13 +536,14 @@ fn m07_change_the_row_stride() {
             &format!(", {row_bytes}, "),
             &format!(", {}, ", row_bytes + 16),
         );
+        changed = t.at(k).to_string();
     });
     expect(
         "change the weight row stride",
         &r,
         CheckKind::Dataflow,
         Some(&all(3)),
-        &format!("mad.wide.u32 %rd4, %r4, {}", row_bytes + 16),
+        &changed,
     );
 }
 
@@ -835,16 +842,21 @@ fn m24_drop_the_row_bound() {
 #[test]
 fn m25_change_the_row_bound() {
     let p = q4k();
+    let mut changed = String::new();
     let r = mutate(&p, Which::Batched, |t, _| {
-        let k = t.find(0, |s| s.starts_with("setp.ge.u32 %p0, %r4, 6;"));
+        // The warp group's early return: its first row against n = 6.
+        let k = t.find(0, |s| {
+            s.starts_with("setp.ge.u32 %p") && s.ends_with(", 6;")
+        });
         t.replace(k, ", 6;", ", 7;");
+        changed = t.at(k).to_string();
     });
     expect(
         "the row bound n = 6 -> 7",
         &r,
         CheckKind::Control,
         Some(&all(3)),
-        "setp.ge.u32 %p0, %r4, 7;",
+        &changed,
     );
 }
 
@@ -945,7 +957,12 @@ fn m30_change_the_y_stride() {
 fn m31_one_store_too_many() {
     let p = q4_1();
     let r = mutate(&p, Which::Batched, |t, l| {
-        let k = *l.stores(t).last().expect("stores");
+        // Vector 4's store of the group's first row (the last vector's, at 4 * 5 * 4 bytes).
+        let k = *l
+            .stores(t)
+            .iter()
+            .find(|&&k| t.at(k).contains("+80]"))
+            .expect("vector 4's store");
         let line = t.at(k).replace("+80]", "+100]");
         t.insert(k + 1, &line);
     });
@@ -999,12 +1016,13 @@ fn m33_parameter_renamed() {
 #[test]
 fn m34_directive_changed() {
     let p = q6k();
+    let threads = p.batched.launch.block[0];
     let r = mutate(&p, Which::Batched, |t, _| {
         let k = t.find(0, |s| s.starts_with(".maxntid"));
-        t.replace(k, "128", "256");
+        t.replace(k, &format!("{threads},"), &format!("{},", 2 * threads));
     });
     expect(
-        ".maxntid 128 -> 256",
+        ".maxntid doubled",
         &r,
         CheckKind::Params,
         None,
@@ -1065,12 +1083,15 @@ fn m36b_claim_of_no_vectors() {
 fn m37_launch_grid_differs() {
     let p = q4k();
     let mut launch = p.batched.launch.clone();
-    launch.grid[0] = ptx_gen::launch::Extent::Const(1);
+    let ptx_gen::launch::Extent::Const(grid) = launch.grid[0] else {
+        panic!("a GEMV's grid is a constant");
+    };
+    launch.grid[0] = ptx_gen::launch::Extent::Const(grid + 1);
     let b = KernelSource::text(&p.batched.name, &p.batched.ptx).with_launch(&launch);
     let s = KernelSource::from(&p.single);
     let r = validate_pair(s, b, &p.decl);
     expect(
-        "the batched grid has one block",
+        "the batched grid has one block more",
         &r,
         CheckKind::Launch,
         None,

@@ -174,7 +174,13 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
         tid,
         lane,
         warp,
-    } = row_kernel_start(&spec, &layout, (1, s.m), target, &["x", "residual", "w", "y"]);
+    } = row_kernel_start(
+        &spec,
+        &layout,
+        (1, s.m),
+        target,
+        &["x", "residual", "w", "y"],
+    );
     let [x, r, w, y] = params.try_into().expect("one param per name");
     let row_bytes = s.hidden as u64 * 4;
     let vi = batch_vector(&mut b, s.m);
