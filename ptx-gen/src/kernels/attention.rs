@@ -1122,7 +1122,8 @@ mod tests {
     #[test]
     fn names_encode_every_field() {
         let s = llama();
-        assert_eq!(s.name(), "attn_split_h32_kv8_d128_ctx8192_c256_s3db504f3");
+        // 8192 positions: 128-position chunks (256 only past 8192).
+        assert_eq!(s.name(), "attn_split_h32_kv8_d128_ctx8192_c128_s3db504f3");
         let w = DecodeAttention {
             window: Some(4096),
             softcap: Some(50.0),
@@ -1205,8 +1206,16 @@ mod tests {
             ..llama()
         };
         let k = generate(&s, Target::sm(80)).unwrap();
-        assert_eq!(k.launch, LaunchSpec::fixed(17, 8, ATTENTION_THREADS));
-        assert_eq!(s.combine().n_chunks(), 17);
+        // 4097 positions in chunks of 128: 33 chunks, the last holding one position.
+        assert_eq!(k.launch, LaunchSpec::fixed(33, 8, ATTENTION_THREADS));
+        assert_eq!(s.combine().n_chunks(), 33);
+        // Past 8192 positions, chunks of 256.
+        let long = DecodeAttention {
+            max_ctx: 8193,
+            ..llama()
+        };
+        assert_eq!(long.chunk(), 256);
+        assert_eq!(long.n_chunks(), 33);
     }
 
     #[test]

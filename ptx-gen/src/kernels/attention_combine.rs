@@ -335,7 +335,7 @@ mod tests {
         }
         assert_eq!(
             DecodeAttention::samples()[2].combine().name(),
-            "attn_combine_h4_d256_ctx32768_c128_w512"
+            "attn_combine_h4_d256_ctx32768_c256_w512"
         );
     }
 
