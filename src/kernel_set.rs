@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use ptx_gen::kernels::{generate, GenError, GeneratedKernel, KernelSpec};
 use ptx_gen::parity::{validate_pairs, BatchDecl, KernelSource, PairInput, ParityReport};
+use ptx_gen::target::Feature;
 use ptx_gen::Target;
 
 use crate::contract::ModelSpec;
@@ -230,6 +231,7 @@ impl KernelSet {
             },
             target: format!("sm_{}", self.options.target.sm),
             ptx_version: format!("{}.{}", self.options.target.ptx_version.0, self.options.target.ptx_version.1),
+            programmatic_dependent_launch: self.options.target.allows(Feature::GridDependency),
             max_context: self.plan.max_context,
             batch_max: self.options.batch_max,
             kernels,
@@ -243,7 +245,7 @@ impl KernelSet {
             rope_tables: self.plan.rope_tables.clone(),
             weights,
             decode_steps: self.decode_steps(),
-            step_protocol: step_protocol(),
+            step_protocol: step_protocol(self.options.target),
         }
     }
 
@@ -350,8 +352,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// The protocol an engine follows around `decode_steps` (also in docs/manifest.md).
-fn step_protocol() -> Vec<String> {
-    [
+fn step_protocol(target: Target) -> Vec<String> {
+    let mut steps = [
         "For a step of m sequences (an entry of `decode_steps`), allocate every buffer of `buffers` with m times its bytes, a K and a V cache per layer of m times kv_cache.bytes_per_layer_each, and one rope table per entry of `rope_tables`; upload every weight of `weights` exactly as stored in the model file.",
         "Build each rope table as f32[max_context][rope_dims / 2][2]: entry (p, i) = (cos, sin) of p * theta^(-2i / rope_dims) (divided by freq_factors[i] when given), computed in f64 and rounded to f32.",
         "Before a step, for each sequence s < m at 0-based position p: write its token id to `token`[s], p to `pos`[s] and p + 1 to `seq_len`[s] (u32, little endian).",
@@ -360,7 +362,14 @@ fn step_protocol() -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect::<Vec<_>>();
+    if target.allows(Feature::GridDependency) {
+        steps.insert(
+            4,
+            "Each launch may carry CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 1 (programmatic dependent launch): every kernel waits with griddepcontrol.wait for its predecessor before it reads or writes anything another kernel touches (only GEMVs issue weight loads before it).".into(),
+        );
+    }
+    steps
 }
 
 /// Static findings of a generated set: a kernel name and what is wrong with it.

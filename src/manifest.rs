@@ -22,6 +22,12 @@ pub struct Manifest {
     /// `sm_XX` the PTX is written for, and its `.version`.
     pub target: String,
     pub ptx_version: String,
+    /// Every kernel waits for its predecessor in the stream (`griddepcontrol.wait`, sm_90+)
+    /// before touching anything it writes, so each may be launched with programmatic stream
+    /// serialization allowed and overlap the previous kernel's tail. Plain launches are
+    /// correct either way.
+    #[serde(default)]
+    pub programmatic_dependent_launch: bool,
     /// KV-cache capacity in positions.
     pub max_context: u32,
     /// Largest batch the batched kernels take (1: single only).

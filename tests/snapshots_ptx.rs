@@ -50,3 +50,28 @@ fn gemma3_270m() {
 fn smollm2_135m() {
     snapshot_preset(PRESETS[3]);
 }
+
+/// The same model for sm_90, single-vector kernels and the manifest: what the newer target
+/// changes (the grid dependency wait of programmatic dependent launch, L1 cache hints).
+#[test]
+fn smollm2_135m_sm90() {
+    let registry = Registry::builtin().unwrap();
+    let spec = registry.preset_spec(PRESETS[3]).unwrap();
+    let options = SetOptions {
+        target: Target::sm(90),
+        max_context: 4096,
+        batch_max: 1,
+    };
+    let set = KernelSet::generate(spec, options).unwrap();
+    let manifest = serde_json::to_string_pretty(&set.manifest()).unwrap();
+    insta::with_settings!({
+        snapshot_path => "../snapshots",
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        for (k, _) in set.all_kernels() {
+            insta::assert_snapshot!(format!("{}-sm90__{}", PRESETS[3], k.name), k.ptx);
+        }
+        insta::assert_snapshot!(format!("{}-sm90__manifest", PRESETS[3]), manifest);
+    });
+}

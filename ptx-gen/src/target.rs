@@ -38,6 +38,8 @@ pub enum Feature {
     Bf16,
     /// `tanh.approx.f32`: sm_75, PTX 7.0.
     TanhApprox,
+    /// `griddepcontrol` (programmatic dependent launch): sm_90, PTX 7.8.
+    GridDependency,
 }
 
 impl Feature {
@@ -50,6 +52,7 @@ impl Feature {
             Feature::CvtPackF16x2 => "cvt.rn.f16x2.f32 (sm_80+)",
             Feature::Bf16 => "bf16 conversions (sm_80+)",
             Feature::TanhApprox => "tanh.approx.f32 (sm_75+, PTX 7.0)",
+            Feature::GridDependency => "griddepcontrol (sm_90+, PTX 7.8)",
         }
     }
 
@@ -62,6 +65,7 @@ impl Feature {
             Feature::CvtPackF16x2 => (80, (7, 0)),
             Feature::Bf16 => (80, (7, 0)),
             Feature::TanhApprox => (75, (7, 0)),
+            Feature::GridDependency => (90, (7, 8)),
         }
     }
 }
@@ -83,6 +87,13 @@ impl Target {
     pub fn allows(self, f: Feature) -> bool {
         let (sm, v) = f.needs();
         self.sm >= sm && self.ptx_version >= v
+    }
+
+    /// The target to generate for a device of compute capability `sm` (major * 10 + minor):
+    /// its own, up to the newest target the kernels are assembled for in CI.
+    pub fn for_device(sm: u32) -> Target {
+        let newest = ASSEMBLY_TARGETS[ASSEMBLY_TARGETS.len() - 1];
+        Target::sm(sm.min(newest))
     }
 
     /// Parses `sm_XX` (or `XX`).

@@ -114,6 +114,8 @@ pub fn bench_engine(
     batches: &[u32],
     max_context: u32,
     graphs: bool,
+    target: ptx_gen::Target,
+    dependent_launch: bool,
 ) -> Result<Engine, RuntimeError> {
     Engine::load(
         device,
@@ -122,7 +124,8 @@ pub fn bench_engine(
             max_context,
             batch_max: batches.iter().copied().max().unwrap_or(1).max(1),
             graphs,
-            ..EngineOptions::default()
+            target: Some(target),
+            dependent_launch,
         },
     )
 }

@@ -44,12 +44,16 @@ fn load(
     device: &Device,
     spec: KernelSpec,
     target: Target,
+    dependent_launch: bool,
 ) -> Result<(GeneratedKernel, LoadedKernel), RuntimeError> {
     let k = generate(&spec, target).map_err(|e| RuntimeError::Launch {
         kernel: spec.name(),
         message: e.to_string(),
     })?;
-    let l = LoadedKernel::load_unchecked(device, &k)?;
+    let mut l = LoadedKernel::load_unchecked(device, &k)?;
+    if !dependent_launch {
+        l.serialize();
+    }
     Ok((k, l))
 }
 
@@ -62,6 +66,7 @@ fn args(bufs: &[DeviceBuffer]) -> Vec<KernelArg> {
 pub fn kernels(
     device: &Device,
     target: Target,
+    dependent_launch: bool,
     copy_gb_per_s: f64,
 ) -> Result<Vec<BenchRow>, RuntimeError> {
     let mut rng = Rng(0x5eed_1234);
@@ -93,8 +98,18 @@ pub fn kernels(
         m: 1,
     };
     let combine = attn.combine();
-    let (sk, sl) = load(device, KernelSpec::Attention(attn), target)?;
-    let (ck, cl) = load(device, KernelSpec::AttentionCombine(combine), target)?;
+    let (sk, sl) = load(
+        device,
+        KernelSpec::Attention(attn),
+        target,
+        dependent_launch,
+    )?;
+    let (ck, cl) = load(
+        device,
+        KernelSpec::AttentionCombine(combine),
+        target,
+        dependent_launch,
+    )?;
     let sets = (0..2)
         .map(|_| buffers(device, &sk, &[("seq_len", ctx)], &mut rng))
         .collect::<Result<Vec<_>, _>>()?;
@@ -145,7 +160,12 @@ pub fn kernels(
         weight_offset: 0.0,
         m: 1,
     };
-    let (nk, nl) = load(device, KernelSpec::RmsNormQ8_1(norm), target)?;
+    let (nk, nl) = load(
+        device,
+        KernelSpec::RmsNormQ8_1(norm),
+        target,
+        dependent_launch,
+    )?;
     let nb = buffers(device, &nk, &[], &mut rng)?;
     let na = args(&nb);
     let t = median_graph_us(device, REPLAYS, |_| nl.launch(&na, |_| 1))?;
@@ -161,7 +181,7 @@ pub fn kernels(
         max_ctx: 4096,
         m: 1,
     };
-    let (rk, rl) = load(device, KernelSpec::RopeKv(rope), target)?;
+    let (rk, rl) = load(device, KernelSpec::RopeKv(rope), target, dependent_launch)?;
     let rb = buffers(device, &rk, &[("pos", 1000)], &mut rng)?;
     let ra = args(&rb);
     let t = median_graph_us(device, REPLAYS, |_| rl.launch(&ra, |_| 1))?;

@@ -89,6 +89,7 @@ pub fn gemv(
     batches: &[u32],
     tiles: &[GemvTile],
     target: Target,
+    dependent_launch: bool,
 ) -> Result<BenchReport, RuntimeError> {
     let l2 = device.l2_bytes()?;
     let copy = copy_bandwidth(device)?;
@@ -126,7 +127,10 @@ pub fn gemv(
                             kernel: format!("gemv {} {n}x{k} {tile}", weight.name()),
                             message: e.to_string(),
                         })?;
-                    let loaded = LoadedKernel::load_unchecked(device, &kernel)?;
+                    let mut loaded = LoadedKernel::load_unchecked(device, &kernel)?;
+                    if !dependent_launch {
+                        loaded.serialize();
+                    }
                     // Pointers taken before the capture: taking one synchronizes with the
                     // buffer's last use, which a capture may not do.
                     let (xp, yp) = (x.ptr(), y.ptr());

@@ -24,9 +24,14 @@ pub struct BenchArgs {
     /// e.g. r2w4l0); by default each kernel's own tile.
     #[arg(long, value_delimiter = ',')]
     pub tiles: Vec<String>,
-    /// PTX target of the generated kernels.
-    #[arg(long, default_value = "sm_61")]
+    /// PTX target of the generated kernels: `sm_XX`, or `native` for the GPU's own
+    /// (capped at sm_90).
+    #[arg(long, default_value = "native")]
     pub target: String,
+    /// Launch every kernel fully serialized, without programmatic dependent launch (which
+    /// sm_90+ targets otherwise use to overlap a kernel with its predecessor's tail).
+    #[arg(long)]
+    pub serialized: bool,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -69,9 +74,12 @@ fn shape(s: &str) -> Result<(u32, u32), CliError> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<(), CliError> {
-    let target = Target::parse(&args.target).ok_or_else(|| {
-        CliError::usage(format!("--target: expected sm_XX, got `{}`", args.target))
-    })?;
+    let parsed = match args.target.as_str() {
+        "native" => None,
+        t => Some(Target::parse(t).ok_or_else(|| {
+            CliError::usage(format!("--target: expected sm_XX or native, got `{t}`"))
+        })?),
+    };
     let shapes = args
         .shapes
         .iter()
@@ -84,6 +92,9 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
         other => CliError::internal(other.to_string()),
     })?;
     let internal = |e: RuntimeError| CliError::internal(e.to_string());
+    let target = parsed.unwrap_or_else(|| Target::for_device(device.sm()));
+    let dependent = !args.serialized;
+    tracing::info!(%target, dependent_launch = dependent, "bench target");
     let gemv = if args.skip_gemv {
         None
     } else {
@@ -93,11 +104,12 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
             .map(|t| t.parse::<ptx_gen::kernels::GemvTile>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CliError::usage(format!("--tiles: {e}")))?;
-        let mut report =
-            bench::gemv(&device, &shapes, &args.batches, &tiles, target).map_err(internal)?;
+        let mut report = bench::gemv(&device, &shapes, &args.batches, &tiles, target, dependent)
+            .map_err(internal)?;
         // Attention, RMSNorm + quantize and RoPE + KV write at llama3-8b's dims.
         report.rows.extend(
-            bench::kernels::kernels(&device, target, report.copy_gb_per_s).map_err(internal)?,
+            bench::kernels::kernels(&device, target, dependent, report.copy_gb_per_s)
+                .map_err(internal)?,
         );
         print!("{}", report.table());
         Some(report)
@@ -116,6 +128,8 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
             &args.decode_batches,
             max_context,
             !args.no_graphs,
+            target,
+            dependent,
         )
         .map_err(internal)?;
         bench::decode::decode_rows(&engine, weights, &args.decode_batches, args.context, copy)

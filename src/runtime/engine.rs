@@ -24,10 +24,15 @@ pub struct EngineOptions {
     pub max_context: u32,
     /// Largest number of sequences a session decodes together (1..=16).
     pub batch_max: u32,
-    /// PTX target of the generated kernels (JIT-compiled by the driver for the device).
-    pub target: Target,
+    /// PTX target of the generated kernels (JIT-compiled by the driver for the device);
+    /// `None`: the device's own ([`Target::for_device`]), which on sm_90 and later gives
+    /// kernels that overlap their predecessor's tail (programmatic dependent launch).
+    pub target: Option<Target>,
     /// Replay each step as a CUDA graph (captured once per session and batch size).
     pub graphs: bool,
+    /// Let each kernel overlap its predecessor's tail where the target has programmatic
+    /// dependent launch (sm_90+); `false` launches every kernel fully serialized.
+    pub dependent_launch: bool,
 }
 
 impl Default for EngineOptions {
@@ -35,8 +40,9 @@ impl Default for EngineOptions {
         EngineOptions {
             max_context: 2048,
             batch_max: 8,
-            target: Target::default(),
+            target: None,
             graphs: true,
+            dependent_launch: true,
         }
     }
 }
@@ -72,17 +78,25 @@ impl Engine {
                 ptx_gen::kernels::GEMV_MAX_BATCH
             )));
         }
-        device.require_sm(options.target.sm)?;
+        let target = options
+            .target
+            .unwrap_or_else(|| Target::for_device(device.sm()));
+        device.require_sm(target.sm)?;
         let set = KernelSet::generate(
             source.spec(),
             SetOptions {
-                target: options.target,
+                target,
                 max_context: options.max_context,
                 batch_max: options.batch_max,
             },
         )
         .map_err(|e| RuntimeError::KernelSet(e.to_string()))?;
-        Engine::with_set(device, set, source, options.graphs)
+        let mut engine = Engine::with_set(device, set, source, options.graphs)?;
+        if !options.dependent_launch {
+            engine.kernels.serialize();
+            engine.options.dependent_launch = false;
+        }
+        Ok(engine)
     }
 
     /// Like [`Engine::load`] with the kernel set `ptxforge generate` wrote to `dir`: the
@@ -110,10 +124,11 @@ impl Engine {
         let options = EngineOptions {
             max_context: set.plan.max_context,
             batch_max: set.options.batch_max.max(1),
-            target: set.options.target,
+            target: Some(set.options.target),
             graphs,
+            dependent_launch: true,
         };
-        device.require_sm(options.target.sm)?;
+        device.require_sm(set.options.target.sm)?;
         let kernels = LoadedSet::load(device, &set)?;
 
         // Room for everything before allocating anything.

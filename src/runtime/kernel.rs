@@ -6,6 +6,7 @@ use cudarc::driver::{CudaFunction, CudaModule, CudaSlice, DevicePtr, LaunchConfi
 use cudarc::nvrtc::Ptx;
 use ptx_gen::kernels::{GeneratedKernel, ParamKind};
 use ptx_gen::launch::{LaunchSpec, RuntimeValue};
+use ptx_gen::target::Feature;
 
 use super::device::Device;
 use super::error::{DriverContext, RuntimeError};
@@ -154,6 +155,7 @@ pub struct LoadedKernel {
     function: CudaFunction,
     _module: Arc<CudaModule>,
     device: Device,
+    dependent_launch: bool,
 }
 
 impl LoadedKernel {
@@ -179,6 +181,7 @@ impl LoadedKernel {
             function,
             _module: module,
             device: device.clone(),
+            dependent_launch: kernel.target.allows(Feature::GridDependency),
         })
     }
 
@@ -233,6 +236,9 @@ impl LoadedKernel {
             ),
             shared_mem_bytes: self.launch.dynamic_shared_bytes.eval(&runtime),
         };
+        if self.dependent_launch {
+            return self.launch_dependent(args, &cfg);
+        }
         let mut builder = self.device.stream.launch_builder(&self.function);
         for a in args {
             match a {
@@ -247,6 +253,69 @@ impl LoadedKernel {
         unsafe { builder.launch(cfg) }
             .map(|_| ())
             .doing(|| format!("launching {}", self.name))
+    }
+
+    /// Whether launches may overlap the previous kernel in the stream (programmatic
+    /// dependent launch): kernels generated for sm_90 and later wait for their predecessor
+    /// with `griddepcontrol.wait` before touching anything it writes.
+    pub fn dependent_launch(&self) -> bool {
+        self.dependent_launch
+    }
+
+    /// Launches this kernel as a plain, fully serialized launch from now on (for comparisons
+    /// and for embedders that want no overlap between kernels).
+    pub fn serialize(&mut self) {
+        self.dependent_launch = false;
+    }
+
+    /// `cuLaunchKernelEx` with programmatic stream serialization allowed (cudarc's launch
+    /// builder takes no launch attributes).
+    fn launch_dependent(&self, args: &[KernelArg], cfg: &LaunchConfig) -> Result<(), RuntimeError> {
+        use cudarc::driver::sys;
+        // Every argument as 8 bytes of storage; the driver reads each parameter's own size.
+        let mut values: Vec<u64> = args
+            .iter()
+            .map(|a| match *a {
+                KernelArg::Ptr(p) => p,
+                KernelArg::U32(v) => u64::from(v),
+                KernelArg::I32(v) => u64::from(v as u32),
+                KernelArg::F32(v) => u64::from(v.to_bits()),
+            })
+            .collect();
+        let mut params: Vec<*mut std::ffi::c_void> =
+            values.iter_mut().map(|v| (v as *mut u64).cast()).collect();
+        // SAFETY: an all-zero attribute is a valid C struct; id and value are set below.
+        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let config = sys::CUlaunchConfig {
+            gridDimX: cfg.grid_dim.0,
+            gridDimY: cfg.grid_dim.1,
+            gridDimZ: cfg.grid_dim.2,
+            blockDimX: cfg.block_dim.0,
+            blockDimY: cfg.block_dim.1,
+            blockDimZ: cfg.block_dim.2,
+            sharedMemBytes: cfg.shared_mem_bytes,
+            hStream: self.device.stream.cu_stream(),
+            attrs: &mut attr,
+            numAttrs: 1,
+        };
+        self.device
+            .ctx
+            .bind_to_thread()
+            .doing(|| format!("binding the context to launch {}", self.name))?;
+        // SAFETY: as in `launch`; little-endian storage puts a 4-byte scalar in the first 4
+        // bytes of its slot, which outlives the call (the driver copies parameters).
+        unsafe {
+            sys::cuLaunchKernelEx(
+                &config,
+                self.function.cu_function(),
+                params.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        }
+        .result()
+        .doing(|| format!("launching {} (programmatic dependent launch)", self.name))
     }
 }
 
@@ -269,6 +338,11 @@ impl LoadedSet {
             kernels.insert(k.name.clone(), LoadedKernel::load_unchecked(device, k)?);
         }
         Ok(LoadedSet { kernels })
+    }
+
+    /// Launches every kernel of the set fully serialized ([`LoadedKernel::serialize`]).
+    pub fn serialize(&mut self) {
+        self.kernels.values_mut().for_each(LoadedKernel::serialize);
     }
 
     /// The gate of [`LoadedSet::load`], without a device: a passing parity report covering

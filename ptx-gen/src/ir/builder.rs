@@ -28,6 +28,8 @@ pub struct KernelBuilder {
     errors: Vec<IrError>,
     next_guard: Option<(Reg, bool)>,
     next_dst: Option<Reg>,
+    /// Whether the generator placed the grid dependency wait itself.
+    waited: bool,
 }
 
 /// `"{what} {k}"`, an operand's name in error messages (without formatting for the
@@ -96,6 +98,7 @@ impl KernelBuilder {
             errors: Vec::new(),
             next_guard: None,
             next_dst: None,
+            waited: false,
         };
         if !is_ident(name) {
             b.fail(format!("kernel name `{name}` is not a PTX identifier"));
@@ -1314,6 +1317,25 @@ impl KernelBuilder {
         });
     }
 
+    /// Marks where the kernel starts depending on the grids before it in the stream
+    /// (`griddepcontrol.wait`, on targets with programmatic dependent launch; nothing
+    /// elsewhere). Everything before it may only read memory that no kernel writes (weights,
+    /// tables): under a programmatic launch it runs while the previous kernel still does.
+    /// A kernel that never calls this waits before its first instruction.
+    pub fn grid_dependency_wait(&mut self) {
+        if self.waited {
+            self.fail("the grid dependency wait was placed twice".into());
+            return;
+        }
+        if self.next_guard.is_some() {
+            self.fail("the grid dependency wait cannot be guarded".into());
+        }
+        self.waited = true;
+        if self.target.allows(Feature::GridDependency) {
+            self.push(Op::GridDepWait);
+        }
+    }
+
     /// Validates the kernel and returns it. Appends `ret` when the body does not already end
     /// in an unconditional `ret`/`exit`.
     pub fn finish(mut self) -> Result<Kernel, IrError> {
@@ -1340,6 +1362,20 @@ impl KernelBuilder {
                 guard: None,
                 op: Op::Ret,
             });
+        }
+        if self.target.allows(Feature::GridDependency) && !self.waited {
+            // Programmatic dependent launch: this kernel may be launched while its predecessor
+            // finishes; it waits for it before anything else. No kernel triggers its successor
+            // early (`griddepcontrol.launch_dependents`): the implicit trigger, as each block
+            // exits, measured faster on an H100 than a trigger at the start (successors' blocks
+            // then sat resident and waiting; docs/performance.md).
+            self.body.insert(
+                0,
+                Instr {
+                    guard: None,
+                    op: Op::GridDepWait,
+                },
+            );
         }
         if let Some(e) = self.errors.into_iter().next() {
             return Err(e);

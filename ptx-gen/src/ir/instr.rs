@@ -587,6 +587,10 @@ pub enum Op {
     BarWarpSync {
         mask: Value,
     },
+    /// `griddepcontrol.wait` (sm_90, programmatic dependent launch): waits until every grid
+    /// this one depends on has completed and its memory operations are visible; a no-op
+    /// when the grid was launched without a programmatic dependency.
+    GridDepWait,
     Atom {
         space: StateSpace,
         op: AtomOp,
@@ -954,6 +958,7 @@ impl Instr {
                 vec![Operand::Int(ast::IntLit::unsigned(*id as u64))],
             ),
             Op::BarWarpSync { mask } => ("bar", mods(&["warp", "sync"]), vec![value(*mask)]),
+            Op::GridDepWait => ("griddepcontrol", mods(&["wait"]), Vec::new()),
             Op::Atom {
                 space,
                 op,

@@ -601,6 +601,7 @@ impl Instr {
                 out.push_str("bar.warp.sync");
                 ops!().val(*mask);
             }
+            Op::GridDepWait => out.push_str("griddepcontrol.wait"),
             Op::Atom {
                 space,
                 op,

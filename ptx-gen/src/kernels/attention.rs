@@ -102,17 +102,15 @@ impl DecodeAttention {
         self.n_heads / self.n_kv_heads.max(1)
     }
 
-    /// Positions per KV chunk (one block per chunk and kv head): 128, so that a decode at a
-    /// few hundred positions already spreads over several blocks per kv head; 256 for caches
-    /// longer than 8192 positions, whose combine would otherwise merge more than 64 partials
-    /// per head. Measured on an H100 (docs/performance.md): llama3-8b shape at position 512,
-    /// chunk 256 -> 128: 3.50 -> 3.11 ms per step; 16384 positions, 256 -> 128: 47.6 -> 58.6 us.
+    /// Positions per KV chunk (one block per chunk and kv head): the smallest power of two
+    /// from 32 to 256 that splits the cache into at most 64 chunks. Short caches get short
+    /// chunks, so a decode at a few hundred positions already spreads over many blocks per
+    /// kv head (a block walks its chunk tile after tile, one dependent chain of loads per
+    /// tile); long caches keep 256, whose combine would otherwise merge many partials per
+    /// head. Measured on an H100 (docs/performance.md): llama3-8b shape at position 512, chunk
+    /// 256 -> 128: 3.50 -> 3.11 ms per step; 16384 positions, 256 -> 128: 47.6 -> 58.6 us.
     pub fn chunk(&self) -> u32 {
-        if self.max_ctx > 8192 {
-            256
-        } else {
-            128
-        }
+        self.max_ctx.div_ceil(64).next_power_of_two().clamp(32, 256)
     }
 
     pub fn n_chunks(&self) -> u32 {
@@ -445,7 +443,8 @@ impl Plan {
         (d + 4) * 2
     }
 
-    /// The largest tile (128, 64 or 32 positions) whose shared memory fits the budget.
+    /// The largest tile (128, 64 or 32 positions, at most a chunk) whose shared memory fits
+    /// the budget.
     fn new(s: &DecodeAttention) -> Option<Plan> {
         let (g, d) = (s.group(), s.head_dim);
         let nt = ATTENTION_THREADS;
@@ -455,7 +454,7 @@ impl Plan {
         let pairs = d / 2;
         let v_rows = nt / pairs;
         let units = d / 4;
-        for tile in [128u32, 64, 32] {
+        for tile in [128u32, 64, 32].into_iter().filter(|t| *t <= s.chunk()) {
             let sets = nt / tile;
             let heads_per_set = g.div_ceil(sets);
             let heads_padded = sets * heads_per_set;
@@ -1216,6 +1215,12 @@ mod tests {
         };
         assert_eq!(long.chunk(), 256);
         assert_eq!(long.n_chunks(), 33);
+        // Short caches: at most 64 chunks, of at least 32 positions.
+        let chunk_of = |max_ctx| DecodeAttention { max_ctx, ..llama() }.chunk();
+        assert_eq!(
+            [1, 513, 2048, 2049, 4096, 1 << 20].map(chunk_of),
+            [32, 32, 32, 64, 64, 256]
+        );
     }
 
     #[test]

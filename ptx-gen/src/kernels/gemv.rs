@@ -586,6 +586,8 @@ fn build<F: BlockFormat>(
     };
     // Passes whose blocks all exist; the weight loads of `lookahead` later passes are
     // issued before a pass's arithmetic (bytes in flight hide DRAM latency).
+    // The first passes' weight loads are issued before the wait for the previous kernel
+    // (which writes x): under a programmatic launch they overlap its tail.
     let mut queue = std::collections::VecDeque::new();
     let mut next = 0;
     for pass in 0..full {
@@ -593,9 +595,15 @@ fn build<F: BlockFormat>(
             queue.push_back(load(&mut b, next));
             next += 1;
         }
+        if pass == 0 {
+            b.grid_dependency_wait();
+        }
         if let Some(parts) = queue.pop_front() {
             compute(&mut b, pass, &parts);
         }
+    }
+    if full == 0 {
+        b.grid_dependency_wait();
     }
     if rem > 0 {
         // The last pass: lanes whose block is past the row's end add nothing.
