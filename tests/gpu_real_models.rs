@@ -3,7 +3,7 @@
 //! (tests/fixtures/llamacpp/llamacpp-greedy.json), with the criteria of the CPU reference's
 //! test (tests/llamacpp_reference.rs, which explains them: 8-bit activation rounding makes
 //! any two engines differ by more than the 0.1 / 0.5): every compared logit within
-//! 1.5 (SmolLM2) / 2.5 (Gemma 3) of llama.cpp's, the mean difference at most 0.25 / 0.35,
+//! 1.75 (SmolLM2) / 2.5 (Gemma 3) of llama.cpp's, the mean difference at most 0.25 / 0.35,
 //! our top-1 equal to llama.cpp's wherever its top-2 gap is at least the per-logit bound and
 //! on at least 95% of all rows. The worst and mean differences are printed.
 
@@ -144,7 +144,7 @@ fn smollm2_matches_llama_cpp_on_the_gpu() {
         &dev,
         real_models::SMOLLM2_135M,
         "SmolLM2-135M-Instruct.Q4_1.gguf",
-        1.5,
+        1.75,
         0.25,
     );
 }
