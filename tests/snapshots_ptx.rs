@@ -10,12 +10,18 @@ use ptxforge::kernel_set::{KernelSet, SetOptions};
 const PRESETS: [&str; 4] = ["llama3-8b", "qwen2.5-0.5b", "gemma3-270m", "smollm2-135m"];
 
 fn snapshot_preset(preset: &str) {
+    snapshot_set(preset, preset, Target::dp4a_default(), 2);
+}
+
+/// Every kernel of `preset`'s set for `target` (batched up to `batch_max`) and its manifest,
+/// as `<prefix>__<kernel>`.
+fn snapshot_set(preset: &str, prefix: &str, target: Target, batch_max: u32) {
     let registry = Registry::builtin().unwrap();
     let spec = registry.preset_spec(preset).unwrap();
     let options = SetOptions {
-        target: Target::dp4a_default(),
+        target,
         max_context: 4096,
-        batch_max: 2,
+        batch_max,
     };
     let set = KernelSet::generate(spec, options).unwrap();
     let manifest = serde_json::to_string_pretty(&set.manifest()).unwrap();
@@ -25,9 +31,9 @@ fn snapshot_preset(preset: &str) {
         omit_expression => true,
     }, {
         for (k, _) in set.all_kernels() {
-            insta::assert_snapshot!(format!("{preset}__{}", k.name), k.ptx);
+            insta::assert_snapshot!(format!("{prefix}__{}", k.name), k.ptx);
         }
-        insta::assert_snapshot!(format!("{preset}__manifest"), manifest);
+        insta::assert_snapshot!(format!("{prefix}__manifest"), manifest);
     });
 }
 
@@ -55,23 +61,5 @@ fn smollm2_135m() {
 /// changes (the grid dependency wait of programmatic dependent launch, L1 cache hints).
 #[test]
 fn smollm2_135m_sm90() {
-    let registry = Registry::builtin().unwrap();
-    let spec = registry.preset_spec(PRESETS[3]).unwrap();
-    let options = SetOptions {
-        target: Target::sm(90),
-        max_context: 4096,
-        batch_max: 1,
-    };
-    let set = KernelSet::generate(spec, options).unwrap();
-    let manifest = serde_json::to_string_pretty(&set.manifest()).unwrap();
-    insta::with_settings!({
-        snapshot_path => "../snapshots",
-        prepend_module_to_snapshot => false,
-        omit_expression => true,
-    }, {
-        for (k, _) in set.all_kernels() {
-            insta::assert_snapshot!(format!("{}-sm90__{}", PRESETS[3], k.name), k.ptx);
-        }
-        insta::assert_snapshot!(format!("{}-sm90__manifest", PRESETS[3]), manifest);
-    });
+    snapshot_set(PRESETS[3], "smollm2-135m-sm90", Target::sm(90), 1);
 }

@@ -69,6 +69,7 @@ pub fn kernels(
     dependent_launch: bool,
     copy_gb_per_s: f64,
 ) -> Result<Vec<BenchRow>, RuntimeError> {
+    let load_spec = |spec| load(device, spec, target, dependent_launch);
     let mut rng = Rng(0x5eed_1234);
     let mut rows = Vec::new();
     let mut row = |kernel: String, shape: &str, us: f64, bytes: u64| {
@@ -98,18 +99,8 @@ pub fn kernels(
         m: 1,
     };
     let combine = attn.combine();
-    let (sk, sl) = load(
-        device,
-        KernelSpec::Attention(attn),
-        target,
-        dependent_launch,
-    )?;
-    let (ck, cl) = load(
-        device,
-        KernelSpec::AttentionCombine(combine),
-        target,
-        dependent_launch,
-    )?;
+    let (sk, sl) = load_spec(KernelSpec::Attention(attn))?;
+    let (ck, cl) = load_spec(KernelSpec::AttentionCombine(combine))?;
     let sets = (0..2)
         .map(|_| buffers(device, &sk, &[("seq_len", ctx)], &mut rng))
         .collect::<Result<Vec<_>, _>>()?;
@@ -160,12 +151,7 @@ pub fn kernels(
         weight_offset: 0.0,
         m: 1,
     };
-    let (nk, nl) = load(
-        device,
-        KernelSpec::RmsNormQ8_1(norm),
-        target,
-        dependent_launch,
-    )?;
+    let (nk, nl) = load_spec(KernelSpec::RmsNormQ8_1(norm))?;
     let nb = buffers(device, &nk, &[], &mut rng)?;
     let na = args(&nb);
     let t = median_graph_us(device, REPLAYS, |_| nl.launch(&na, |_| 1))?;
@@ -181,7 +167,7 @@ pub fn kernels(
         max_ctx: 4096,
         m: 1,
     };
-    let (rk, rl) = load(device, KernelSpec::RopeKv(rope), target, dependent_launch)?;
+    let (rk, rl) = load_spec(KernelSpec::RopeKv(rope))?;
     let rb = buffers(device, &rk, &[("pos", 1000)], &mut rng)?;
     let ra = args(&rb);
     let t = median_graph_us(device, REPLAYS, |_| rl.launch(&ra, |_| 1))?;
