@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 use common::{gpu_or_skip, poisoned, read_checked, Rng, GUARD, POISON};
 use half::f16;
 use ptx_gen::kernels::{
-    generate, Access, Argmax, ArgmaxStage, DecodeAttention, Embed, EmbedTable, Glu, GluAct,
-    HeadRmsNorm, KernelSpec, OutFormat, ParamKind, QuantizeQ8_1, ResidualAdd, ResidualRmsNorm,
-    RmsNorm, RmsNormQ8_1, RopeKv, RopeStyle,
+    generate, Access, Argmax, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable,
+    Glu, GluAct, HeadRmsNorm, KernelSpec, OutFormat, ParamKind, QuantizeQ8_1, ResidualAdd,
+    ResidualRmsNorm, RmsNorm, RmsNormQ8_1, RopeKv, RopeStyle,
 };
 use ptx_gen::Target;
 use ptxforge::reference::mirror;
@@ -606,6 +606,7 @@ fn attention_case(dev: Option<&Device>, rng: &mut Rng, s: DecodeAttention, seq_l
         );
         let poison = f32::from_le_bytes([POISON; 4]);
         let (mut all_o, mut all_ml, mut all_out) = (Vec::new(), Vec::new(), Vec::new());
+        let mut all_q8 = Vec::new();
         for (v, &len) in chunk.iter().enumerate() {
             let mut po = vec![poison; h * nc * d];
             let mut ml = vec![poison; h * nc * 2];
@@ -625,6 +626,11 @@ fn attention_case(dev: Option<&Device>, rng: &mut Rng, s: DecodeAttention, seq_l
             all_o.extend(f32_bytes(&po));
             all_ml.extend(f32_bytes(&ml));
             all_out.extend(f32_bytes(&out));
+            if d % 32 == 0 {
+                let k = out.len() as u32;
+                let q = QuantizeQ8_1 { k, m: 1 };
+                all_q8.extend(mirror::quantize_q8_1::quantize_q8_1(&q, &out).unwrap());
+            }
         }
         let what = format!("{} seq_len {chunk:?}", KernelSpec::Attention(s).name());
         split.check("part_ml", &all_ml, 4, &format!("{what}: part_ml"));
@@ -636,10 +642,27 @@ fn attention_case(dev: Option<&Device>, rng: &mut Rng, s: DecodeAttention, seq_l
             &[
                 ("part_o", split.bytes_or("part_o", &all_o)),
                 ("part_ml", split.bytes_or("part_ml", &all_ml)),
-                ("seq_len", lens),
+                ("seq_len", lens.clone()),
             ],
         );
         combined.check("out", &all_out, 4, &format!("{what}: combine"));
+        if d % 32 == 0 {
+            // The combine writing Q8_1: the mirror's values quantized as quantize_q8_1 does.
+            let spec = AttentionCombine {
+                out: OutFormat::Q8_1,
+                ..s.combine()
+            };
+            let quantized = run(
+                dev,
+                &KernelSpec::AttentionCombine(spec),
+                &[
+                    ("part_o", split.bytes_or("part_o", &all_o)),
+                    ("part_ml", split.bytes_or("part_ml", &all_ml)),
+                    ("seq_len", lens.clone()),
+                ],
+            );
+            quantized.check("out", &all_q8, 36, &format!("{what}: combine, q8_1 out"));
+        }
     }
 }
 

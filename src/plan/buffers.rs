@@ -158,7 +158,7 @@ pub fn workspace(dims: &ModelDims, chunks: u32, argmax_partials: u32) -> Vec<Buf
             Buffer::Attn,
             format!("f32[{q}]"),
             q as u64 * 4,
-            "attention output",
+            "attention output (used only where head_dim is not a multiple of 32; otherwise the combine kernel writes attn_q8 directly)",
         ),
         d(
             Buffer::AttnQ8,

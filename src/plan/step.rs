@@ -1,13 +1,14 @@
 //! The single-sequence decode step, in the order the contract implies:
 //! embed -> per layer [norm+quantize, QKV GEMV (+bias), QK norm, RoPE + KV write, attention
-//! split + combine, quantize, O GEMV (+residual, or post-norm then fused residual + norm),
+//! split + combine (quantizing its output where head_dim is a multiple of 32, else a separate
+//! quantize), O GEMV (+residual, or post-norm then fused residual + norm),
 //! gate/up GEMV, activation + quantize, down GEMV (likewise)] -> LM head -> argmax.
 //! Every residual add is fused into a GEMV epilogue or into the next norm.
 
 use ptx_gen::kernels::{
-    Argmax, ArgmaxStage, DecodeAttention, Embed, EmbedTable, Gemv, Glu, GluAct, HeadRmsNorm,
-    KernelSpec, OutFormat, QuantizeQ8_1, ResidualRmsNorm, RmsNorm, RmsNormQ8_1, RopeKv,
-    RopeStyle as KRopeStyle,
+    Argmax, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable, Gemv, Glu, GluAct,
+    HeadRmsNorm, KernelSpec, OutFormat, QuantizeQ8_1, ResidualRmsNorm, RmsNorm, RmsNormQ8_1,
+    RopeKv, RopeStyle as KRopeStyle,
 };
 
 use crate::contract::{Activation, EmbeddingScale, ModelSpec, QkNorm, Role, RopeStyle};
@@ -375,7 +376,16 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
             m: 1,
         };
         chunks = max_ctx.div_ceil(attn.chunk());
-        let combine = attn.combine();
+        // The combine quantizes its own output where each warp holds a whole Q8_1 block.
+        let fused = d.head_dim % 32 == 0;
+        let combine = AttentionCombine {
+            out: if fused {
+                OutFormat::Q8_1
+            } else {
+                OutFormat::F32
+            },
+            ..attn.combine()
+        };
         p.launch(
             KernelSpec::Attention(attn),
             l,
@@ -395,14 +405,19 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
                 ("part_o", buf(Buffer::PartO)),
                 ("part_ml", buf(Buffer::PartMl)),
                 ("seq_len", buf(Buffer::SeqLen)),
-                ("out", buf(Buffer::Attn)),
+                (
+                    "out",
+                    buf(if fused { Buffer::AttnQ8 } else { Buffer::Attn }),
+                ),
             ],
         )?;
-        p.launch(
-            KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: q_dim, m: 1 }),
-            l,
-            vec![("x", buf(Buffer::Attn)), ("y", buf(Buffer::AttnQ8))],
-        )?;
+        if !fused {
+            p.launch(
+                KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: q_dim, m: 1 }),
+                l,
+                vec![("x", buf(Buffer::Attn)), ("y", buf(Buffer::AttnQ8))],
+            )?;
+        }
         // O projection; its residual add goes into the GEMV or into the FFN norm.
         let ffn_norm = p.norm_weight(Role::FfnNorm, l)?;
         project_and_norm(

@@ -871,7 +871,7 @@ impl<'a> CpuForward<'a> {
                 let po = read(seq, *part_o);
                 let ml = read(seq, *part_ml);
                 let v = attention_combine(spec, &po, &ml, n);
-                put_f32s(bytes_mut(seq, *out), &v);
+                write_out(bytes_mut(seq, *out), spec.out, &v);
             }
             Op::Glu { spec, gate, up, y } => {
                 let g = read(seq, *gate);
@@ -1065,7 +1065,7 @@ fn resolve<'a>(
                 part_o: b.buffer("part_o", h * nc * d * 4)?,
                 part_ml: b.buffer("part_ml", h * nc * 2 * 4)?,
                 seq_len: b.buffer("seq_len", 4)?,
-                out: b.buffer("out", h * d * 4)?,
+                out: b.buffer("out", s.out_buffer().1 as usize)?,
             }
         }
         KernelSpec::Glu(s) => {

@@ -126,6 +126,7 @@ impl DecodeAttention {
             chunk: self.chunk(),
             window: self.window,
             m: self.m,
+            out: super::rmsnorm_q8_1::OutFormat::F32,
         }
     }
 

@@ -8,6 +8,10 @@
 //! (`fma.rn`, 2^x of `exp2.rs`, arguments <= 0, so the merge is numerically stable).
 //! `out[h][d] = O_d / L` (`div.rn`); a head with no attended position (seq_len = 0, outside
 //! the contract) gets 0. The grid is fixed: `n_heads` blocks.
+//!
+//! With `out: q8_1` (head_dim a multiple of 32) the kernel writes the output as Q8_1 blocks
+//! instead of f32, each warp quantizing its 32 dims exactly as `quantize_q8_1` does: one
+//! launch instead of combine + quantize before the output projection.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,8 +27,10 @@ use super::attention::{
 };
 use super::exp2::emit_exp2;
 use super::quantize_q8_1::{
-    batch_params, batch_suffix, cli_batch, is_one, one, validate_batch, vector_ptr,
+    batch_params, batch_suffix, cli_batch, emit_block, is_one, one, validate_batch, vector_ptr,
+    Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES,
 };
+use super::rmsnorm_q8_1::OutFormat;
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
 
@@ -42,11 +48,27 @@ pub struct AttentionCombine {
     /// kernel): sequence v has its own partials, length and output.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub m: u32,
+    /// f32 output, or Q8_1 blocks (head_dim a multiple of 32).
+    #[serde(default = "f32_out", skip_serializing_if = "is_f32_out")]
+    pub out: OutFormat,
+}
+
+fn f32_out() -> OutFormat {
+    OutFormat::F32
+}
+
+fn is_f32_out(o: &OutFormat) -> bool {
+    *o == OutFormat::F32
 }
 
 impl AttentionCombine {
     pub fn n_chunks(&self) -> u32 {
         self.max_ctx.div_ceil(self.chunk.max(1))
+    }
+
+    /// The output of one sequence: its layout and bytes.
+    pub fn out_buffer(&self) -> (String, u64) {
+        self.out.buffer(self.n_heads * self.head_dim)
     }
 
     fn threads(&self) -> u32 {
@@ -56,11 +78,14 @@ impl AttentionCombine {
 
 impl FamilySpec for AttentionCombine {
     const FAMILY: &'static str = "attention_combine";
-    const CLI_DIMS: &'static str = "N_HEADS HEAD_DIM MAX_CTX CHUNK [WINDOW] [M]: merges the split kernel's partials (CHUNK as in its name); WINDOW 0 means none; M 1..=16 sequences (default 1)";
+    const CLI_DIMS: &'static str = "N_HEADS HEAD_DIM MAX_CTX CHUNK [WINDOW] [M] [OUT]: merges the split kernel's partials (CHUNK as in its name); WINDOW 0 means none; M 1..=16 sequences (default 1); OUT f32 (default) or q8_1";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 6)?;
+        cli_max(dims, 7)?;
         let window: u32 = cli_dim(dims, 4, "WINDOW", Some(0))?;
+        let out = dims
+            .get(6)
+            .map_or(Ok(OutFormat::F32), |s| OutFormat::parse(s))?;
         Ok(AttentionCombine {
             n_heads: cli_dim(dims, 0, "N_HEADS", None)?,
             head_dim: cli_dim(dims, 1, "HEAD_DIM", None)?,
@@ -68,6 +93,7 @@ impl FamilySpec for AttentionCombine {
             chunk: cli_dim(dims, 3, "CHUNK", None)?,
             window: (window != 0).then_some(window),
             m: cli_batch(dims, 5)?,
+            out,
         })
     }
 
@@ -79,19 +105,23 @@ impl FamilySpec for AttentionCombine {
         if let Some(w) = self.window {
             n.push_str(&format!("_w{w}"));
         }
+        if self.out == OutFormat::Q8_1 {
+            n.push_str("_q8_1");
+        }
         n.push_str(&batch_suffix(self.m));
         n
     }
 
     fn describe(&self) -> String {
         format!(
-            "attention (combine): {} heads, head_dim {}, {} chunks of {} positions (max_ctx {}), window {}{}",
+            "attention (combine): {} heads, head_dim {}, {} chunks of {} positions (max_ctx {}), window {}, {} out{}",
             self.n_heads,
             self.head_dim,
             self.n_chunks(),
             self.chunk,
             self.max_ctx,
             self.window.map_or("none".to_string(), |w| w.to_string()),
+            self.out.tag(),
             batch_describe_z(self.m)
         )
     }
@@ -123,6 +153,14 @@ impl FamilySpec for AttentionCombine {
         if self.window == Some(0) {
             return Err(invalid(f, "window", "at least 1 position (or none)", 0));
         }
+        if self.out == OutFormat::Q8_1 && self.head_dim % Q8_1_BLOCK_VALUES != 0 {
+            return Err(invalid(
+                f,
+                "head_dim",
+                "a multiple of 32 for a Q8_1 output (one block per warp)",
+                self.head_dim,
+            ));
+        }
         let values = self.n_heads as u64 * self.n_chunks() as u64 * self.head_dim as u64;
         if values >= 1 << 31 {
             return Err(invalid(
@@ -149,6 +187,15 @@ impl FamilySpec for AttentionCombine {
             .map(|s| s.combine())
             .collect();
         v.dedup();
+        let quantized: Vec<Self> = v
+            .iter()
+            .filter(|c| c.head_dim % Q8_1_BLOCK_VALUES == 0)
+            .map(|c| AttentionCombine {
+                out: OutFormat::Q8_1,
+                ..*c
+            })
+            .collect();
+        v.extend(quantized);
         v
     }
 
@@ -170,7 +217,7 @@ impl FamilySpec for AttentionCombine {
                 ("part_o", h * nc * d * 4),
                 ("part_ml", h * nc * 8),
                 ("seq_len", 4),
-                ("out", h * d * 4),
+                ("out", self.out_buffer().1),
             ],
         )
     }
@@ -256,15 +303,25 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
     let q = b.bin(BinOp::Div, Type::F32, FMode::rn(), o_all, l_all);
     let some = b.setp(Cmp::Gt, Type::F32, l_all, 0.0f32);
     let res = b.selp(Type::F32, q, 0.0f32, some);
-    let outp = vector_ptr(&mut b, &out, vi, s.n_heads as u64 * d as u64 * 4);
+    let outp = vector_ptr(&mut b, &out, vi, s.out_buffer().1);
     let hd = b.mad(Type::U32, FMode::NONE, head, d, tid);
-    let oa = b.mad_wide(Type::U32, hd, 4u32, outp);
-    b.st_global(Type::F32, Addr::reg(oa), res);
+    match s.out {
+        OutFormat::F32 => {
+            let oa = b.mad_wide(Type::U32, hd, 4u32, outp);
+            b.st_global(Type::F32, Addr::reg(oa), res);
+        }
+        OutFormat::Q8_1 => {
+            // Warp w of head h holds values h * d + 32 w ..: one whole Q8_1 block.
+            let lane = b.and(Type::B32, tid, 31u32);
+            let blk = b.shr(Type::U32, hd, Q8_1_BLOCK_VALUES.trailing_zeros());
+            let ya = b.mad_wide(Type::U32, blk, Q8_1_BLOCK_BYTES, outp);
+            emit_block(&mut b, res, lane, ya);
+        }
+    }
 
     let kernel = b.finish()?;
     let ptx = crate::emit::emit_module(&Module::single(kernel));
-    let (h, o_bytes, ml_bytes) = (
-        s.n_heads as u64,
+    let (o_bytes, ml_bytes) = (
         s.n_heads as u64 * nc as u64 * d as u64 * 4,
         s.n_heads as u64 * nc as u64 * 8,
     );
@@ -295,11 +352,16 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
         ),
         ParamSpec::buffer(
             "out",
-            format!("f32[{}][{d}]", s.n_heads),
-            h * d as u64 * 4,
+            s.out_buffer().0,
+            s.out_buffer().1,
             4,
             Access::Write,
-            "attention output of each query head",
+            match s.out {
+                OutFormat::F32 => "attention output of each query head, f32[n_heads][head_dim]",
+                OutFormat::Q8_1 => {
+                    "attention output of each query head (values h * head_dim + d), quantized"
+                }
+            },
         ),
     ];
     batch_params(&mut params, s.m, &[]);

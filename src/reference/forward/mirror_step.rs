@@ -7,6 +7,7 @@ use super::{
     bytes, bytes_mut, f32s, put_f32s, put_u32, u32_at, CpuForward, ForwardError, Op, Sequence,
 };
 use crate::reference::mirror;
+use ptx_gen::kernels::OutFormat;
 
 impl CpuForward<'_> {
     pub(super) fn exec_mirror(&self, op: &Op<'_>, seq: &mut Sequence) -> Result<(), ForwardError> {
@@ -138,7 +139,20 @@ impl CpuForward<'_> {
                     &read(seq, *part_ml),
                     n,
                 )?;
-                put_f32s(bytes_mut(seq, *out), &v);
+                match spec.out {
+                    OutFormat::F32 => put_f32s(bytes_mut(seq, *out), &v),
+                    // The kernel quantizes each warp's 32 values as quantize_q8_1 does.
+                    OutFormat::Q8_1 => {
+                        let q = mirror::quantize_q8_1::quantize_q8_1(
+                            &ptx_gen::kernels::QuantizeQ8_1 {
+                                k: v.len() as u32,
+                                m: 1,
+                            },
+                            &v,
+                        )?;
+                        bytes_mut(seq, *out).copy_from_slice(&q);
+                    }
+                }
             }
             Op::Glu { spec, gate, up, y } => {
                 let out = mirror::glu::glu(spec, &read(seq, *gate), &read(seq, *up))?;

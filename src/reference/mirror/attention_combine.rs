@@ -63,6 +63,7 @@ mod tests {
             chunk: 128,
             window: None,
             m: 1,
+            out: ptx_gen::kernels::OutFormat::F32,
         };
         let mut po = vec![4.0f32; 64];
         po[32..].fill(6.0);
