@@ -4,8 +4,8 @@
 //! sequence length and position are set explicitly.
 
 use ptx_gen::kernels::{
-    generate, DecodeAttention, GeneratedKernel, KernelSpec, ParamKind, RmsNormQ8_1, RopeKv,
-    RopeStyle,
+    generate, generate_attention_tuned, AttentionTune, DecodeAttention, GeneratedKernel,
+    KernelSpec, ParamKind, RmsNormQ8_1, RopeKv, RopeStyle,
 };
 use ptx_gen::Target;
 
@@ -50,6 +50,14 @@ fn load(
         kernel: spec.name(),
         message: e.to_string(),
     })?;
+    load_generated(device, k, dependent_launch)
+}
+
+fn load_generated(
+    device: &Device,
+    k: GeneratedKernel,
+    dependent_launch: bool,
+) -> Result<(GeneratedKernel, LoadedKernel), RuntimeError> {
     let mut l = LoadedKernel::load_unchecked(device, &k)?;
     if !dependent_launch {
         l.serialize();
@@ -61,12 +69,14 @@ fn args(bufs: &[DeviceBuffer]) -> Vec<KernelArg> {
     bufs.iter().map(|b| KernelArg::Ptr(b.ptr())).collect()
 }
 
-/// Rows for attention (32 query / 8 KV heads, head_dim 128, 16384 positions, f16 cache),
-/// RMSNorm + quantize (hidden 4096) and RoPE + KV write (32 / 8 heads, head_dim 128).
+/// Rows for attention (32 query / 8 KV heads, head_dim 128, 16384 positions, f16 cache;
+/// once per entry of `tunes`, or with its own tune where that is empty), RMSNorm +
+/// quantize (hidden 4096) and RoPE + KV write (32 / 8 heads, head_dim 128).
 pub fn kernels(
     device: &Device,
     target: Target,
     dependent_launch: bool,
+    tunes: &[AttentionTune],
     copy_gb_per_s: f64,
 ) -> Result<Vec<BenchRow>, RuntimeError> {
     let load_spec = |spec| load(device, spec, target, dependent_launch);
@@ -99,51 +109,59 @@ pub fn kernels(
         m: 1,
     };
     let combine = attn.combine();
-    let (sk, sl) = load_spec(KernelSpec::Attention(attn))?;
     let (ck, cl) = load_spec(KernelSpec::AttentionCombine(combine))?;
-    let sets = (0..2)
-        .map(|_| buffers(device, &sk, &[("seq_len", ctx)], &mut rng))
-        .collect::<Result<Vec<_>, _>>()?;
-    // The combine reads the split's partials and the same seq_len.
-    let combine_bufs: Vec<Vec<KernelArg>> = sets
-        .iter()
-        .map(|s| {
-            let by = |name: &str| {
-                let i = sk.params.iter().position(|p| p.name == name).unwrap_or(0);
-                KernelArg::Ptr(s[i].ptr())
-            };
-            ck.params
-                .iter()
-                .map(|p| match p.name.as_str() {
-                    "part_o" | "part_ml" | "seq_len" => Ok(by(&p.name)),
-                    _ => Err(()),
-                })
-                .collect::<Vec<_>>()
-        })
-        .map(|v| v.into_iter().filter_map(Result::ok).collect())
-        .collect();
-    let out = buffers(device, &ck, &[("seq_len", ctx)], &mut rng)?;
-    let combine_args: Vec<Vec<KernelArg>> = combine_bufs
-        .into_iter()
-        .map(|mut a| {
-            // `out` is the combine's last parameter.
-            if let Some(o) = out.last() {
-                a.push(KernelArg::Ptr(o.ptr()));
-            }
-            a
-        })
-        .collect();
-    let split_args: Vec<Vec<KernelArg>> = sets.iter().map(|s| args(s)).collect();
-    let t = median_graph_us(device, REPLAYS, |i| {
-        sl.launch(&split_args[i % 2], |_| ctx)?;
-        cl.launch(&combine_args[i % 2], |_| ctx)
-    })?;
-    row(
-        format!("{} + combine", sk.name),
-        "32/8 heads, d128, 16384 pos",
-        t.median_us,
-        2 * attn.cache_bytes(),
-    );
+    let own = [attn.tune()];
+    for &tune in if tunes.is_empty() { &own[..] } else { tunes } {
+        let k =
+            generate_attention_tuned(&attn, tune, target).map_err(|e| RuntimeError::Launch {
+                kernel: KernelSpec::Attention(attn).name(),
+                message: e.to_string(),
+            })?;
+        let (sk, sl) = load_generated(device, k, dependent_launch)?;
+        let sets = (0..2)
+            .map(|_| buffers(device, &sk, &[("seq_len", ctx)], &mut rng))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The combine reads the split's partials and the same seq_len.
+        let combine_bufs: Vec<Vec<KernelArg>> = sets
+            .iter()
+            .map(|s| {
+                let by = |name: &str| {
+                    let i = sk.params.iter().position(|p| p.name == name).unwrap_or(0);
+                    KernelArg::Ptr(s[i].ptr())
+                };
+                ck.params
+                    .iter()
+                    .map(|p| match p.name.as_str() {
+                        "part_o" | "part_ml" | "seq_len" => Ok(by(&p.name)),
+                        _ => Err(()),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .map(|v| v.into_iter().filter_map(Result::ok).collect())
+            .collect();
+        let out = buffers(device, &ck, &[("seq_len", ctx)], &mut rng)?;
+        let combine_args: Vec<Vec<KernelArg>> = combine_bufs
+            .into_iter()
+            .map(|mut a| {
+                // `out` is the combine's last parameter.
+                if let Some(o) = out.last() {
+                    a.push(KernelArg::Ptr(o.ptr()));
+                }
+                a
+            })
+            .collect();
+        let split_args: Vec<Vec<KernelArg>> = sets.iter().map(|s| args(s)).collect();
+        let t = median_graph_us(device, REPLAYS, |i| {
+            sl.launch(&split_args[i % 2], |_| ctx)?;
+            cl.launch(&combine_args[i % 2], |_| ctx)
+        })?;
+        row(
+            format!("{} + combine", sk.name),
+            "32/8 heads, d128, 16384 pos",
+            t.median_us,
+            2 * attn.cache_bytes(),
+        );
+    }
 
     let norm = RmsNormQ8_1 {
         hidden: 4096,

@@ -24,6 +24,10 @@ pub struct BenchArgs {
     /// e.g. r2w4l0); by default each kernel's own tile.
     #[arg(long, value_delimiter = ',')]
     pub tiles: Vec<String>,
+    /// Attention split-kernel tunes to measure (`t<max tile>k<K-copy passes>v<V rows>[p]`,
+    /// `p` = V prefetched before the K copy; e.g. t64k16v32p); by default the kernel's own.
+    #[arg(long, value_delimiter = ',')]
+    pub attention_tunes: Vec<String>,
     /// PTX target of the generated kernels: `sm_XX`, or `native` for the GPU's own
     /// (capped at sm_90).
     #[arg(long, default_value = "native")]
@@ -104,11 +108,17 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
             .map(|t| t.parse::<ptx_gen::kernels::GemvTile>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CliError::usage(format!("--tiles: {e}")))?;
+        let tunes = args
+            .attention_tunes
+            .iter()
+            .map(|t| t.parse::<ptx_gen::kernels::AttentionTune>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CliError::usage(format!("--attention-tunes: {e}")))?;
         let mut report = bench::gemv(&device, &shapes, &args.batches, &tiles, target, dependent)
             .map_err(internal)?;
         // Attention, RMSNorm + quantize and RoPE + KV write at llama3-8b's dims.
         report.rows.extend(
-            bench::kernels::kernels(&device, target, dependent, report.copy_gb_per_s)
+            bench::kernels::kernels(&device, target, dependent, &tunes, report.copy_gb_per_s)
                 .map_err(internal)?,
         );
         print!("{}", report.table());

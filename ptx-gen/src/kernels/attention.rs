@@ -69,9 +69,57 @@ const WARPS: u32 = ATTENTION_THREADS / 32;
 /// Shared memory a block may use (leaves room for 5 blocks per SM on Hopper).
 const SMEM_BUDGET: u32 = 40 * 1024;
 const LOG2_E: f64 = std::f64::consts::LOG2_E;
-/// K-tile copy passes and V rows per iteration of their loops (loads in flight per thread).
-const STAGE_UNROLL: u32 = 4;
-const V_UNROLL: u32 = 8;
+/// Largest unrolls an [`AttentionTune`] may ask for.
+const MAX_K_UNROLL: u32 = 32;
+const MAX_V_UNROLL: u32 = 64;
+
+/// How the split kernel streams its chunk (the bench's search; none of it changes the
+/// arithmetic except `tile`, which the CPU mirror follows through [`DecodeAttention::tile`]):
+/// - `tile`: the largest tile (positions per pass over the chunk) the plan may choose;
+/// - `k`: K-tile copy passes (8 bytes each per thread) issued per loop iteration;
+/// - `v`: V rows (4 bytes each per thread) issued per loop iteration;
+/// - `prefetch`: the tile's V rows are all loaded into registers before its K copy (needs
+///   `v` >= the rows a thread takes per tile), so they arrive while the logits and the
+///   softmax are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AttentionTune {
+    pub tile: u32,
+    pub k: u32,
+    pub v: u32,
+    pub prefetch: bool,
+}
+
+impl std::fmt::Display for AttentionTune {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "t{}k{}v{}", self.tile, self.k, self.v)?;
+        if self.prefetch {
+            write!(f, "p")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for AttentionTune {
+    type Err = String;
+
+    /// `t<tile>k<passes>v<rows>[p]`, as [`Display`](std::fmt::Display) writes it.
+    fn from_str(s: &str) -> Result<AttentionTune, String> {
+        let bad = || format!("expected an attention tune like t128k4v8 or t64k16v32p, got `{s}`");
+        let rest = s.strip_prefix('t').ok_or_else(bad)?;
+        let (tile, rest) = rest.split_once('k').ok_or_else(bad)?;
+        let (k, v) = rest.split_once('v').ok_or_else(bad)?;
+        let (v, prefetch) = match v.strip_suffix('p') {
+            Some(v) => (v, true),
+            None => (v, false),
+        };
+        Ok(AttentionTune {
+            tile: tile.parse().map_err(|_| bad())?,
+            k: k.parse().map_err(|_| bad())?,
+            v: v.parse().map_err(|_| bad())?,
+            prefetch,
+        })
+    }
+}
 
 /// Decode attention over an f16 KV cache, split kernel. Every field is baked into the PTX.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -117,6 +165,37 @@ impl DecodeAttention {
         self.max_ctx.div_ceil(self.chunk())
     }
 
+    /// The tune [`generate`](FamilySpec::generate) uses: tiles of at most 64 positions (32
+    /// for head_dim past 128), every K-copy pass of a tile in one loop iteration (at most 16)
+    /// and the tile's V rows prefetched before the K copy where they and the accumulators
+    /// (2 per query head of the group) stay within 40 registers a thread: the tile halves to
+    /// 32 for that, and a group still over it (16 heads of 256 dims) loads V as it goes, with
+    /// 4 K-copy passes and 8 V rows per iteration.
+    /// Measured on an H100 (docs/performance.md), 32 / 8 heads, head_dim 128, 16384 positions,
+    /// split + combine: tile 128, 4 K passes and 8 V rows per iteration, no prefetch 47.1 us;
+    /// unrolled to 32 / 64: 43.8 us; tile 64 unrolled: 43.5 us; tile 64 with V prefetch:
+    /// 38.6 us (tile 128 with prefetch, 64 V registers: 50.5 us; tile 32: 43.1 us).
+    pub fn tune(&self) -> AttentionTune {
+        let nt = ATTENTION_THREADS;
+        let d = self.head_dim.max(4);
+        let v_rows = (nt / (d / 2)).max(1);
+        let live = |tile: u32| 2 * self.group() + tile / v_rows;
+        let mut tile = if d <= 128 { 64 } else { 32 };
+        if tile > 32 && live(tile) > 40 {
+            tile = 32;
+        }
+        // Rows a K-copy pass takes (threads / 8-byte units per row) and so passes per tile.
+        let stage_rows = (nt / (d / 4)).max(1);
+        let passes = tile.min(self.chunk()).div_ceil(stage_rows).clamp(1, 16);
+        let prefetch = live(tile) <= 40;
+        AttentionTune {
+            tile,
+            k: if prefetch { passes } else { passes.min(4) },
+            v: 8,
+            prefetch,
+        }
+    }
+
     /// The combine kernel that merges this kernel's partials.
     pub fn combine(&self) -> AttentionCombine {
         AttentionCombine {
@@ -134,7 +213,7 @@ impl DecodeAttention {
     /// fits the budget); `None` where no tile fits. The softmax's per-lane order depends on
     /// it, so a CPU mirror of the kernel needs it.
     pub fn tile(&self) -> Option<u32> {
-        Plan::new(self).map(|p| p.tile)
+        Plan::new(self, self.tune()).map(|p| p.tile)
     }
 
     /// The f32 factor q is multiplied by (`mul.rn`) before the dot products: `scale *
@@ -323,7 +402,7 @@ impl FamilySpec for DecodeAttention {
                 self.partial_o_bytes() / 4,
             ));
         }
-        if Plan::new(self).is_none() {
+        if Plan::new(self, self.tune()).is_none() {
             return Err(invalid(
                 f,
                 "group x head_dim",
@@ -420,7 +499,7 @@ struct Plan {
     heads_per_set: u32,
     heads_padded: u32,
     /// 8-byte K units per iteration of the logit loop: 4, 2 or 1, dividing `units`, at most
-    /// 16 q loads (float4) per iteration.
+    /// 16 q loads (float4) per iteration (4 with V prefetch, whose rows hold registers).
     score_step: u32,
     /// 8-byte K units per row (d / 4) and rows copied per pass (threads / units).
     units: u32,
@@ -444,9 +523,13 @@ impl Plan {
         (d + 4) * 2
     }
 
-    /// The largest tile (128, 64 or 32 positions, at most a chunk) whose shared memory fits
-    /// the budget.
-    fn new(s: &DecodeAttention) -> Option<Plan> {
+    /// The largest tile (128, 64 or 32 positions, at most a chunk and `max_tile`) whose shared
+    /// memory fits the budget.
+    fn new(s: &DecodeAttention, tune: AttentionTune) -> Option<Plan> {
+        let max_tile = tune.tile;
+        // q float4 loads per logit-loop iteration: fewer where the prefetched V rows already
+        // hold registers across the logits (the order of the fma chain is the same).
+        let q_loads = if tune.prefetch { 4 } else { 16 };
         let (g, d) = (s.group(), s.head_dim);
         let nt = ATTENTION_THREADS;
         if d == 0 || d % 4 != 0 || d / 2 > nt || g == 0 {
@@ -455,7 +538,10 @@ impl Plan {
         let pairs = d / 2;
         let v_rows = nt / pairs;
         let units = d / 4;
-        for tile in [128u32, 64, 32].into_iter().filter(|t| *t <= s.chunk()) {
+        for tile in [128u32, 64, 32]
+            .into_iter()
+            .filter(|t| *t <= s.chunk() && *t <= max_tile)
+        {
             let sets = nt / tile;
             let heads_per_set = g.div_ceil(sets);
             let heads_padded = sets * heads_per_set;
@@ -477,7 +563,7 @@ impl Plan {
                     heads_padded,
                     score_step: [4, 2, 1]
                         .into_iter()
-                        .find(|u| units % u == 0 && u * heads_per_set <= 16)
+                        .find(|u| units % u == 0 && u * heads_per_set <= q_loads)
                         .unwrap_or(1),
                     units,
                     stage_rows: nt / units,
@@ -527,9 +613,41 @@ pub(crate) fn attended_range(
 }
 
 fn generate(s: &DecodeAttention, target: Target) -> Result<GeneratedKernel, GenError> {
+    generate_tuned(s, s.tune(), target)
+}
+
+/// The split kernel with an explicit tune (the bench's search); a tune other than
+/// [`DecodeAttention::tune`] is named in the kernel's name.
+pub fn generate_tuned(
+    s: &DecodeAttention,
+    tune: AttentionTune,
+    target: Target,
+) -> Result<GeneratedKernel, GenError> {
+    s.validate()?;
+    let f = DecodeAttention::FAMILY;
+    if tune.k == 0 || tune.k > MAX_K_UNROLL {
+        return Err(invalid(
+            f,
+            "tune.k",
+            &format!("in 1..={MAX_K_UNROLL}"),
+            tune.k,
+        ));
+    }
+    if tune.v == 0 || tune.v > MAX_V_UNROLL {
+        return Err(invalid(
+            f,
+            "tune.v",
+            &format!("in 1..={MAX_V_UNROLL}"),
+            tune.v,
+        ));
+    }
     let spec = KernelSpec::Attention(*s);
-    let name = spec.name();
-    let p = Plan::new(s).ok_or_else(|| {
+    let name = if tune == s.tune() {
+        spec.name()
+    } else {
+        format!("{}_{tune}", spec.name())
+    };
+    let p = Plan::new(s, tune).ok_or_else(|| {
         invalid(
             DecodeAttention::FAMILY,
             "group x head_dim",
@@ -649,6 +767,8 @@ fn generate(s: &DecodeAttention, target: Target) -> Result<GeneratedKernel, GenE
         .map(|_| [b.mov(Type::F32, 0.0f32), b.mov(Type::F32, 0.0f32)])
         .collect();
 
+    // V rows per thread and tile when they are prefetched.
+    let prefetch_rows = tune.prefetch.then(|| t_len.div_ceil(p.v_rows));
     // Tiles from the one holding pb to the one holding pe - 1 (block-uniform bounds).
     let off = b.sub(Type::U32, pb, cstart);
     let off_t = b.and(
@@ -667,16 +787,46 @@ fn generate(s: &DecodeAttention, target: Target) -> Result<GeneratedKernel, GenE
         let thi = b.sub(Type::U32, last, ts);
         let len = b.sub(Type::U32, thi, tlo);
 
+        // With `prefetch`, every V row this thread takes of the tile is loaded now (one f16
+        // pair each, 0 for rows outside [tlo, thi)), to arrive while K is used.
+        let v_pre: Option<Vec<(Reg, Reg)>> = prefetch_rows.map(|rows| {
+            b.comment("load this thread's V rows of the tile (used after the softmax)");
+            let vrel = b.sub(Type::U32, vr, tlo);
+            let vpos0 = b.add(Type::U32, ts, vr);
+            let vrow = b.mad_wide(Type::U32, vpos0, d * 2, vthr);
+            (0..rows)
+                .map(|u| {
+                    let r = if u == 0 {
+                        vrel
+                    } else {
+                        b.add(Type::U32, vrel, p.v_rows * u)
+                    };
+                    let ok = b.setp(Cmp::Lo, Type::U32, r, len);
+                    let ok = both(b, Some(ok), v_active).unwrap_or(ok);
+                    let w = b.mov(Type::B32, 0u32);
+                    b.when(ok).load_to(
+                        StateSpace::Global,
+                        Type::B32,
+                        &[w],
+                        Addr::reg_off(vrow, (u * p.v_rows * d * 2) as i64),
+                        &[CacheHint::NonCoherent],
+                        None,
+                    );
+                    (ok, w)
+                })
+                .collect()
+        });
+
         b.comment("copy the attended rows of the K tile to shared memory");
         let krel = b.sub(Type::U32, kr0, tlo);
         let kpos0 = b.add(Type::U32, ts, kr0);
         let krow = b.mad_wide(Type::U32, kpos0, d * 2, kthr);
-        let passes = t_len.div_ceil(p.stage_rows).next_multiple_of(STAGE_UNROLL);
-        b.for_range(Type::U32, 0u32, passes, STAGE_UNROLL as i64, |b, kb| {
+        let passes = t_len.div_ceil(p.stage_rows).next_multiple_of(tune.k);
+        b.for_range(Type::U32, 0u32, passes, tune.k as i64, |b, kb| {
             let rel = b.mad(Type::U32, FMode::NONE, kb, p.stage_rows, krel);
             let ga = b.mad_wide(Type::U32, kb, p.stage_rows * d * 2, krow);
             let sa = b.mad(Type::U32, FMode::NONE, kb, p.stage_rows * ks, kst);
-            for u in 0..STAGE_UNROLL {
+            for u in 0..tune.k {
                 let r = if u == 0 {
                     rel
                 } else {
@@ -808,15 +958,32 @@ fn generate(s: &DecodeAttention, target: Target) -> Result<GeneratedKernel, GenE
                     b.to(*r).bin(BinOp::Mul, Type::F32, FMode::rn(), *r, alpha);
                 }
             }
+            if let Some(pre) = &v_pre {
+                for (u, (ok, w)) in pre.iter().enumerate() {
+                    let vh = b.unpack(Type::B32, *w, Type::B16);
+                    let v0 = b.cvt(Type::F32, Type::F16, FMode::NONE, vh[0]);
+                    let v1 = b.cvt(Type::F32, Type::F16, FMode::NONE, vh[1]);
+                    for (h, a) in acc.iter().enumerate() {
+                        let pr = b.mov(Type::F32, 0.0f32);
+                        let poff = ((h as u32 * t_len + u as u32 * p.v_rows) * 4) as i64;
+                        b.when(*ok)
+                            .to(pr)
+                            .ld_shared(Type::F32, Addr::reg_off(svp, poff));
+                        b.to(a[0]).fma(pr, v0, a[0]);
+                        b.to(a[1]).fma(pr, v1, a[1]);
+                    }
+                }
+                return;
+            }
             let vrel = b.sub(Type::U32, vr, tlo);
             let vpos0 = b.add(Type::U32, ts, vr);
             let vrow = b.mad_wide(Type::U32, vpos0, d * 2, vthr);
-            let rows = t_len.div_ceil(p.v_rows).next_multiple_of(V_UNROLL);
-            b.for_range(Type::U32, 0u32, rows, V_UNROLL as i64, |b, kb| {
+            let rows = t_len.div_ceil(p.v_rows).next_multiple_of(tune.v);
+            b.for_range(Type::U32, 0u32, rows, tune.v as i64, |b, kb| {
                 let rel = b.mad(Type::U32, FMode::NONE, kb, p.v_rows, vrel);
                 let ga = b.mad_wide(Type::U32, kb, p.v_rows * d * 2, vrow);
                 let pa = b.mad(Type::U32, FMode::NONE, kb, p.v_rows * 4, svp);
-                for u in 0..V_UNROLL {
+                for u in 0..tune.v {
                     let r = if u == 0 {
                         rel
                     } else {
@@ -1190,7 +1357,7 @@ mod tests {
                     head_dim: d,
                     ..llama()
                 };
-                let p = Plan::new(&s).unwrap_or_else(|| panic!("g {g} d {d}"));
+                let p = Plan::new(&s, s.tune()).unwrap_or_else(|| panic!("g {g} d {d}"));
                 assert!(p.smem_bytes <= SMEM_BUDGET);
                 assert!(p.tile >= 32 && p.tile * p.sets == ATTENTION_THREADS);
                 assert!(p.heads_padded >= g && p.v_rows >= 1 && p.stage_rows >= 1);

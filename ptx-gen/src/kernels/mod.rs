@@ -28,7 +28,8 @@ pub use rmsnorm::RowLayout;
 
 pub use argmax::{Argmax, ArgmaxStage, ARGMAX_BLOCK_VALUES, ARGMAX_MAX_VOCAB};
 pub use attention::{
-    DecodeAttention, ATTENTION_HEAD_DIMS, ATTENTION_MAX_CTX, ATTENTION_MAX_GROUP, ATTENTION_THREADS,
+    generate_tuned as generate_attention_tuned, AttentionTune, DecodeAttention,
+    ATTENTION_HEAD_DIMS, ATTENTION_MAX_CTX, ATTENTION_MAX_GROUP, ATTENTION_THREADS,
 };
 pub use attention_combine::AttentionCombine;
 pub use embed::{Embed, EmbedTable, EMBED_BAD_TOKEN_BITS, EMBED_MAX_HIDDEN};
