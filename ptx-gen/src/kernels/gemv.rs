@@ -394,6 +394,23 @@ pub fn default_tile(weight: WeightType, n: u32, k: u32) -> GemvTile {
     // lanes, so they get fewer warps per row and more rows per group.
     let blocks = k / weight.block_values();
     let per_pass = |split: u32| 32 * split / weight.threads_per_block();
+    // Third search (H100, 9 shapes, docs/performance.md): rows of 4864 values or more with
+    // at least 1.5 passes of 8 warps get 8 warps per row (one row per block): 4096x14336 7-12%
+    // faster for every format, 896x4864 up to 18% (Q6_K); at 4096 values the split of 8 was
+    // as often slower as faster, so shorter rows keep 4.
+    if k >= 4864 && 2 * blocks >= 3 * per_pass(8) {
+        let lookahead = match weight {
+            WeightType::Q6K | WeightType::Q4_1 => 3,
+            WeightType::Q5_0 => 2,
+            _ => 1,
+        };
+        return GemvTile {
+            rows: 1,
+            warps: 8,
+            lookahead,
+            split: 8,
+        };
+    }
     let (rows, warps, split) = if blocks >= per_pass(4) {
         (1, 8, 4)
     } else if blocks >= per_pass(2) {
