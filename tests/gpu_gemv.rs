@@ -84,6 +84,7 @@ fn run_case(dev: &Device, rng: &mut Rng, c: &Case, m: u32, single: Option<&Loade
         bias: c.bias,
         residual: c.residual,
         m,
+        more_rows: [0, 0],
     };
     let kernel = generate(&KernelSpec::Gemv(spec), Target::dp4a_default()).expect("generating");
     let loaded = LoadedKernel::load_unchecked(dev, &kernel).expect("loading");
@@ -297,6 +298,7 @@ fn batched_gemv_matches_the_reference_and_the_single_kernel_bit_for_bit() {
             bias: c.bias,
             residual: c.residual,
             m: 1,
+            more_rows: [0, 0],
         };
         let single = generate(&KernelSpec::Gemv(single), Target::dp4a_default()).unwrap();
         let single = LoadedKernel::load_unchecked(&dev, &single).unwrap();
@@ -317,6 +319,7 @@ fn batched_gemv_matches_the_reference_and_the_single_kernel_bit_for_bit() {
             bias: false,
             residual: false,
             m: 1,
+            more_rows: [0, 0],
         };
         let single = generate(&KernelSpec::Gemv(single), Target::dp4a_default()).unwrap();
         let single = LoadedKernel::load_unchecked(&dev, &single).unwrap();

@@ -103,8 +103,19 @@ fn a_decode_step_that_does_not_follow_from_its_kernels_is_refused() {
                 .any(|a| a[1]["weight"]["role"] == "attn_k")
         })
         .unwrap();
+    // K is `w` of its own GEMV or `w1` of one launch with Q (and V): its output is `y`/`y1`.
+    let w_name = k["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a[1]["weight"]["role"] == "attn_k")
+        .unwrap()[0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let y_name = w_name.replacen('w', "y", 1);
     for a in k["args"].as_array_mut().unwrap() {
-        if a[0] == "y" {
+        if a[0] == y_name.as_str() {
             a[1]["buffer"]["offset"] = serde_json::json!(0);
         }
     }

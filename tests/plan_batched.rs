@@ -111,10 +111,19 @@ fn gemv_output(p: &mut KernelPlan, role: Role) -> &mut Arg {
                     .any(|(_, a)| matches!(a, Arg::Weight { role: r, .. } if *r == role))
         })
         .unwrap();
+    // The matrix is `w` of its own GEMV or `w1`/`w2` of one launch over several matrices:
+    // its output is the `y` of the same suffix.
+    let w_name = launch
+        .args
+        .iter()
+        .find(|(_, a)| matches!(a, Arg::Weight { role: r, .. } if *r == role))
+        .map(|(name, _)| name.to_string())
+        .unwrap();
+    let y_name = w_name.replacen('w', "y", 1);
     launch
         .args
         .iter_mut()
-        .find(|(name, _)| name == "y")
+        .find(|(name, _)| *name == y_name)
         .map(|(_, a)| a)
         .unwrap()
 }

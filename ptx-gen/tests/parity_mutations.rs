@@ -54,6 +54,7 @@ fn pair(weight: WeightType, n: u32, blocks: u32, bias: bool, residual: bool, m: 
         bias,
         residual,
         m,
+        more_rows: [0, 0],
     };
     Pair {
         spec,
@@ -322,6 +323,7 @@ fn every_real_gemv_pair_passes() {
                     bias,
                     residual,
                     m: 1,
+                    more_rows: [0, 0],
                 });
                 for m in 2..=16 {
                     let spec = Gemv {
@@ -331,6 +333,7 @@ fn every_real_gemv_pair_passes() {
                         bias,
                         residual,
                         m,
+                        more_rows: [0, 0],
                     };
                     let batched = kernel(spec);
                     let r = validate_pair((&single).into(), (&batched).into(), &gemv_decl(&spec));
@@ -358,6 +361,7 @@ fn reference_shaped_pairs_pass() {
                 bias: true,
                 residual: true,
                 m: 8,
+                more_rows: [0, 0],
             };
             let r = validate_pair(
                 (&kernel(Gemv { m: 1, ..spec })).into(),

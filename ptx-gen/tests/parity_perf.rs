@@ -56,6 +56,7 @@ fn set(m: u32) -> Set {
             bias: false,
             residual,
             m,
+            more_rows: [0, 0],
         };
         s.singles.push(kernel(Gemv { m: 1, ..spec }));
         s.batched.push(kernel(spec));

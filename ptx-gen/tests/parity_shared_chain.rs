@@ -19,6 +19,7 @@ fn spec(m: u32) -> Gemv {
         bias: false,
         residual: true,
         m,
+        more_rows: [0, 0],
     }
 }
 

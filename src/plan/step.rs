@@ -97,6 +97,84 @@ impl Planner<'_> {
         self.gemv_rows(role, layer, 0, n, k, x, y, bias, residual)
     }
 
+    /// One launch for several matrices of one type and width (Q, K and V; gate and up), each
+    /// given as (role, first row, rows, output, bias): `false` when they cannot share one
+    /// (types differ, biases on some only, or a matrix's rows are not a multiple of the
+    /// tile's rows per thread block), and the caller launches a GEMV per matrix. Each row is
+    /// computed exactly as that matrix's own GEMV computes it.
+    fn gemv_parts(
+        &mut self,
+        layer: Option<u32>,
+        k: u32,
+        x: Buffer,
+        parts: &[(Role, u32, u32, Arg, Option<Role>)],
+    ) -> Result<bool, PlanError> {
+        const W: [&str; 3] = ["w", "w1", "w2"];
+        const BIAS: [&str; 3] = ["bias", "bias1", "bias2"];
+        const Y: [&str; 3] = ["y", "y1", "y2"];
+        if parts.len() < 2 || parts.len() > 3 {
+            return Ok(false);
+        }
+        let ty = self.ty(parts[0].0, layer)?;
+        for (role, ..) in parts {
+            if self.ty(*role, layer)? != ty {
+                return Ok(false);
+            }
+        }
+        let with_bias = parts.iter().filter(|p| p.4.is_some()).count();
+        if with_bias != 0 && with_bias != parts.len() {
+            return Ok(false);
+        }
+        let Some(w) = gemv_weight(ty) else {
+            return Ok(false);
+        };
+        let mut more_rows = [0u32; 2];
+        for (slot, p) in more_rows.iter_mut().zip(&parts[1..]) {
+            *slot = p.2;
+        }
+        let spec = Gemv {
+            weight: w,
+            n: parts[0].2,
+            k,
+            bias: with_bias > 0,
+            residual: false,
+            m: 1,
+            more_rows,
+        };
+        if KernelSpec::Gemv(spec).validate().is_err() {
+            return Ok(false);
+        }
+        let row_bytes = ty.row_bytes(k as u64).unwrap_or(0);
+        let mut args = Vec::new();
+        for (i, (role, first, ..)) in parts.iter().enumerate() {
+            args.push((
+                W[i],
+                Arg::Weight {
+                    role: *role,
+                    layer,
+                    offset: *first as u64 * row_bytes,
+                },
+            ));
+        }
+        args.push(("x", buf(x)));
+        for (i, p) in parts.iter().enumerate() {
+            if let Some(b) = p.4 {
+                if self.ty(b, layer)? != GgmlType::F32 {
+                    return Err(PlanError::Tensor {
+                        tensor: tensor_name(b, layer),
+                        constraint: "biases must be F32".into(),
+                    });
+                }
+                args.push((BIAS[i], weight(b, layer)));
+            }
+        }
+        for (i, p) in parts.iter().enumerate() {
+            args.push((Y[i], p.3.clone()));
+        }
+        self.launch(KernelSpec::Gemv(spec), layer, args)?;
+        Ok(true)
+    }
+
     /// Like [`Planner::gemv`] over rows `first_row..first_row + n` of `role` (one part of a
     /// fused tensor).
     #[allow(clippy::too_many_arguments)]
@@ -130,6 +208,7 @@ impl Planner<'_> {
             bias: bias.is_some(),
             residual: residual.is_some(),
             m: 1,
+            more_rows: [0, 0],
         };
         let row_bytes = ty.row_bytes(k as u64).unwrap_or(0);
         let w_arg = Arg::Weight {
@@ -264,58 +343,49 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         let l = Some(layer);
         // Q, K, V into one buffer: Q at 0, K at q_dim, V at q_dim + kv_dim.
         let (k_off, v_off) = (f32_bytes(q_dim), f32_bytes(q_dim + kv_dim));
-        if model.weights.has_role(Role::AttnQkv) {
-            // Fused QKV: one GEMV per part over its rows, so each part lands in its own
-            // region (the batched schedule keeps every region [m][part]).
-            for (first, n, off) in [
-                (0, q_dim, 0),
-                (q_dim, kv_dim, k_off),
-                (q_dim + kv_dim, kv_dim, v_off),
-            ] {
-                p.gemv_rows(
-                    Role::AttnQkv,
-                    l,
-                    first,
-                    n,
-                    h,
-                    Buffer::Xq,
-                    buf_at(Buffer::Qkv, off),
-                    None,
-                    None,
-                )?;
-            }
+        let bias = |r| b.qkv_bias.then_some(r);
+        let (qkv_parts, qkv_bias) = if model.weights.has_role(Role::AttnQkv) {
+            // A fused QKV tensor: its rows in three parts, so each lands in its own region
+            // (the batched schedule keeps every region [m][part]).
+            (
+                [
+                    (Role::AttnQkv, 0, q_dim, 0),
+                    (Role::AttnQkv, q_dim, kv_dim, k_off),
+                    (Role::AttnQkv, q_dim + kv_dim, kv_dim, v_off),
+                ],
+                [None, None, None],
+            )
         } else {
-            let bias = |r| b.qkv_bias.then_some(r);
-            p.gemv(
-                Role::AttnQ,
-                l,
-                q_dim,
-                h,
-                Buffer::Xq,
-                buf(Buffer::Qkv),
-                bias(Role::AttnQBias),
-                None,
-            )?;
-            p.gemv(
-                Role::AttnK,
-                l,
-                kv_dim,
-                h,
-                Buffer::Xq,
-                buf_at(Buffer::Qkv, k_off),
-                bias(Role::AttnKBias),
-                None,
-            )?;
-            p.gemv(
-                Role::AttnV,
-                l,
-                kv_dim,
-                h,
-                Buffer::Xq,
-                buf_at(Buffer::Qkv, v_off),
-                bias(Role::AttnVBias),
-                None,
-            )?;
+            (
+                [
+                    (Role::AttnQ, 0, q_dim, 0),
+                    (Role::AttnK, 0, kv_dim, k_off),
+                    (Role::AttnV, 0, kv_dim, v_off),
+                ],
+                [
+                    bias(Role::AttnQBias),
+                    bias(Role::AttnKBias),
+                    bias(Role::AttnVBias),
+                ],
+            )
+        };
+        let parts: Vec<_> = qkv_parts
+            .iter()
+            .zip(qkv_bias)
+            .map(|(&(role, first, n, off), bias)| (role, first, n, buf_at(Buffer::Qkv, off), bias))
+            .collect();
+        // One launch for Q, K and V; where V has another type (Q4_K_M mixes Q6_K in), one for
+        // Q and K and one for V.
+        // `separate`: how many of the last matrices still need a launch of their own.
+        let separate = if p.gemv_parts(l, h, Buffer::Xq, &parts)? {
+            0
+        } else if p.gemv_parts(l, h, Buffer::Xq, &parts[..2])? {
+            1
+        } else {
+            3
+        };
+        for (role, first, n, y, bias) in parts.into_iter().rev().take(separate).rev() {
+            p.gemv_rows(role, l, first, n, h, Buffer::Xq, y, bias, None)?;
         }
         if b.qk_norm == QkNorm::PerHeadRms {
             for (role, heads, off) in [
@@ -431,41 +501,33 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         )?;
 
         // FFN: gate and up into one buffer, activation + quantize, down.
-        if model.weights.has_role(Role::FfnGateUp) {
-            for (first, off) in [(0, 0), (ffn, f32_bytes(ffn))] {
-                p.gemv_rows(
+        let parts: Vec<_> = if model.weights.has_role(Role::FfnGateUp) {
+            vec![
+                (Role::FfnGateUp, 0, ffn, buf(Buffer::GateUp), None),
+                (
                     Role::FfnGateUp,
-                    l,
-                    first,
                     ffn,
-                    h,
-                    Buffer::Xq,
-                    buf_at(Buffer::GateUp, off),
+                    ffn,
+                    buf_at(Buffer::GateUp, f32_bytes(ffn)),
                     None,
-                    None,
-                )?;
-            }
+                ),
+            ]
         } else {
-            p.gemv(
-                Role::FfnGate,
-                l,
-                ffn,
-                h,
-                Buffer::Xq,
-                buf(Buffer::GateUp),
-                None,
-                None,
-            )?;
-            p.gemv(
-                Role::FfnUp,
-                l,
-                ffn,
-                h,
-                Buffer::Xq,
-                buf_at(Buffer::GateUp, f32_bytes(ffn)),
-                None,
-                None,
-            )?;
+            vec![
+                (Role::FfnGate, 0, ffn, buf(Buffer::GateUp), None),
+                (
+                    Role::FfnUp,
+                    0,
+                    ffn,
+                    buf_at(Buffer::GateUp, f32_bytes(ffn)),
+                    None,
+                ),
+            ]
+        };
+        if !p.gemv_parts(l, h, Buffer::Xq, &parts)? {
+            for (role, first, n, y, bias) in parts {
+                p.gemv_rows(role, l, first, n, h, Buffer::Xq, y, bias, None)?;
+            }
         }
         let act = match b.activation {
             Activation::Silu => GluAct::Swiglu,

@@ -36,9 +36,9 @@
 
 use half::f16;
 use ptx_gen::kernels::{
-    ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable, Gemv, Glu, HeadRmsNorm,
-    KernelSpec, OutFormat, QuantizeQ8_1, ResidualAdd, ResidualRmsNorm, RmsNorm, RmsNormQ8_1,
-    RopeKv, WeightType, ARGMAX_BLOCK_VALUES,
+    part_param, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable, Gemv, Glu,
+    HeadRmsNorm, KernelSpec, OutFormat, QuantizeQ8_1, ResidualAdd, ResidualRmsNorm, RmsNorm,
+    RmsNormQ8_1, RopeKv, WeightType, ARGMAX_BLOCK_VALUES,
 };
 
 use crate::model::ModelWeights;
@@ -146,6 +146,8 @@ struct Region {
 
 /// A resolved launch.
 enum Op<'a> {
+    /// One launch that computes several ops in order (a GEMV over several matrices).
+    Parts(Vec<Op<'a>>),
     Embed {
         spec: Embed,
         table: &'a [u8],
@@ -736,6 +738,11 @@ impl<'a> CpuForward<'a> {
     fn exec(&self, op: &Op<'a>, seq: &mut Sequence) {
         let read = |seq: &Sequence, r: Region| -> Vec<f32> { f32s(bytes(seq, r)) };
         match op {
+            Op::Parts(ops) => {
+                for op in ops {
+                    self.exec(op, seq);
+                }
+            }
             Op::Embed {
                 spec,
                 table,
@@ -1103,13 +1110,34 @@ fn resolve<'a>(
 }
 
 fn resolve_gemv<'a>(b: &mut Binder<'_, 'a>, g: &Gemv) -> Result<Op<'a>, ForwardError> {
+    if g.parts().len() > 1 {
+        // One launch over several matrices: each computes its rows exactly as its own GEMV.
+        return (0..g.parts().len())
+            .map(|i| resolve_gemv_part(b, &g.part(i), i))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Op::Parts);
+    }
+    resolve_gemv_part(b, g, 0)
+}
+
+/// The GEMV of matrix `i` of a launch (`w{i}`, `bias{i}`, `y{i}`; no suffix for 0).
+fn resolve_gemv_part<'a>(
+    b: &mut Binder<'_, 'a>,
+    g: &Gemv,
+    i: usize,
+) -> Result<Op<'a>, ForwardError> {
     let ty = gemv_type(g.weight);
     let (n, k) = (g.n as usize, g.k as usize);
     let row = ty.row_bytes(k as u64).unwrap_or(u64::MAX) as usize;
-    let (w, _) = b.weight("w", &|t| t == ty, ty.name(), n.saturating_mul(row))?;
+    let (w, _) = b.weight(
+        &part_param("w", i),
+        &|t| t == ty,
+        ty.name(),
+        n.saturating_mul(row),
+    )?;
     let x = b.buffer("x", q8_1_bytes(k))?;
     let bias = if g.bias {
-        Some(b.weight_f32("bias", n)?)
+        Some(b.weight_f32(&part_param("bias", i), n)?)
     } else {
         None
     };
@@ -1127,7 +1155,7 @@ fn resolve_gemv<'a>(b: &mut Binder<'_, 'a>, g: &Gemv) -> Result<Op<'a>, ForwardE
         x,
         bias,
         residual,
-        y: b.buffer("y", n * 4)?,
+        y: b.buffer(&part_param("y", i), n * 4)?,
     })
 }
 

@@ -144,6 +144,18 @@ pub struct Gemv {
     pub residual: bool,
     /// Vectors per launch: 1 (single) or a batch of up to [`GEMV_MAX_BATCH`].
     pub m: u32,
+    /// Rows of up to two more matrices of the same type and width computed by the same
+    /// launch (0: none), each with its own weights `w1`/`w2`, bias `bias1`/`bias2` and output
+    /// `y1`/`y2` (Q, K and V, or gate and up, in one launch). Every row is computed exactly
+    /// as the GEMV of its own matrix computes it; a thread block's rows all belong to one
+    /// matrix, so each matrix's rows must be a multiple of the tile's rows per block. No
+    /// residual with more than one matrix.
+    #[serde(default, skip_serializing_if = "no_more_rows")]
+    pub more_rows: [u32; 2],
+}
+
+fn no_more_rows(r: &[u32; 2]) -> bool {
+    *r == [0, 0]
 }
 
 /// The largest batch the batched GEMV takes.
@@ -211,10 +223,10 @@ pub(crate) trait BlockFormat {
 impl FamilySpec for Gemv {
     const FAMILY: &'static str = "gemv";
     const CLI_DIMS: &'static str =
-        "TYPE N K [M] [bias] [residual]: y[M][N] = W[N x K] x[M], TYPE one of q4_k q6_k q5_0 q8_0 q4_1, M 1..=16 (default 1)";
+        "TYPE N K [M] [bias] [residual] [+N1] [+N2]: y[M][N] = W[N x K] x[M], TYPE one of q4_k q6_k q5_0 q8_0 q4_1, M 1..=16 (default 1); +N1, +N2: one launch also computes y1 = W1 x (N1 rows) and y2 = W2 x";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 6)?;
+        cli_max(dims, 8)?;
         let ty = dims.first().ok_or("missing TYPE")?;
         let weight = WeightType::from_name(ty)
             .ok_or_else(|| format!("TYPE must be one of q4_k q6_k q5_0 q8_0 q4_1, got `{ty}`"))?;
@@ -230,15 +242,25 @@ impl FamilySpec for Gemv {
             bias: false,
             residual: false,
             m: 1,
+            more_rows: [0, 0],
         };
         for flag in dims.iter().skip(3) {
             match flag.as_str() {
-                m if m.parse::<u32>().is_ok() => spec.m = m.parse().unwrap_or(1),
                 "bias" => spec.bias = true,
                 "residual" => spec.residual = true,
+                rows if rows.starts_with('+') => {
+                    let n: u32 = rows[1..]
+                        .parse()
+                        .map_err(|_| format!("`{rows}`: expected +ROWS of another matrix"))?;
+                    match spec.more_rows.iter_mut().find(|r| **r == 0) {
+                        Some(slot) => *slot = n,
+                        None => return Err("at most two more matrices (+N1 +N2)".into()),
+                    }
+                }
+                m if m.parse::<u32>().is_ok() => spec.m = m.parse().unwrap_or(1),
                 other => {
                     return Err(format!(
-                        "unknown option `{other}` (expected bias or residual)"
+                        "unknown option `{other}` (expected M, bias, residual or +ROWS)"
                     ))
                 }
             }
@@ -248,6 +270,9 @@ impl FamilySpec for Gemv {
 
     fn name(&self) -> String {
         let mut s = format!("gemv_{}_q8_1_n{}_k{}", self.weight.name(), self.n, self.k);
+        for r in self.more_rows.iter().filter(|r| **r > 0) {
+            s.push_str(&format!("_and{r}"));
+        }
         if self.bias {
             s.push_str("_bias");
         }
@@ -262,9 +287,23 @@ impl FamilySpec for Gemv {
 
     fn describe(&self) -> String {
         format!(
-            "gemv: y[{m}][{n}] = W[{n} x {k}] ({w}, {bpr} blocks of {bv} per row) * x[{m}][{k}] (Q8_1){}{}",
+            "gemv: y[{m}][{n}] = W[{n} x {k}] ({w}, {bpr} blocks of {bv} per row) * x[{m}][{k}] (Q8_1){}{}{}",
             if self.bias { " + bias" } else { "" },
             if self.residual { " + residual" } else { "" },
+            self.more_rows
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r > 0)
+                .map(|(i, r)| {
+                    let j = i + 1;
+                    let bias = if self.bias { format!(" + bias{j}") } else { String::new() };
+                    format!(
+                        "; in the same launch y{j}[{m}][{r}] = W{j}[{r} x {k}] * x{bias}",
+                        m = self.m,
+                        k = self.k
+                    )
+                })
+                .collect::<String>(),
             m = self.m,
             n = self.n,
             k = self.k,
@@ -277,6 +316,44 @@ impl FamilySpec for Gemv {
     fn validate(&self) -> Result<(), GenError> {
         if self.n == 0 || self.n > 1 << 24 {
             return Err(invalid(Self::FAMILY, "n", "in 1..=16777216", self.n));
+        }
+        if self.more_rows[0] == 0 && self.more_rows[1] > 0 {
+            return Err(invalid(
+                Self::FAMILY,
+                "more_rows",
+                "the second matrix only after a first",
+                format!("{:?}", self.more_rows),
+            ));
+        }
+        if self.more_rows.iter().any(|r| *r > 1 << 24) {
+            return Err(invalid(
+                Self::FAMILY,
+                "more_rows",
+                "at most 16777216 rows each",
+                format!("{:?}", self.more_rows),
+            ));
+        }
+        if self.parts().len() > 1 {
+            if self.residual {
+                return Err(invalid(
+                    Self::FAMILY,
+                    "residual",
+                    "none when the launch computes more than one matrix",
+                    true,
+                ));
+            }
+            let t = self.tile();
+            let per_block = t.rows * t.warps / t.split;
+            if let Some(r) = self.parts().into_iter().find(|r| r % per_block != 0) {
+                return Err(invalid(
+                    Self::FAMILY,
+                    "n / more_rows",
+                    &format!(
+                        "multiples of the tile's {per_block} rows per thread block when the launch computes several matrices"
+                    ),
+                    r,
+                ));
+            }
         }
         if self.m == 0 || self.m > GEMV_MAX_BATCH {
             return Err(invalid(
@@ -305,24 +382,33 @@ impl FamilySpec for Gemv {
         (self.m == 1).then_some(Gemv { m, ..*self })
     }
 
-    /// Vector v reads `x + v * x_bytes` and `residual + v * n * 4`, writes `y + v * n * 4`;
-    /// the weights and the bias are shared, every step unrolled.
+    /// Vector v reads `x + v * x_bytes` and `residual + v * n * 4`, writes `y + v * n * 4`
+    /// (and `y1 + v * n1 * 4`, `y2 + v * n2 * 4`); the weights and biases are shared, every
+    /// step unrolled.
     fn batch_decl(&self) -> Option<BatchDecl> {
         if self.m < 2 {
             return None;
         }
         let x_bytes = (self.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES) as u64;
         let y_bytes = self.n as u64 * 4;
-        let mut d = BatchDecl::unrolled(self.m)
-            .shared("w")
-            .per_vector("x", x_bytes);
+        let parts = self.parts();
+        let mut d = BatchDecl::unrolled(self.m);
+        for i in 0..parts.len() {
+            d = d.shared(&part_param("w", i));
+        }
+        d = d.per_vector("x", x_bytes);
         if self.bias {
-            d = d.shared("bias");
+            for i in 0..parts.len() {
+                d = d.shared(&part_param("bias", i));
+            }
         }
         if self.residual {
             d = d.per_vector("residual", y_bytes);
         }
-        Some(d.per_vector("y", y_bytes))
+        for (i, rows) in parts.iter().enumerate() {
+            d = d.per_vector(&part_param("y", i), *rows as u64 * 4);
+        }
+        Some(d)
     }
 
     fn samples() -> Vec<Self> {
@@ -348,6 +434,7 @@ impl FamilySpec for Gemv {
                         bias: false,
                         residual: false,
                         m: 1,
+                        more_rows: [0, 0],
                     });
                 }
             }
@@ -358,6 +445,7 @@ impl FamilySpec for Gemv {
                 bias: true,
                 residual: true,
                 m: 1,
+                more_rows: [0, 0],
             });
             for m in [2, 8, 16] {
                 out.push(Gemv {
@@ -367,6 +455,7 @@ impl FamilySpec for Gemv {
                     bias: false,
                     residual: m == 8,
                     m,
+                    more_rows: [0, 0],
                 });
             }
         }
@@ -377,7 +466,28 @@ impl FamilySpec for Gemv {
             bias: true,
             residual: false,
             m: 1,
+            more_rows: [0, 0],
         });
+        // One launch for several matrices: Q, K, V (with biases, as qwen2) and gate + up.
+        for (weight, n, more, k, bias, m) in [
+            (WeightType::Q4K, 4096, [1024, 1024], 4096, false, 1),
+            (WeightType::Q8_0, 896, [128, 128], 896, true, 1),
+            (WeightType::Q4_1, 576, [192, 192], 576, false, 1),
+            (WeightType::Q6K, 2048, [2048, 0], 1024, false, 1),
+            (WeightType::Q5_0, 14336, [14336, 0], 4096, false, 1),
+            (WeightType::Q8_0, 896, [128, 128], 896, true, 4),
+            (WeightType::Q4K, 4096, [1024, 1024], 4096, false, 8),
+        ] {
+            out.push(Gemv {
+                weight,
+                n,
+                k,
+                bias,
+                residual: false,
+                m,
+                more_rows: more,
+            });
+        }
         out
     }
 }
@@ -433,7 +543,32 @@ pub fn default_tile(weight: WeightType, n: u32, k: u32) -> GemvTile {
     }
 }
 
+/// The name of matrix `i`'s parameter: `w`, `w1`, `w2` (likewise `bias`, `y`).
+pub fn part_param(base: &str, i: usize) -> String {
+    if i == 0 {
+        base.to_string()
+    } else {
+        format!("{base}{i}")
+    }
+}
+
 impl Gemv {
+    /// Rows of every matrix the launch computes: `n`, then the nonzero `more_rows`.
+    pub fn parts(&self) -> Vec<u32> {
+        std::iter::once(self.n)
+            .chain(self.more_rows.iter().copied().filter(|r| *r > 0))
+            .collect()
+    }
+
+    /// The GEMV of matrix `i` alone (same type, width, bias and batch).
+    pub fn part(&self, i: usize) -> Gemv {
+        Gemv {
+            n: self.parts()[i],
+            more_rows: [0, 0],
+            ..*self
+        }
+    }
+
     /// The tile [`generate`](FamilySpec::generate) uses.
     pub fn tile(&self) -> GemvTile {
         default_tile(self.weight, self.n, self.k)
@@ -513,7 +648,7 @@ fn build<F: BlockFormat>(
     let groups = tile.warps / split;
     let rows_per_cta = tile.rows * groups;
     let threads = tile.warps * 32;
-    let grid = s.n.div_ceil(rows_per_cta);
+    let grid: u32 = s.parts().iter().map(|r| r.div_ceil(rows_per_cta)).sum();
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
     b.header_comment(&format!(
@@ -521,14 +656,53 @@ fn build<F: BlockFormat>(
         tile.rows, F::LANES, tile.lookahead
     ));
     b.max_threads(threads);
-    let wp = b.param(Type::U64, "w");
+    let parts = s.parts();
+    let wps: Vec<_> = (0..parts.len())
+        .map(|i| b.param(Type::U64, &part_param("w", i)))
+        .collect();
     let xp = b.param(Type::U64, "x");
-    let bias = s.bias.then(|| b.param(Type::U64, "bias"));
+    let biases: Vec<_> = if s.bias {
+        (0..parts.len())
+            .map(|i| b.param(Type::U64, &part_param("bias", i)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let residual = s.residual.then(|| b.param(Type::U64, "residual"));
-    let yp = b.param(Type::U64, "y");
+    let yps: Vec<_> = (0..parts.len())
+        .map(|i| b.param(Type::U64, &part_param("y", i)))
+        .collect();
 
     let tid = b.special(Sreg::TidX);
-    let cta = b.special(Sreg::CtaidX);
+    let cta_all = b.special(Sreg::CtaidX);
+    // Several matrices: blocks [starts[i], starts[i + 1]) compute matrix i; `at[i]` (i >= 1)
+    // says this block's matrix is i or later, `cta` is the block's index within its matrix.
+    let starts: Vec<u32> = parts
+        .iter()
+        .scan(0u32, |acc, r| {
+            let start = *acc;
+            *acc += r / rows_per_cta;
+            Some(start)
+        })
+        .collect();
+    let at: Vec<Reg> = starts[1..]
+        .iter()
+        .map(|c| b.setp(Cmp::Ge, Type::U32, cta_all, *c))
+        .collect();
+    let select = |b: &mut KernelBuilder, ty: Type, values: &[Reg]| -> Reg {
+        let mut v = values[0];
+        for (later, p) in values[1..].iter().zip(&at) {
+            v = b.selp(ty, *later, v, *p);
+        }
+        v
+    };
+    let cta = if parts.len() > 1 {
+        let firsts: Vec<Reg> = starts.iter().map(|c| b.mov(Type::U32, *c)).collect();
+        let first = select(&mut b, Type::U32, &firsts);
+        b.sub(Type::U32, cta_all, first)
+    } else {
+        cta_all
+    };
     let lane = b.and(Type::B32, tid, 31u32);
     let warp = b.shr(Type::U32, tid, 5u32);
     // Thread -> (group, index in the group's `32 * split` lanes).
@@ -549,7 +723,8 @@ fn build<F: BlockFormat>(
         let past = b.setp(Cmp::Ge, Type::U32, row0, s.n);
         b.return_if(past);
     }
-    let w_base = b.global_ptr(&wp);
+    let w_bases: Vec<Reg> = wps.iter().map(|p| b.global_ptr(p)).collect();
+    let w_base = select(&mut b, Type::U64, &w_bases);
     let x_base = b.global_ptr(&xp);
     let row_bytes = blocks * w.block_bytes();
     // Lane -> (block within the pass, part of that block).
@@ -691,8 +866,9 @@ fn build<F: BlockFormat>(
         for r in 0..tile.rows {
             let store_row = |b: &mut KernelBuilder, row: Reg| {
                 let off = b.mul_wide(Type::U32, row, 4u32);
-                let bias_v = bias.as_ref().map(|p| {
-                    let base = b.global_ptr(p);
+                let bias_v = (!biases.is_empty()).then(|| {
+                    let bases: Vec<Reg> = biases.iter().map(|p| b.global_ptr(p)).collect();
+                    let base = select(b, Type::U64, &bases);
                     let a = b.add(Type::U64, base, off);
                     b.load(
                         StateSpace::Global,
@@ -707,8 +883,7 @@ fn build<F: BlockFormat>(
                     let base = b.global_ptr(p);
                     b.add(Type::U64, base, off)
                 });
-                let y_base = b.global_ptr(&yp);
-                let y_row = b.add(Type::U64, y_base, off);
+                let mut ys = Vec::new();
                 for (v, totals_v) in totals.iter().enumerate() {
                     let vec_off = (v as u64 * s.n as u64 * 4) as i64;
                     let mut y = totals_v[r as usize];
@@ -720,7 +895,32 @@ fn build<F: BlockFormat>(
                         let rv = b.ld_global(Type::F32, Addr::reg_off(r, vec_off));
                         y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, rv);
                     }
-                    b.st_global(Type::F32, Addr::reg_off(y_row, vec_off), y);
+                    ys.push(y);
+                }
+                // Each matrix's output has its own vector stride: one store per matrix,
+                // under the predicate that this block computes it.
+                for (i, (yp, rows)) in yps.iter().zip(&parts).enumerate() {
+                    let store = |b: &mut KernelBuilder| {
+                        let y_base = b.global_ptr(yp);
+                        let y_row = b.add(Type::U64, y_base, off);
+                        for (v, y) in ys.iter().enumerate() {
+                            let vec_off = (v as u64 * *rows as u64 * 4) as i64;
+                            b.st_global(Type::F32, Addr::reg_off(y_row, vec_off), *y);
+                        }
+                    };
+                    if parts.len() == 1 {
+                        store(b);
+                        continue;
+                    }
+                    let mine = if i == 0 {
+                        b.setp(Cmp::Lt, Type::U32, cta_all, starts[1])
+                    } else if i + 1 == parts.len() {
+                        at[i - 1]
+                    } else {
+                        let before_next = b.setp(Cmp::Lt, Type::U32, cta_all, starts[i + 1]);
+                        b.and(Type::Pred, at[i - 1], before_next)
+                    };
+                    b.if_then(mine, store);
                 }
             };
             if r == 0 && !clamp {
@@ -748,33 +948,39 @@ fn build<F: BlockFormat>(
     } else {
         String::new()
     };
-    let mut params = vec![
-        ParamSpec::buffer(
-            "w",
-            format!("block_{}[{}][{}]", w.name(), s.n, blocks),
-            s.n as u64 * row_bytes as u64,
-            w.block_align(),
-            Access::Read,
-            "weight matrix, rows of GGML blocks as stored in GGUF",
-        ),
-        ParamSpec::buffer(
-            "x",
-            format!("block_q8_1{m_dim}[{}]", s.k / Q8_1_BLOCK_VALUES),
-            x_bytes as u64 * s.m as u64,
-            4,
-            Access::Read,
-            "input vector, Q8_1",
-        ),
-    ];
+    let mut params: Vec<ParamSpec> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, rows)| {
+            ParamSpec::buffer(
+                &part_param("w", i),
+                format!("block_{}[{}][{}]", w.name(), rows, blocks),
+                *rows as u64 * row_bytes as u64,
+                w.block_align(),
+                Access::Read,
+                "weight matrix, rows of GGML blocks as stored in GGUF",
+            )
+        })
+        .collect();
+    params.push(ParamSpec::buffer(
+        "x",
+        format!("block_q8_1{m_dim}[{}]", s.k / Q8_1_BLOCK_VALUES),
+        x_bytes as u64 * s.m as u64,
+        4,
+        Access::Read,
+        "input vector, Q8_1",
+    ));
     if s.bias {
-        params.push(ParamSpec::buffer(
-            "bias",
-            format!("f32[{}]", s.n),
-            s.n as u64 * 4,
-            4,
-            Access::Read,
-            "bias added to every output",
-        ));
+        for (i, rows) in parts.iter().enumerate() {
+            params.push(ParamSpec::buffer(
+                &part_param("bias", i),
+                format!("f32[{rows}]"),
+                *rows as u64 * 4,
+                4,
+                Access::Read,
+                "bias added to every output",
+            ));
+        }
     }
     if s.residual {
         params.push(ParamSpec::buffer(
@@ -786,14 +992,16 @@ fn build<F: BlockFormat>(
             "residual added last; may be y itself",
         ));
     }
-    params.push(ParamSpec::buffer(
-        "y",
-        format!("f32{m_dim}[{}]", s.n),
-        vec_bytes,
-        4,
-        Access::Write,
-        "output vectors",
-    ));
+    for (i, rows) in parts.iter().enumerate() {
+        params.push(ParamSpec::buffer(
+            &part_param("y", i),
+            format!("f32{m_dim}[{rows}]"),
+            *rows as u64 * 4 * s.m as u64,
+            4,
+            Access::Write,
+            "output vectors",
+        ));
+    }
     Ok(GeneratedKernel {
         name,
         ptx,

@@ -35,7 +35,8 @@ pub use attention_combine::AttentionCombine;
 pub use embed::{Embed, EmbedTable, EMBED_BAD_TOKEN_BITS, EMBED_MAX_HIDDEN};
 pub use exp2::{exp2_f32, EXP2_COEFFS};
 pub use gemv::{
-    default_tile, generate_tiled, Gemv, GemvTile, WeightType, GEMV_MAX_BATCH, GEMV_MAX_TILE,
+    default_tile, generate_tiled, part_param, Gemv, GemvTile, WeightType, GEMV_MAX_BATCH,
+    GEMV_MAX_TILE,
 };
 pub use glu::{Glu, GluAct, GELU_COEF_A};
 pub use head_rmsnorm::{HeadRmsNorm, HEAD_RMSNORM_MAX_HEAD_DIM};

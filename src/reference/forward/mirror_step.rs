@@ -13,6 +13,11 @@ impl CpuForward<'_> {
     pub(super) fn exec_mirror(&self, op: &Op<'_>, seq: &mut Sequence) -> Result<(), ForwardError> {
         let read = |seq: &Sequence, r| -> Vec<f32> { f32s(bytes(seq, r)) };
         match op {
+            Op::Parts(ops) => {
+                for op in ops {
+                    self.exec_mirror(op, seq)?;
+                }
+            }
             Op::Embed {
                 spec,
                 table,

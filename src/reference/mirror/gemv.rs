@@ -258,6 +258,7 @@ mod tests {
                     bias: true,
                     residual: true,
                     m: 2,
+                    more_rows: [0, 0],
                 };
                 let w = weights(wt, n as usize, blocks as usize, u64::from(k));
                 let vals: Vec<f32> = noise(2 * k as usize, 9)
@@ -310,6 +311,7 @@ mod tests {
             bias: false,
             residual: false,
             m: 1,
+            more_rows: [0, 0],
         };
         let e = gemv(&spec, &[0; 67], &[0; 36], None, None).unwrap_err();
         assert_eq!(

@@ -1,0 +1,133 @@
+//! A GEMV over several matrices in one launch (`Gemv::more_rows`): its typed errors, its
+//! parameters, and that its grid and every matrix's rows are the separate GEMVs' own.
+
+use ptx_gen::kernels::{generate, FamilySpec, Gemv, GenError, KernelSpec, ParamKind, WeightType};
+use ptx_gen::launch::Extent;
+use ptx_gen::Target;
+
+fn grid_x(k: &ptx_gen::kernels::GeneratedKernel) -> u32 {
+    match k.launch.grid[0] {
+        Extent::Const(c) => c,
+        ref other => panic!("{}: grid {other:?}", k.name),
+    }
+}
+
+fn bytes(k: &ptx_gen::kernels::GeneratedKernel, name: &str) -> u64 {
+    match &k.params.iter().find(|p| p.name == name).unwrap().kind {
+        ParamKind::Buffer(b) => b.bytes,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn qkv(m: u32) -> Gemv {
+    Gemv {
+        weight: WeightType::Q8_0,
+        n: 896,
+        k: 896,
+        bias: true,
+        residual: false,
+        m,
+        more_rows: [128, 128],
+    }
+}
+
+fn field(spec: Gemv) -> String {
+    match spec.validate() {
+        Err(GenError::InvalidSpec { field, .. }) => field.to_string(),
+        other => panic!("{spec:?}: expected an invalid spec, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_part_layouts_are_typed_errors() {
+    let s = qkv(1);
+    assert_eq!(
+        field(Gemv {
+            residual: true,
+            ..s
+        }),
+        "residual"
+    );
+    assert_eq!(
+        field(Gemv {
+            more_rows: [0, 128],
+            ..s
+        }),
+        "more_rows"
+    );
+    // A thread block of the tile takes several rows: one fewer would put rows of two
+    // matrices in one block.
+    let per_block = s.tile().rows * s.tile().warps / s.tile().split;
+    assert!(per_block > 1 && 128 % per_block == 0);
+    assert_eq!(
+        field(Gemv {
+            more_rows: [128 - 1, 128],
+            ..s
+        }),
+        "n / more_rows"
+    );
+    assert!(s.validate().is_ok());
+}
+
+#[test]
+fn parameters_and_grid_are_the_parts_own() {
+    for m in [1, 4] {
+        let s = qkv(m);
+        let k = generate(&KernelSpec::Gemv(s), Target::dp4a_default()).unwrap();
+        let names: Vec<&str> = k.params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["w", "w1", "w2", "x", "bias", "bias1", "bias2", "y", "y1", "y2"]
+        );
+        assert_eq!(
+            k.name,
+            format!(
+                "gemv_q8_0_q8_1_n896_k896_and128_and128_bias{}",
+                if m > 1 {
+                    format!("_m{m}")
+                } else {
+                    String::new()
+                }
+            )
+        );
+        let mut grid = 0;
+        for (i, rows) in s.parts().into_iter().enumerate() {
+            let part = s.part(i);
+            assert_eq!(part.n, rows);
+            assert_eq!(
+                part.tile(),
+                s.tile(),
+                "each matrix keeps its own GEMV's tile"
+            );
+            let alone = generate(&KernelSpec::Gemv(part), Target::dp4a_default()).unwrap();
+            grid += grid_x(&alone);
+            for base in ["w", "bias", "y"] {
+                let name = ptx_gen::kernels::part_param(base, i);
+                assert_eq!(bytes(&k, &name), bytes(&alone, base), "{name}");
+            }
+        }
+        assert_eq!(grid_x(&k), grid);
+        // The batched claim: weights and biases shared, x and every output per vector.
+        if m > 1 {
+            let d = KernelSpec::Gemv(s).batch_decl().unwrap();
+            let text = format!("{d:?}");
+            for p in ["y1", "y2", "w1", "bias2"] {
+                assert!(text.contains(p), "{p} missing from {text}");
+            }
+        }
+    }
+}
+
+#[test]
+fn cli_takes_more_matrices() {
+    let dims: Vec<String> = ["q8_0", "896", "896", "bias", "+128", "+128"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(Gemv::from_cli(&dims).unwrap(), qkv(1));
+    let three: Vec<String> = ["q8_0", "896", "896", "+128", "+128", "+128"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert!(Gemv::from_cli(&three).is_err());
+}
