@@ -182,8 +182,8 @@ pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, x: &Inputs) -> Reg {
     for s in 0..2 {
         let v = if s == 0 { &w.lo } else { &w.hi };
         let mut dot = b.dp4a(Type::S32, Type::S32, v[0], x.q[s][0], 0i32);
-        for i in 1..4 {
-            dot = b.dp4a(Type::S32, Type::S32, v[i], x.q[s][i], dot);
+        for (vi, xi) in v.iter().zip(&x.q[s]).skip(1) {
+            dot = b.dp4a(Type::S32, Type::S32, *vi, *xi, dot);
         }
         let ds = b.mul(Type::S32, dot, w.sc[s]);
         let ms = b.mul(Type::S32, x.sum[s], w.m[s]);
