@@ -22,7 +22,9 @@
 //!    logits into `2^(logit - m)` in place and updates the running sum `l` (online softmax,
 //!    rescaled by `2^(m_old - m_new)`; butterfly reductions in one fixed order);
 //! 4. one thread per (pair of dims, row group) rescales its accumulators and adds
-//!    `p * v` for its rows of the tile, V read from global with coalesced f16x2 loads.
+//!    `p * v` for its rows of the tile, V read from global with coalesced f16x2 loads —
+//!    issued before step 1 where the tune prefetches them ([`AttentionTune`]), so they
+//!    arrive during steps 1-3.
 //!
 //! Logits live in the base-2 domain: log2(e) is folded into the q prescale, so the
 //! exponentials are 2^x, computed by `exp2.rs` from IEEE-rounded operations only (within
@@ -77,10 +79,10 @@ const MAX_V_UNROLL: u32 = 64;
 /// arithmetic except `tile`, which the CPU mirror follows through [`DecodeAttention::tile`]):
 /// - `tile`: the largest tile (positions per pass over the chunk) the plan may choose;
 /// - `k`: K-tile copy passes (8 bytes each per thread) issued per loop iteration;
-/// - `v`: V rows (4 bytes each per thread) issued per loop iteration;
-/// - `prefetch`: the tile's V rows are all loaded into registers before its K copy (needs
-///   `v` >= the rows a thread takes per tile), so they arrive while the logits and the
-///   softmax are computed.
+/// - `v`: V rows (4 bytes each per thread) issued per loop iteration, without `prefetch`;
+/// - `prefetch`: all the V rows a thread takes of a tile are loaded into registers before
+///   the tile's K copy (`v` is then unused), so they arrive while the logits and the softmax
+///   are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AttentionTune {
     pub tile: u32,
