@@ -58,6 +58,7 @@ fn cases() -> Vec<KernelSpec> {
             eps: 1e-6,
             weight_offset,
             out,
+            post_norm: false,
             m: 1,
         })
     };
@@ -67,6 +68,7 @@ fn cases() -> Vec<KernelSpec> {
             head_dim,
             eps: 1e-6,
             weight_offset,
+            k_heads: 0,
             m: 1,
         })
     };

@@ -238,76 +238,107 @@ fn row_norms(dev: Option<&Device>) {
             .collect();
         out.check("y", &want, 36, &format!("rmsnorm_q8_1 {hidden} m{m}"));
     }
-    for (hidden, out_fmt, m) in [
-        (99, OutFormat::F32, 1),
-        (896, OutFormat::F32, 1),
-        (896, OutFormat::Q8_1, 1),
-        (4096, OutFormat::Q8_1, 1),
-        (4096, OutFormat::F32, 2),
-        (576, OutFormat::Q8_1, 3),
+    // `post`: the residual is normalized first (Gemma's post-norms), with its own weight.
+    for (hidden, out_fmt, m, post, woff) in [
+        (99, OutFormat::F32, 1, false, 0.0),
+        (896, OutFormat::F32, 1, false, 0.0),
+        (896, OutFormat::Q8_1, 1, false, 0.0),
+        (4096, OutFormat::Q8_1, 1, false, 0.0),
+        (4096, OutFormat::F32, 2, false, 0.0),
+        (576, OutFormat::Q8_1, 3, false, 0.0),
+        (640, OutFormat::Q8_1, 1, true, 1.0),
+        (99, OutFormat::F32, 1, true, 0.0),
+        (1152, OutFormat::Q8_1, 1, true, 0.0),
+        (16384, OutFormat::F32, 1, true, 1.0),
+        (640, OutFormat::Q8_1, 3, true, 1.0),
+        (16384, OutFormat::Q8_1, 2, true, 0.0),
     ] {
         let s = ResidualRmsNorm {
             hidden,
             eps: 1e-6,
-            weight_offset: 0.0,
+            weight_offset: woff,
             out: out_fmt,
+            post_norm: post,
             m,
         };
         let n = hidden as usize;
         let x = values(&mut rng, n * m as usize, 2.0);
-        let r = values(&mut rng, n * m as usize, 2.0);
+        // A projection's output is larger than the residual stream's scale: the post-norm
+        // must shrink it.
+        let r = values(&mut rng, n * m as usize, if post { 40.0 } else { 2.0 });
         let w = values(&mut rng, n, 1.0);
-        let out = run(
-            dev,
-            &KernelSpec::ResidualRmsNorm(s),
-            &[
-                ("x", f32_bytes(&x)),
-                ("residual", f32_bytes(&r)),
-                ("w", f32_bytes(&w)),
-            ],
-        );
+        let rw = values(&mut rng, n, 1.0);
+        let mut inputs = vec![
+            ("x", f32_bytes(&x)),
+            ("residual", f32_bytes(&r)),
+            ("w", f32_bytes(&w)),
+        ];
+        if post {
+            inputs.push(("rw", f32_bytes(&rw)));
+        }
+        let out = run(dev, &KernelSpec::ResidualRmsNorm(s), &inputs);
         let single = ResidualRmsNorm { m: 1, ..s };
+        let rw = post.then_some(rw.as_slice());
         let (mut hs, mut ys) = (Vec::new(), Vec::new());
         for (xv, rv) in x.chunks(n).zip(r.chunks(n)) {
-            let (h, y) = mirror::residual_rmsnorm::residual_rmsnorm(&single, xv, rv, &w).unwrap();
+            let (h, y) =
+                mirror::residual_rmsnorm::residual_rmsnorm(&single, xv, rv, rw, &w).unwrap();
             hs.extend(f32_bytes(&h));
             ys.extend(y);
         }
-        let what = format!("residual_rmsnorm {hidden} {out_fmt:?} m{m}");
+        let what = format!("residual_rmsnorm {hidden} {out_fmt:?} m{m} post {post}");
         out.check("x", &hs, 4, &format!("{what}: x"));
         out.check("y", &ys, unit(out_fmt), &format!("{what}: y"));
     }
-    for (heads, d, m) in [
-        (14, 64, 1),
-        (8, 128, 1),
-        (4, 256, 1),
-        (5, 80, 1),
-        (3, 96, 1),
-        (16, 128, 2),
+    // `k`: a second set of heads (K) with its own gamma in the same launch.
+    for (heads, k, d, m) in [
+        (14, 0, 64, 1),
+        (8, 0, 128, 1),
+        (4, 0, 256, 1),
+        (5, 0, 80, 1),
+        (3, 0, 96, 1),
+        (16, 0, 128, 2),
+        (4, 1, 256, 1),
+        (16, 8, 128, 1),
+        (3, 2, 64, 1),
+        (5, 6, 34, 1),
+        (4, 1, 256, 3),
+        (16, 8, 128, 2),
     ] {
         let s = HeadRmsNorm {
             n_heads: heads,
             head_dim: d,
             eps: 1e-6,
-            weight_offset: 0.0,
+            weight_offset: 1.0,
+            k_heads: k,
             m,
         };
-        let n = (heads * d) as usize;
-        let (x, w) = (
-            values(&mut rng, n * m as usize, 3.0),
-            values(&mut rng, d as usize, 1.0),
-        );
-        let out = run(
-            dev,
-            &KernelSpec::HeadRmsNorm(s),
-            &[("x", f32_bytes(&x)), ("w", f32_bytes(&w))],
-        );
-        let single = HeadRmsNorm { m: 1, ..s };
-        let want: Vec<u8> = x
-            .chunks(n)
-            .flat_map(|xv| f32_bytes(&mirror::head_rmsnorm::head_rmsnorm(&single, xv, &w).unwrap()))
-            .collect();
-        out.check("x", &want, 4, &format!("head_rmsnorm {heads}x{d} m{m}"));
+        let sets = HeadRmsNorm { m: 1, ..s }.sets();
+        let names = [("x", "w"), ("x1", "w1")];
+        let mut inputs = Vec::new();
+        let mut wants = Vec::new();
+        for (set, (xn, wn)) in sets.iter().zip(names) {
+            let n = (set.n_heads * d) as usize;
+            let (x, w) = (
+                values(&mut rng, n * m as usize, 3.0),
+                values(&mut rng, d as usize, 1.0),
+            );
+            let want: Vec<u8> = x
+                .chunks(n)
+                .flat_map(|xv| f32_bytes(&mirror::head_rmsnorm::head_rmsnorm(set, xv, &w).unwrap()))
+                .collect();
+            inputs.extend([(xn, f32_bytes(&x)), (wn, f32_bytes(&w))]);
+            wants.push((xn, want));
+        }
+        let out = run(dev, &KernelSpec::HeadRmsNorm(s), &inputs);
+        for (xn, want) in wants {
+            out.check(
+                xn,
+                &want,
+                4,
+                &format!("head_rmsnorm {heads}+{k}x{d} m{m}: {xn}"),
+            );
+        }
     }
 }
 

@@ -286,6 +286,7 @@ fn residual_rmsnorm_updates_x_and_normalizes_the_sum() {
                 eps,
                 weight_offset,
                 out,
+                post_norm: false,
                 m: 1,
             }),
         );
@@ -411,6 +412,7 @@ fn head_rmsnorm_matches_the_cpu_reference() {
                 head_dim,
                 eps,
                 weight_offset,
+                k_heads: 0,
                 m: 1,
             }),
         );

@@ -87,6 +87,7 @@ fn names_encode_the_spec() {
                 eps: 1e-6,
                 weight_offset: 0.0,
                 out: OutFormat::Q8_1,
+                post_norm: false,
                 m: 1,
             }),
             "residual_rmsnorm_q8_1_n896_eps358637bd",
@@ -97,6 +98,7 @@ fn names_encode_the_spec() {
                 head_dim: 128,
                 eps: 1e-6,
                 weight_offset: 0.0,
+                k_heads: 0,
                 m: 1,
             }),
             "head_rmsnorm_h16_d128_eps358637bd",
@@ -232,6 +234,7 @@ fn bad_specs_name_the_field() {
             eps: 1e-5,
             weight_offset: 0.0,
             out: OutFormat::Q8_1,
+            post_norm: false,
             m: 1,
         })),
         "hidden"
@@ -243,6 +246,7 @@ fn bad_specs_name_the_field() {
             eps: 1e-5,
             weight_offset: 0.0,
             out: OutFormat::F32,
+            post_norm: false,
             m: 1,
         }),
         Target::default(),
@@ -254,6 +258,7 @@ fn bad_specs_name_the_field() {
             head_dim: 0,
             eps: 1e-6,
             weight_offset: 0.0,
+            k_heads: 0,
             m: 1,
         })),
         "head_dim"
@@ -264,6 +269,7 @@ fn bad_specs_name_the_field() {
             head_dim: 64,
             eps: 0.0,
             weight_offset: 0.0,
+            k_heads: 0,
             m: 1,
         })),
         "eps"
@@ -326,6 +332,7 @@ fn written_buffers_are_never_read_through_the_non_coherent_path() {
         eps: 1e-5,
         weight_offset: 0.0,
         out: OutFormat::F32,
+        post_norm: false,
         m: 1,
     }));
     assert_eq!(res.matches("ld.global.v4.f32").count(), 4, "{res}");
@@ -336,6 +343,7 @@ fn written_buffers_are_never_read_through_the_non_coherent_path() {
         eps: 1e-5,
         weight_offset: 0.0,
         out: OutFormat::Q8_1,
+        post_norm: false,
         m: 1,
     }));
     // (pass 2 loads a group of 8 blocks per warp before quantizing them: 8 loads of x)
@@ -348,6 +356,7 @@ fn written_buffers_are_never_read_through_the_non_coherent_path() {
         head_dim: 256,
         eps: 1e-6,
         weight_offset: 0.0,
+        k_heads: 0,
         m: 1,
     }));
     assert_eq!(head.matches("ld.global.v4.f32").count(), 2, "{head}");

@@ -53,6 +53,7 @@ fn cases() -> Vec<KernelSpec> {
         eps: 1e-6,
         weight_offset,
         out,
+        post_norm: false,
         m: 1,
     };
     let head = |n_heads, head_dim, weight_offset| HeadRmsNorm {
@@ -60,6 +61,7 @@ fn cases() -> Vec<KernelSpec> {
         head_dim,
         eps: 1e-6,
         weight_offset,
+        k_heads: 0,
         m: 1,
     };
     let glu = |act, ffn, out| Glu {

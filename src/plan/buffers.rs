@@ -31,8 +31,6 @@ pub enum Buffer {
     PartMl,
     /// `f32[hidden]`: a projection's output before its post-norm.
     Tmp,
-    /// `f32[hidden]`: the post-normed projection output.
-    Tmp2,
     /// `f32[2 * ffn]`: gate, then up.
     GateUp,
     /// `block_q8_1[ffn / 32]`: the activation's output.
@@ -44,7 +42,7 @@ pub enum Buffer {
 }
 
 impl Buffer {
-    pub const ALL: [Buffer; 16] = [
+    pub const ALL: [Buffer; 15] = [
         Buffer::Token,
         Buffer::Pos,
         Buffer::SeqLen,
@@ -56,7 +54,6 @@ impl Buffer {
         Buffer::PartO,
         Buffer::PartMl,
         Buffer::Tmp,
-        Buffer::Tmp2,
         Buffer::GateUp,
         Buffer::ActQ8,
         Buffer::Logits,
@@ -77,7 +74,6 @@ impl Buffer {
             Buffer::PartO => "part_o",
             Buffer::PartMl => "part_ml",
             Buffer::Tmp => "tmp",
-            Buffer::Tmp2 => "tmp2",
             Buffer::GateUp => "gate_up",
             Buffer::ActQ8 => "act_q8",
             Buffer::Logits => "logits",
@@ -183,12 +179,6 @@ pub fn workspace(dims: &ModelDims, chunks: u32, argmax_partials: u32) -> Vec<Buf
             format!("f32[{h}]"),
             h as u64 * 4,
             "projection output before its post-norm",
-        ),
-        d(
-            Buffer::Tmp2,
-            format!("f32[{h}]"),
-            h as u64 * 4,
-            "post-normed projection output",
         ),
         d(
             Buffer::GateUp,

@@ -7,8 +7,8 @@
 
 use ptx_gen::kernels::{
     Argmax, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable, Gemv, Glu, GluAct,
-    HeadRmsNorm, KernelSpec, OutFormat, QuantizeQ8_1, ResidualRmsNorm, RmsNorm, RmsNormQ8_1,
-    RopeKv, RopeStyle as KRopeStyle,
+    HeadRmsNorm, KernelSpec, OutFormat, QuantizeQ8_1, ResidualRmsNorm, RmsNormQ8_1, RopeKv,
+    RopeStyle as KRopeStyle,
 };
 
 use crate::contract::{Activation, EmbeddingScale, ModelSpec, QkNorm, Role, RopeStyle};
@@ -388,24 +388,29 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
             p.gemv_rows(role, l, first, n, h, Buffer::Xq, y, bias, None)?;
         }
         if b.qk_norm == QkNorm::PerHeadRms {
-            for (role, heads, off) in [
-                (Role::AttnQNorm, d.heads, 0),
-                (Role::AttnKNorm, d.kv_heads, k_off),
-            ] {
-                let w = p.norm_weight(role, l)?;
-                let spec = HeadRmsNorm {
-                    n_heads: heads,
-                    head_dim: d.head_dim,
-                    eps,
-                    weight_offset: woff,
-                    m: 1,
-                };
-                p.launch(
-                    KernelSpec::HeadRmsNorm(spec),
-                    l,
-                    vec![("x", buf_at(Buffer::Qkv, off)), ("w", w)],
-                )?;
-            }
+            // The Q heads and the K heads, each with its own gamma, in one launch.
+            let spec = HeadRmsNorm {
+                n_heads: d.heads,
+                head_dim: d.head_dim,
+                eps,
+                weight_offset: woff,
+                k_heads: d.kv_heads,
+                m: 1,
+            };
+            let (wq, wk) = (
+                p.norm_weight(Role::AttnQNorm, l)?,
+                p.norm_weight(Role::AttnKNorm, l)?,
+            );
+            p.launch(
+                KernelSpec::HeadRmsNorm(spec),
+                l,
+                vec![
+                    ("x", buf(Buffer::Qkv)),
+                    ("w", wq),
+                    ("x1", buf_at(Buffer::Qkv, k_off)),
+                    ("w1", wk),
+                ],
+            )?;
         }
         let rope = RopeKv {
             style: rope_style,
@@ -619,8 +624,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
 
 /// A projection into the hidden size followed by the residual add and the next norm:
 /// without a post-norm, the GEMV adds the residual in place and the next norm reads x;
-/// with one, the GEMV writes tmp, tmp is normed into tmp2, and the fused residual norm does
-/// `x += tmp2; xq = norm(x)`.
+/// with one, the GEMV writes tmp and one launch does `x += post_norm(tmp); xq = norm(x)`.
 fn project_and_norm(
     p: &mut Planner<'_>,
     role: Role,
@@ -661,29 +665,21 @@ fn project_and_norm(
         }
         Some(norm) => {
             p.gemv(role, layer, h, k, input, buf(Buffer::Tmp), None, None)?;
-            let w = p.norm_weight(norm, layer)?;
-            p.launch(
-                KernelSpec::RmsNorm(RmsNorm {
-                    hidden: h,
-                    eps,
-                    weight_offset: woff,
-                    m: 1,
-                }),
-                layer,
-                vec![("x", buf(Buffer::Tmp)), ("w", w), ("y", buf(Buffer::Tmp2))],
-            )?;
+            let rw = p.norm_weight(norm, layer)?;
             p.launch(
                 KernelSpec::ResidualRmsNorm(ResidualRmsNorm {
                     hidden: h,
                     eps,
                     weight_offset: woff,
                     out: OutFormat::Q8_1,
+                    post_norm: true,
                     m: 1,
                 }),
                 layer,
                 vec![
                     ("x", buf(Buffer::X)),
-                    ("residual", buf(Buffer::Tmp2)),
+                    ("residual", buf(Buffer::Tmp)),
+                    ("rw", rw),
                     ("w", next_norm),
                     ("y", buf(Buffer::Xq)),
                 ],

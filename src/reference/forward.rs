@@ -170,6 +170,8 @@ enum Op<'a> {
         spec: ResidualRmsNorm,
         x: Region,
         residual: Region,
+        /// The post-norm's weight, where the spec has one.
+        rw: Option<Vec<f32>>,
         w: Vec<f32>,
         y: Region,
     },
@@ -177,6 +179,8 @@ enum Op<'a> {
         spec: HeadRmsNorm,
         x: Region,
         w: Vec<f32>,
+        /// The second set of heads (`x1`, `w1`), where the launch has one.
+        second: Option<(Region, Vec<f32>)>,
     },
     QuantizeQ8_1 {
         x: Region,
@@ -768,25 +772,28 @@ impl<'a> CpuForward<'a> {
                 spec,
                 x,
                 residual,
+                rw,
                 w,
                 y,
             } => {
                 let xv = read(seq, *x);
                 let rv = read(seq, *residual);
-                let (h, n) = super::residual_rmsnorm::residual_rmsnorm(
-                    &xv,
-                    &rv,
-                    w,
-                    spec.eps,
-                    spec.weight_offset,
-                );
+                let (eps, woff) = (spec.eps, spec.weight_offset);
+                let (h, n) = match rw {
+                    None => super::residual_rmsnorm::residual_rmsnorm(&xv, &rv, w, eps, woff),
+                    Some(rw) => {
+                        super::residual_rmsnorm::post_residual_rmsnorm(&xv, &rv, rw, w, eps, woff)
+                    }
+                };
                 put_f32s(bytes_mut(seq, *x), &h);
                 write_out(bytes_mut(seq, *y), spec.out, &n);
             }
-            Op::HeadRmsNorm { spec, x, w } => {
-                let xv = read(seq, *x);
-                let v = super::head_rmsnorm::head_rmsnorm(&xv, w, spec.eps, spec.weight_offset);
-                put_f32s(bytes_mut(seq, *x), &v);
+            Op::HeadRmsNorm { spec, x, w, second } => {
+                for (x, w) in std::iter::once((x, w)).chain(second.as_ref().map(|(x, w)| (x, w))) {
+                    let xv = read(seq, *x);
+                    let v = super::head_rmsnorm::head_rmsnorm(&xv, w, spec.eps, spec.weight_offset);
+                    put_f32s(bytes_mut(seq, *x), &v);
+                }
             }
             Op::QuantizeQ8_1 { x, y } => {
                 let xv = read(seq, *x);
@@ -968,6 +975,11 @@ fn resolve<'a>(
                 spec: *s,
                 x: b.buffer("x", h * 4)?,
                 residual: b.buffer("residual", h * 4)?,
+                rw: if s.post_norm {
+                    Some(b.weight_f32("rw", h)?)
+                } else {
+                    None
+                },
                 w: b.weight_f32("w", h)?,
                 y: b.buffer("y", out_bytes(s.out, h))?,
             }
@@ -978,6 +990,12 @@ fn resolve<'a>(
                 spec: *s,
                 x: b.buffer("x", n * d * 4)?,
                 w: b.weight_f32("w", d)?,
+                second: if s.k_heads > 0 {
+                    let k = s.k_heads as usize;
+                    Some((b.buffer("x1", k * d * 4)?, b.weight_f32("w1", d)?))
+                } else {
+                    None
+                },
             }
         }
         KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k, .. }) => {

@@ -21,6 +21,20 @@ pub fn residual_rmsnorm(
     (h, y)
 }
 
+/// With a post-norm: `x += rmsnorm(residual) * (rw + weight_offset)`, then as
+/// [`residual_rmsnorm`]. Returns the updated `x` and the normalized vector.
+pub fn post_residual_rmsnorm(
+    x: &[f32],
+    residual: &[f32],
+    rw: &[f32],
+    w: &[f32],
+    eps: f32,
+    weight_offset: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let t = rmsnorm(residual, rw, eps, weight_offset);
+    residual_rmsnorm(x, &t, w, eps, weight_offset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,14 @@
 //! allows), sums their squares in that fixed order, and the warp reduces with the butterfly of
 //! `reduce.rs`; the scale and the per-value normalization are `rmsnorm`'s IEEE-rounded ones.
 //!
+//! A second set of `k_heads` heads (the K heads, normalized by their own gamma `w1`, at `x1`)
+//! can share the launch: warps past the first set's heads take the second's, each head
+//! computed exactly as a launch of its own set computes it.
+//!
 //! Batched (`m` > 1): M vectors `x[m][n_heads][head_dim]`, vector v = `%ctaid.y` (grid
-//! `G x M`); vector v's heads start `v * n_heads * head_dim * 4` after `x`, the gamma is
-//! shared, and the rest is exactly the single kernel's code.
+//! `G x M`); vector v's heads start `v * n_heads * head_dim * 4` after `x` (and
+//! `v * k_heads * head_dim * 4` after `x1`), the gammas are shared, and the rest is exactly
+//! the single kernel's code.
 
 use crate::ast::{StateSpace, Type};
 use crate::ir::{
@@ -21,6 +26,10 @@ use super::quantize_q8_1::{
     batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, grid_decl,
     is_one, one, validate_batch, vector_ptr,
 };
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
 use super::reduce::warp_reduce;
 use super::rmsnorm::{add_squares, normalize};
 use super::rmsnorm_q8_1::woff_suffix;
@@ -41,6 +50,9 @@ pub struct HeadRmsNorm {
     pub eps: f32,
     /// Added to every weight (1.0 for checkpoints that store `w - 1`).
     pub weight_offset: f32,
+    /// Heads of a second set (at `x1`, gamma `w1`) normalized in the same launch; 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub k_heads: u32,
     /// Vectors per launch (1: single; up to 16, one per `%ctaid.y`).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub m: u32,
@@ -49,33 +61,56 @@ pub struct HeadRmsNorm {
 impl FamilySpec for HeadRmsNorm {
     const FAMILY: &'static str = "head_rmsnorm";
     const CLI_DIMS: &'static str =
-        "N_HEADS HEAD_DIM [EPS] [WEIGHT_OFFSET] [M]: each head x / rms(x) * (w + offset), in place; M 1..=16 vectors (default 1)";
+        "N_HEADS[+K_HEADS] HEAD_DIM [EPS] [WEIGHT_OFFSET] [M]: each head x / rms(x) * (w + offset), in place; +K_HEADS: a second set of heads at x1 with gamma w1 in the same launch; M 1..=16 vectors (default 1)";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
         cli_max(dims, 5)?;
+        let heads = dims.first().ok_or("missing N_HEADS")?;
+        let (n_heads, k_heads) = match heads.split_once('+') {
+            Some((n, k)) => {
+                let k = k
+                    .parse()
+                    .map_err(|_| format!("K_HEADS: expected a number, got `{k}`"))?;
+                (n.to_string(), k)
+            }
+            None => (heads.clone(), 0),
+        };
+        let mut dims = dims.to_vec();
+        dims[0] = n_heads;
         Ok(HeadRmsNorm {
-            n_heads: cli_dim(dims, 0, "N_HEADS", None)?,
-            head_dim: cli_dim(dims, 1, "HEAD_DIM", None)?,
-            eps: cli_dim(dims, 2, "EPS", Some(1e-6))?,
-            weight_offset: cli_dim(dims, 3, "WEIGHT_OFFSET", Some(0.0))?,
-            m: cli_batch(dims, 4)?,
+            k_heads,
+            n_heads: cli_dim(&dims, 0, "N_HEADS", None)?,
+            head_dim: cli_dim(&dims, 1, "HEAD_DIM", None)?,
+            eps: cli_dim(&dims, 2, "EPS", Some(1e-6))?,
+            weight_offset: cli_dim(&dims, 3, "WEIGHT_OFFSET", Some(0.0))?,
+            m: cli_batch(&dims, 4)?,
         })
     }
 
     fn name(&self) -> String {
         format!(
-            "head_rmsnorm_h{}_d{}_eps{:08x}{}{}",
+            "head_rmsnorm_h{}_d{}_eps{:08x}{}{}{}",
             self.n_heads,
             self.head_dim,
             self.eps.to_bits(),
             woff_suffix(self.weight_offset),
+            if self.k_heads > 0 {
+                format!("_and{}", self.k_heads)
+            } else {
+                String::new()
+            },
             batch_suffix(self.m)
         )
     }
 
     fn describe(&self) -> String {
+        let second = if self.k_heads > 0 {
+            format!(" and f32[{}][{}] with w1", self.k_heads, self.head_dim)
+        } else {
+            String::new()
+        };
         format!(
-            "head_rmsnorm: f32[{}][{}] in place, each head x / rms(x) * (w + {}), eps = {:e} (0x{:08x}){}",
+            "head_rmsnorm: f32[{}][{}]{second} in place, each head x / rms(x) * (w + {}), eps = {:e} (0x{:08x}){}",
             self.n_heads,
             self.head_dim,
             self.weight_offset,
@@ -113,12 +148,22 @@ impl FamilySpec for HeadRmsNorm {
                 self.weight_offset,
             ));
         }
-        if self.m > 1 && self.n_heads as u64 * self.head_dim as u64 * 4 > u32::MAX as u64 {
+        for (field, heads) in [("n_heads", self.n_heads), ("k_heads", self.k_heads)] {
+            if self.m > 1 && heads as u64 * self.head_dim as u64 * 4 > u32::MAX as u64 {
+                return Err(invalid(
+                    Self::FAMILY,
+                    field,
+                    "at most 2^32 - 1 bytes of heads per vector when batched",
+                    heads,
+                ));
+            }
+        }
+        if self.n_heads.checked_add(self.k_heads).is_none() {
             return Err(invalid(
                 Self::FAMILY,
-                "n_heads",
-                "at most 2^32 - 1 bytes of heads per vector when batched",
-                self.n_heads,
+                "k_heads",
+                "a count that added to n_heads fits in 32 bits",
+                self.k_heads,
             ));
         }
         validate_batch(Self::FAMILY, self.m)
@@ -150,6 +195,7 @@ impl FamilySpec for HeadRmsNorm {
             head_dim,
             eps,
             weight_offset,
+            k_heads: 0,
             m: 1,
         })
         .into_iter()
@@ -159,6 +205,27 @@ impl FamilySpec for HeadRmsNorm {
                 head_dim,
                 eps: 1e-6,
                 weight_offset: 0.0,
+                k_heads: 0,
+                m,
+            }),
+        )
+        // Q and K heads in one launch: Gemma3-270m (4 + 1, head_dim 256), Qwen3-0.6B (16 + 8),
+        // a second set that starts inside a block (3 + 2, 5 + 6 heads of 34), batched.
+        .chain(
+            [
+                (4, 1, 256, 1),
+                (16, 8, 128, 1),
+                (3, 2, 64, 1),
+                (5, 6, 34, 1),
+                (4, 1, 256, 4),
+                (16, 8, 128, 3),
+            ]
+            .map(|(n_heads, k_heads, head_dim, m)| HeadRmsNorm {
+                n_heads,
+                head_dim,
+                eps: 1e-6,
+                weight_offset: 1.0,
+                k_heads,
                 m,
             }),
         )
@@ -170,14 +237,33 @@ impl FamilySpec for HeadRmsNorm {
         (self.m == 1 && b.validate().is_ok()).then_some(b)
     }
 
-    /// Vector v normalizes `x + v * n_heads * head_dim * 4` in place; the gamma is shared.
+    /// Vector v normalizes `x + v * n_heads * head_dim * 4` (and `x1 + v * k_heads *
+    /// head_dim * 4`) in place; the gammas are shared.
     fn batch_decl(&self) -> Option<crate::parity::BatchDecl> {
-        let heads = self.n_heads as u64 * self.head_dim as u64 * 4;
-        grid_decl(
-            self.m,
-            &[("x", heads), ("w", self.head_dim as u64 * 4)],
-            &["w"],
-        )
+        let bytes = |heads: u32| heads as u64 * self.head_dim as u64 * 4;
+        let gamma = bytes(1);
+        let mut params = vec![("x", bytes(self.n_heads)), ("w", gamma)];
+        if self.k_heads > 0 {
+            params.extend([("x1", bytes(self.k_heads)), ("w1", gamma)]);
+        }
+        grid_decl(self.m, &params, &["w", "w1"])
+    }
+}
+
+impl HeadRmsNorm {
+    /// Each set of heads as a launch of its own would normalize it (`k_heads` 0): the first
+    /// set, then the second where there is one. Each head's values are the same either way.
+    pub fn sets(&self) -> Vec<HeadRmsNorm> {
+        let own = |n_heads| HeadRmsNorm {
+            n_heads,
+            k_heads: 0,
+            ..*self
+        };
+        let mut sets = vec![own(self.n_heads)];
+        if self.k_heads > 0 {
+            sets.push(own(self.k_heads));
+        }
+        sets
     }
 }
 
@@ -190,8 +276,9 @@ fn generate(s: &HeadRmsNorm, target: Target) -> Result<GeneratedKernel, GenError
         .unwrap_or(1);
     let chunks = s.head_dim / vec;
     let per_lane = chunks.div_ceil(32);
-    let warps = WARPS.min(s.n_heads);
-    let grid = s.n_heads.div_ceil(warps);
+    let all = s.n_heads + s.k_heads;
+    let warps = WARPS.min(all);
+    let grid = all.div_ceil(warps);
     let mut b = KernelBuilder::new(&name, target);
     b.header_comment(&spec.describe());
     b.header_comment(&format!(
@@ -202,6 +289,7 @@ fn generate(s: &HeadRmsNorm, target: Target) -> Result<GeneratedKernel, GenError
     b.max_threads(warps * 32);
     let x = b.param(Type::U64, "x");
     let w = b.param(Type::U64, "w");
+    let second = (s.k_heads > 0).then(|| (b.param(Type::U64, "x1"), b.param(Type::U64, "w1")));
 
     let tid = b.special(Sreg::TidX);
     let cta = b.special(Sreg::CtaidX);
@@ -209,13 +297,29 @@ fn generate(s: &HeadRmsNorm, target: Target) -> Result<GeneratedKernel, GenError
     let warp = b.shr(Type::U32, tid, 5u32);
     let head = b.mad(Type::U32, FMode::NONE, cta, warps, warp);
     // Whole warps past the last head leave together: the shuffles below see full warps.
-    if s.n_heads % warps != 0 {
-        let past = b.setp(Cmp::Ge, Type::U32, head, s.n_heads);
+    if all % warps != 0 {
+        let past = b.setp(Cmp::Ge, Type::U32, head, all);
         b.return_if(past);
     }
     let vi = batch_vector(&mut b, s.m);
-    let xp = vector_ptr(&mut b, &x, vi, s.n_heads as u64 * s.head_dim as u64 * 4);
+    let head_bytes = |heads: u32| heads as u64 * s.head_dim as u64 * 4;
+    let xp = vector_ptr(&mut b, &x, vi, head_bytes(s.n_heads));
     let wp = b.global_ptr(&w);
+    // A head of the second set: its own pointers, and its index within that set.
+    let (xp, wp, head) = match &second {
+        None => (xp, wp, head),
+        Some((x1, w1)) => {
+            let x1p = vector_ptr(&mut b, x1, vi, head_bytes(s.k_heads));
+            let w1p = b.global_ptr(w1);
+            let is_k = b.setp(Cmp::Ge, Type::U32, head, s.n_heads);
+            let k_head = b.sub(Type::U32, head, s.n_heads);
+            (
+                b.selp(Type::U64, x1p, xp, is_k),
+                b.selp(Type::U64, w1p, wp, is_k),
+                b.selp(Type::U32, k_head, head, is_k),
+            )
+        }
+    };
     let hoff = b.mul_wide(Type::U32, head, s.head_dim * 4);
     let xh = b.add(Type::U64, xp, hoff);
     let loff = b.mul_wide(Type::U32, lane, vec * 4);
@@ -285,7 +389,27 @@ fn generate(s: &HeadRmsNorm, target: Target) -> Result<GeneratedKernel, GenError
             "norm weight (gamma), shared by every head",
         ),
     ];
-    batch_params(&mut params, s.m, &["w"]);
+    if s.k_heads > 0 {
+        params.extend([
+            ParamSpec::buffer(
+                "x1",
+                format!("f32[{}][{}]", s.k_heads, s.head_dim),
+                s.k_heads as u64 * s.head_dim as u64 * 4,
+                vec * 4,
+                Access::ReadWrite,
+                "second set of heads (K), normalized in place",
+            ),
+            ParamSpec::buffer(
+                "w1",
+                format!("f32[{}]", s.head_dim),
+                s.head_dim as u64 * 4,
+                vec * 4,
+                Access::Read,
+                "the second set's norm weight (gamma)",
+            ),
+        ]);
+    }
+    batch_params(&mut params, s.m, &["w", "w1"]);
     Ok(GeneratedKernel {
         name,
         ptx,

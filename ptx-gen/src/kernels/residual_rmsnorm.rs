@@ -1,6 +1,11 @@
 //! Residual add fused with RMSNorm: `x += residual` (in place, `add.rn`), then
 //! `y = x / sqrt(mean(x^2) + eps) * (w + offset)` written as f32 or as Q8_1 blocks.
 //!
+//! With `post_norm` (Gemma's norms after attention and after the MLP) the residual is first
+//! normalized with its own weight: `x += rmsnorm(residual) * (rw + offset)`, computed by the
+//! `rmsnorm` kernel's own code (same layout, per-thread order, reduction and normalization),
+//! so one launch does what `rmsnorm` into a temporary plus this kernel did, bit for bit.
+//!
 //! The row layout, the per-thread order of the sum of squares, the block reduction and the
 //! per-value normalization are the `rmsnorm` kernel's own code, so `y` is bit-identical to the
 //! `rmsnorm` kernel run on the updated `x` (and, for Q8_1 output, to `rmsnorm_q8_1` on it).
@@ -20,7 +25,9 @@ use super::quantize_q8_1::{
     batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, grid_decl,
     is_one, one, validate_batch, vector_ptr,
 };
-use super::rmsnorm::{add_squares, chunk_guards, load_chunk, normalize, row_scale, RowLayout};
+use super::rmsnorm::{
+    add_squares, chunk_guards, load_chunk, normalize, row_scale, row_scale_in, RowLayout,
+};
 use super::rmsnorm::{row_kernel_start, RowStart};
 use super::rmsnorm_q8_1::{
     emit_normalize_quantize, validate_norm, woff_suffix, NormRows, OutFormat,
@@ -36,6 +43,9 @@ pub struct ResidualRmsNorm {
     /// Added to every weight (1.0 for checkpoints that store `w - 1`).
     pub weight_offset: f32,
     pub out: OutFormat,
+    /// The residual is normalized first, with its own weight `rw` (same eps and offset).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub post_norm: bool,
     /// Vectors per launch (1: single; up to 16, one per `%ctaid.y`).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub m: u32,
@@ -44,12 +54,18 @@ pub struct ResidualRmsNorm {
 impl FamilySpec for ResidualRmsNorm {
     const FAMILY: &'static str = "residual_rmsnorm";
     const CLI_DIMS: &'static str =
-        "OUT HIDDEN [EPS] [WEIGHT_OFFSET] [M]: x += r; y = x / rms(x) * (w + offset); OUT f32|q8_1, M 1..=16 vectors (default 1)";
+        "OUT HIDDEN [EPS] [WEIGHT_OFFSET] [M]: x += r; y = x / rms(x) * (w + offset); OUT f32|q8_1, or post-f32|post-q8_1 for x += rmsnorm(r) * (rw + offset) first; M 1..=16 vectors (default 1)";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
         cli_max(dims, 5)?;
-        let out = OutFormat::parse(dims.first().ok_or("missing OUT (f32 or q8_1)")?)?;
+        let out = dims.first().ok_or("missing OUT (f32 or q8_1)")?;
+        let (post_norm, out) = match out.strip_prefix("post-") {
+            Some(rest) => (true, rest),
+            None => (false, out.as_str()),
+        };
+        let out = OutFormat::parse(out)?;
         Ok(ResidualRmsNorm {
+            post_norm,
             hidden: cli_dim(dims, 1, "HIDDEN", None)?,
             eps: cli_dim(dims, 2, "EPS", Some(1e-5))?,
             weight_offset: cli_dim(dims, 3, "WEIGHT_OFFSET", Some(0.0))?,
@@ -60,7 +76,8 @@ impl FamilySpec for ResidualRmsNorm {
 
     fn name(&self) -> String {
         format!(
-            "residual_rmsnorm_{}_n{}_eps{:08x}{}{}",
+            "residual_rmsnorm_{}{}_n{}_eps{:08x}{}{}",
+            if self.post_norm { "post_" } else { "" },
             self.out.tag(),
             self.hidden,
             self.eps.to_bits(),
@@ -70,8 +87,13 @@ impl FamilySpec for ResidualRmsNorm {
     }
 
     fn describe(&self) -> String {
+        let added = if self.post_norm {
+            format!("residual / rms(residual) * (rw + {})", self.weight_offset)
+        } else {
+            "residual".to_string()
+        };
         format!(
-            "residual_rmsnorm: x += residual, y = x / rms(x) * (w + {}) over f32[{}] -> {}, eps = {:e} (0x{:08x}){}",
+            "residual_rmsnorm: x += {added}, y = x / rms(x) * (w + {}) over f32[{}] -> {}, eps = {:e} (0x{:08x}){}",
             self.weight_offset,
             self.hidden,
             self.out.buffer(self.hidden).0,
@@ -113,6 +135,7 @@ impl FamilySpec for ResidualRmsNorm {
             eps,
             weight_offset,
             out: OutFormat::F32,
+            post_norm: false,
             m: 1,
         });
         let q8_rows = [
@@ -128,6 +151,7 @@ impl FamilySpec for ResidualRmsNorm {
             eps,
             weight_offset,
             out: OutFormat::Q8_1,
+            post_norm: false,
             m: 1,
         });
         let batched = [
@@ -141,9 +165,33 @@ impl FamilySpec for ResidualRmsNorm {
             eps: 1e-5,
             weight_offset: 0.0,
             out,
+            post_norm: false,
             m,
         });
-        f32_rows.into_iter().chain(q8_rows).chain(batched).collect()
+        // Post-norms: Gemma 3's widths (640, 1152), a partial chunk (99), rows too long to
+        // stay in registers (16384), single and batched.
+        let post = [
+            (640, OutFormat::Q8_1, 1.0, 1),
+            (1152, OutFormat::Q8_1, 0.0, 1),
+            (99, OutFormat::F32, 1.0, 1),
+            (16384, OutFormat::F32, 0.0, 1),
+            (640, OutFormat::Q8_1, 1.0, 4),
+            (16384, OutFormat::Q8_1, 0.0, 2),
+        ]
+        .map(|(hidden, out, weight_offset, m)| ResidualRmsNorm {
+            hidden,
+            eps: 1e-6,
+            weight_offset,
+            out,
+            post_norm: true,
+            m,
+        });
+        f32_rows
+            .into_iter()
+            .chain(q8_rows)
+            .chain(batched)
+            .chain(post)
+            .collect()
     }
 
     fn batched(&self, m: u32) -> Option<Self> {
@@ -152,15 +200,16 @@ impl FamilySpec for ResidualRmsNorm {
     }
 
     /// Vector v updates `x + v * hidden * 4`, reads `residual + v * hidden * 4`, writes
-    /// `y + v * (y's single size)`; the weight is shared.
+    /// `y + v * (y's single size)`; the weights (`w`, and `rw` with a post-norm) are shared.
     fn batch_decl(&self) -> Option<crate::parity::BatchDecl> {
         let row = self.hidden as u64 * 4;
         let y = self.out.buffer(self.hidden).1;
-        grid_decl(
-            self.m,
-            &[("x", row), ("residual", row), ("w", row), ("y", y)],
-            &["w"],
-        )
+        let mut params = vec![("x", row), ("residual", row)];
+        if self.post_norm {
+            params.push(("rw", row));
+        }
+        params.extend([("w", row), ("y", y)]);
+        grid_decl(self.m, &params, &["w", "rw"])
     }
 }
 
@@ -174,14 +223,18 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
         tid,
         lane,
         warp,
-    } = row_kernel_start(
-        &spec,
-        &layout,
-        (1, s.m),
-        target,
-        &["x", "residual", "w", "y"],
-    );
-    let [x, r, w, y] = params.try_into().expect("one param per name");
+    } = row_kernel_start(&spec, &layout, (1, s.m), target, &param_names(s));
+    if s.post_norm && layout.threads == 1024 {
+        // A row per block and a few rows per launch: a second block per SM buys nothing,
+        // and asking for one lets ptxas use 64 registers (it held a batched 16384-wide
+        // post-norm at 32, for two blocks per SM, and spilled on sm_80).
+        b.min_blocks_per_sm(1);
+    }
+    let mut params = params.into_iter();
+    let mut next = || params.next().expect("one param per name");
+    let (x, r) = (next(), next());
+    let rw = s.post_norm.then(&mut next);
+    let (w, y) = (next(), next());
     let row_bytes = s.hidden as u64 * 4;
     let vi = batch_vector(&mut b, s.m);
     let xp = vector_ptr(&mut b, &x, vi, row_bytes);
@@ -197,11 +250,48 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
     // x is written by this kernel, so it is never read through the non-coherent path.
     let guards = chunk_guards(&mut b, &layout, tid);
     let offset = |j: usize| (j as u32 * layout.threads * stride) as i64;
+    // The post-norm first: the `rmsnorm` kernel's pass 1 over the residual (its own shared
+    // slots for the reduction); its values are normalized chunk by chunk below.
+    let post = rw.map(|rw| {
+        let rwp = b.global_ptr(&rw);
+        let rwa = b.add(Type::U64, rwp, toff);
+        let acc = b.mov(Type::F32, 0.0f32);
+        let mut kept: Vec<Vec<Reg>> = Vec::new();
+        for (j, guard) in guards.iter().enumerate() {
+            let v = load_chunk(&mut b, &layout, ra, offset(j), *guard);
+            add_squares(&mut b, acc, &v);
+            if layout.resident {
+                kept.push(v);
+            }
+        }
+        let scale = row_scale_in(
+            &mut b,
+            "post_partials",
+            acc,
+            s.hidden,
+            s.eps,
+            (layout.threads, lane, warp),
+        );
+        (rwa, kept, scale)
+    });
     let acc = b.mov(Type::F32, 0.0f32);
     let mut resident: Vec<Vec<Reg>> = Vec::new();
     for (j, guard) in guards.iter().enumerate() {
         let xs = load_coherent(&mut b, &layout, xa, offset(j), *guard);
-        let rs = load_chunk(&mut b, &layout, ra, offset(j), *guard);
+        let rs = match &post {
+            None => load_chunk(&mut b, &layout, ra, offset(j), *guard),
+            Some((rwa, kept, scale)) => {
+                let v = match kept.get(j) {
+                    Some(v) => v.clone(),
+                    None => load_chunk(&mut b, &layout, ra, offset(j), *guard),
+                };
+                let ws = load_chunk(&mut b, &layout, *rwa, offset(j), *guard);
+                v.iter()
+                    .zip(&ws)
+                    .map(|(v, wv)| normalize(&mut b, *v, *scale, *wv, s.weight_offset))
+                    .collect()
+            }
+        };
         let hs: Vec<Reg> = xs
             .iter()
             .zip(&rs)
@@ -278,8 +368,24 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
             bytes,
             stride,
             Access::Read,
-            "value added to x",
+            if s.post_norm {
+                "value normalized (with rw) and added to x"
+            } else {
+                "value added to x"
+            },
         ),
+    ];
+    if s.post_norm {
+        params.push(ParamSpec::buffer(
+            "rw",
+            row.clone(),
+            bytes,
+            stride,
+            Access::Read,
+            "the residual's norm weight (post-norm gamma)",
+        ));
+    }
+    params.extend([
         ParamSpec::buffer(
             "w",
             row,
@@ -289,8 +395,8 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
             "norm weight (gamma)",
         ),
         ParamSpec::buffer("y", y_layout, y_bytes, y_align, Access::Write, y_meaning),
-    ];
-    batch_params(&mut params, s.m, &["w"]);
+    ]);
+    batch_params(&mut params, s.m, &["w", "rw"]);
     Ok(GeneratedKernel {
         name,
         ptx,
@@ -299,6 +405,15 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
         spec,
         target,
     })
+}
+
+/// The kernel's parameters, in order.
+fn param_names(s: &ResidualRmsNorm) -> Vec<&'static str> {
+    if s.post_norm {
+        vec!["x", "residual", "rw", "w", "y"]
+    } else {
+        vec!["x", "residual", "w", "y"]
+    }
 }
 
 /// Like `rmsnorm`'s `load_chunk` (zeros past the end of the row) but through the coherent

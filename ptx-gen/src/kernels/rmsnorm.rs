@@ -360,16 +360,20 @@ pub(crate) fn row_scale(
     lane: Reg,
     warp: Reg,
 ) -> Reg {
-    let total = block_reduce(
-        b,
-        BinOp::Add,
-        Type::F32,
-        acc,
-        "partials",
-        threads,
-        lane,
-        warp,
-    );
+    row_scale_in(b, "partials", acc, hidden, eps, (threads, lane, warp))
+}
+
+/// [`row_scale`] with its warps' partial sums in the shared array `smem` (a kernel with two
+/// row reductions gives each its own, so the second never overwrites slots the first reads).
+pub(crate) fn row_scale_in(
+    b: &mut KernelBuilder,
+    smem: &str,
+    acc: Reg,
+    hidden: u32,
+    eps: f32,
+    (threads, lane, warp): (u32, Reg, Reg),
+) -> Reg {
+    let total = block_reduce(b, BinOp::Add, Type::F32, acc, smem, threads, lane, warp);
     let mean = b.bin(BinOp::Div, Type::F32, FMode::rn(), total, hidden as f32);
     let var = b.bin(BinOp::Add, Type::F32, FMode::rn(), mean, eps);
     let root = b.un(UnOp::Sqrt, Type::F32, FMode::rn(), var);

@@ -40,6 +40,7 @@ impl CpuForward<'_> {
                 spec,
                 x,
                 residual,
+                rw,
                 w,
                 y,
             } => {
@@ -47,14 +48,18 @@ impl CpuForward<'_> {
                     spec,
                     &read(seq, *x),
                     &read(seq, *residual),
+                    rw.as_deref(),
                     w,
                 )?;
                 put_f32s(bytes_mut(seq, *x), &h);
                 bytes_mut(seq, *y).copy_from_slice(&out);
             }
-            Op::HeadRmsNorm { spec, x, w } => {
-                let v = mirror::head_rmsnorm::head_rmsnorm(spec, &read(seq, *x), w)?;
-                put_f32s(bytes_mut(seq, *x), &v);
+            Op::HeadRmsNorm { spec, x, w, second } => {
+                let regions = std::iter::once((x, w)).chain(second.as_ref().map(|(x, w)| (x, w)));
+                for (set, (x, w)) in spec.sets().iter().zip(regions) {
+                    let v = mirror::head_rmsnorm::head_rmsnorm(set, &read(seq, *x), w)?;
+                    put_f32s(bytes_mut(seq, *x), &v);
+                }
             }
             Op::QuantizeQ8_1 { x, y } => {
                 let xv = read(seq, *x);

@@ -12,6 +12,14 @@ use super::{check_len, check_spec, MirrorError};
 pub fn head_rmsnorm(spec: &HeadRmsNorm, x: &[f32], w: &[f32]) -> Result<Vec<f32>, MirrorError> {
     const K: &str = "head_rmsnorm";
     check_spec(K, spec)?;
+    if spec.k_heads > 0 {
+        return Err(MirrorError::Spec {
+            kernel: K,
+            message:
+                "a launch with a second set of heads is mirrored set by set (HeadRmsNorm::sets)"
+                    .to_string(),
+        });
+    }
     let d = spec.head_dim as usize;
     check_len(K, "x", spec.n_heads as usize * d, x.len())?;
     check_len(K, "w", d, w.len())?;
@@ -44,6 +52,7 @@ mod tests {
                 head_dim: d as u32,
                 eps: 1e-6,
                 weight_offset: 0.0,
+                k_heads: 0,
                 m: 1,
             };
             let got = head_rmsnorm(&spec, &x, &w).unwrap();
