@@ -6,6 +6,8 @@
 //! attended position, `c` in `[lo / chunk, ceil(seq_len / chunk))`, in ascending order twice:
 //! first `M = max m_c`, then `L = sum 2^(m_c - M) l_c` and `O_d = sum 2^(m_c - M) o_c[d]`
 //! (`fma.rn`, 2^x of `exp2.rs`, arguments <= 0, so the merge is numerically stable).
+//! Each walk loads the partials of 8 chunks at once (predicated past the last) before using
+//! them in order: one round trip to L2 per 8 chunks, the same arithmetic.
 //! `out[h][d] = O_d / L` (`div.rn`); a head with no attended position (seq_len = 0, outside
 //! the contract) gets 0. The grid is fixed: `n_heads` blocks.
 //!
@@ -16,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ast::{StateSpace, Type};
-use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Sreg};
+use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Sreg};
 use crate::launch::LaunchSpec;
 use crate::parity::BatchDecl;
 use crate::target::Target;
@@ -33,6 +35,9 @@ use super::quantize_q8_1::{
 use super::rmsnorm_q8_1::OutFormat;
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
+
+/// Chunks whose partials a thread loads at once (one L2 round trip per group).
+const UNROLL: u32 = 8;
 
 /// Merges the split kernel's partials. Build it with `DecodeAttention::combine()` so that the
 /// chunk size and window match.
@@ -266,39 +271,99 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
     let oel = b.add(Type::U32, oel0, tid);
     let oh = b.mad_wide(Type::U32, oel, 4u32, op);
 
+    // Both walks take the chunks UNROLL at a time: the loads of a group are issued together
+    // (predicated past c1) and then used one by one in chunk order, so each group costs one
+    // round trip to L2 instead of one per chunk, and the arithmetic is the plain walk's.
+    // Whether chunk c + i exists (the group's first always does).
+    let group = |b: &mut KernelBuilder, c: Reg| -> Vec<Option<Reg>> {
+        (0..UNROLL)
+            .map(|i| {
+                (i > 0).then(|| {
+                    let ci = b.add(Type::U32, c, i);
+                    b.setp(Cmp::Lt, Type::U32, ci, c1)
+                })
+            })
+            .collect()
+    };
     b.comment("M = max over the attended chunks of m_c");
     let m_all = b.mov(Type::F32, f32::NEG_INFINITY);
-    b.for_range(Type::U32, c0, c1, 1, |b, c| {
+    b.for_range(Type::U32, c0, c1, UNROLL as i64, |b, c| {
+        let valid = group(b, c);
         let a = b.mad_wide(Type::U32, c, 8u32, mlh);
-        let m = b.ld_global(Type::F32, Addr::reg(a));
-        b.to(m_all).max(Type::F32, m_all, m);
+        let ms: Vec<Reg> = valid
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                // Past c1: -inf, which leaves the max as it is.
+                let m = b.mov(Type::F32, f32::NEG_INFINITY);
+                if let Some(v) = v {
+                    b.when(*v);
+                }
+                b.load_to(
+                    StateSpace::Global,
+                    Type::F32,
+                    &[m],
+                    Addr::reg_off(a, 8 * i as i64),
+                    &[],
+                    None,
+                );
+                m
+            })
+            .collect();
+        for m in ms {
+            b.to(m_all).max(Type::F32, m_all, m);
+        }
     });
     b.comment("L = sum 2^(m_c - M) l_c, O = sum 2^(m_c - M) o_c, in chunk order");
     let l_all = b.mov(Type::F32, 0.0f32);
     let o_all = b.mov(Type::F32, 0.0f32);
-    b.for_range(Type::U32, c0, c1, 1, |b, c| {
+    b.for_range(Type::U32, c0, c1, UNROLL as i64, |b, c| {
+        let valid = group(b, c);
         let a = b.mad_wide(Type::U32, c, 8u32, mlh);
-        let ml = b.load(
-            StateSpace::Global,
-            Type::F32,
-            2,
-            Addr::reg(a),
-            &[CacheHint::NonCoherent],
-            None,
-        );
         let oa = b.mad_wide(Type::U32, c, d * 4, oh);
-        let o = b.load(
-            StateSpace::Global,
-            Type::F32,
-            1,
-            Addr::reg(oa),
-            &[CacheHint::NonCoherent],
-            None,
-        )[0];
-        let x = b.bin(BinOp::Sub, Type::F32, FMode::rn(), ml[0], m_all);
-        let w = emit_exp2(b, x);
-        b.to(l_all).fma(w, ml[1], l_all);
-        b.to(o_all).fma(w, o, o_all);
+        let loaded: Vec<(Vec<Reg>, Reg)> = valid
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let ml = vec![b.mov(Type::F32, 0.0f32), b.mov(Type::F32, 0.0f32)];
+                if let Some(v) = v {
+                    b.when(*v);
+                }
+                b.load_to(
+                    StateSpace::Global,
+                    Type::F32,
+                    &ml,
+                    Addr::reg_off(a, 8 * i as i64),
+                    &[CacheHint::NonCoherent],
+                    None,
+                );
+                let o = b.mov(Type::F32, 0.0f32);
+                if let Some(v) = v {
+                    b.when(*v);
+                }
+                b.load_to(
+                    StateSpace::Global,
+                    Type::F32,
+                    &[o],
+                    Addr::reg_off(oa, (i as u32 * d * 4) as i64),
+                    &[CacheHint::NonCoherent],
+                    None,
+                );
+                (ml, o)
+            })
+            .collect();
+        for (v, (ml, o)) in valid.iter().zip(loaded) {
+            let merge = |b: &mut KernelBuilder| {
+                let x = b.bin(BinOp::Sub, Type::F32, FMode::rn(), ml[0], m_all);
+                let w = emit_exp2(b, x);
+                b.to(l_all).fma(w, ml[1], l_all);
+                b.to(o_all).fma(w, o, o_all);
+            };
+            match v {
+                Some(v) => b.if_then(*v, merge),
+                None => merge(b),
+            }
+        }
     });
     let q = b.bin(BinOp::Div, Type::F32, FMode::rn(), o_all, l_all);
     let some = b.setp(Cmp::Gt, Type::F32, l_all, 0.0f32);
