@@ -252,13 +252,31 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
     let offset = |j: usize| (j as u32 * layout.threads * stride) as i64;
     // The post-norm first: the `rmsnorm` kernel's pass 1 over the residual (its own shared
     // slots for the reduction); its values are normalized chunk by chunk below.
+    // A resident row's post-norm weights are loaded before the wait for the previous kernel
+    // (no kernel writes them: under a programmatic launch they arrive during its tail), and
+    // its x with the residual, so neither waits for the residual's reduction.
+    let mut early_x: Vec<Vec<Reg>> = Vec::new();
     let post = rw.map(|rw| {
         let rwp = b.global_ptr(&rw);
         let rwa = b.add(Type::U64, rwp, toff);
+        let weights: Vec<Vec<Reg>> = if layout.resident {
+            let ws = guards
+                .iter()
+                .enumerate()
+                .map(|(j, guard)| load_chunk(&mut b, &layout, rwa, offset(j), *guard))
+                .collect();
+            b.grid_dependency_wait();
+            ws
+        } else {
+            Vec::new()
+        };
         let acc = b.mov(Type::F32, 0.0f32);
         let mut kept: Vec<Vec<Reg>> = Vec::new();
         for (j, guard) in guards.iter().enumerate() {
             let v = load_chunk(&mut b, &layout, ra, offset(j), *guard);
+            if layout.resident {
+                early_x.push(load_coherent(&mut b, &layout, xa, offset(j), *guard));
+            }
             add_squares(&mut b, acc, &v);
             if layout.resident {
                 kept.push(v);
@@ -272,20 +290,26 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
             s.eps,
             (layout.threads, lane, warp),
         );
-        (rwa, kept, scale)
+        (rwa, weights, kept, scale)
     });
     let acc = b.mov(Type::F32, 0.0f32);
     let mut resident: Vec<Vec<Reg>> = Vec::new();
     for (j, guard) in guards.iter().enumerate() {
-        let xs = load_coherent(&mut b, &layout, xa, offset(j), *guard);
+        let xs = match early_x.get(j) {
+            Some(v) => v.clone(),
+            None => load_coherent(&mut b, &layout, xa, offset(j), *guard),
+        };
         let rs = match &post {
             None => load_chunk(&mut b, &layout, ra, offset(j), *guard),
-            Some((rwa, kept, scale)) => {
+            Some((rwa, weights, kept, scale)) => {
                 let v = match kept.get(j) {
                     Some(v) => v.clone(),
                     None => load_chunk(&mut b, &layout, ra, offset(j), *guard),
                 };
-                let ws = load_chunk(&mut b, &layout, *rwa, offset(j), *guard);
+                let ws = match weights.get(j) {
+                    Some(w) => w.clone(),
+                    None => load_chunk(&mut b, &layout, *rwa, offset(j), *guard),
+                };
                 v.iter()
                     .zip(&ws)
                     .map(|(v, wv)| normalize(&mut b, *v, *scale, *wv, s.weight_offset))
