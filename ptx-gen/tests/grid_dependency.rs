@@ -121,13 +121,15 @@ fn every_sm_90_kernel_waits_before_touching_what_other_kernels_write() {
         match spec {
             // A row of at least one full pass loads its first passes before the wait.
             KernelSpec::Gemv(_) => gemv_prefetching += usize::from(loads > 0),
-            // A post-norm whose row stays in registers loads its residual's gamma.
+            // A post-norm whose row stays in registers loads its residual's gamma; the head
+            // norms load theirs.
             KernelSpec::ResidualRmsNorm(r) if r.post_norm => {
                 post_norm_prefetching += usize::from(loads > 0)
             }
+            KernelSpec::HeadRmsNorm(_) => assert!(loads > 0, "{}: gamma before the wait", k.name),
             _ => assert_eq!(
                 loads, 0,
-                "{}: only the GEMV and the post-norm load before their wait",
+                "{}: only the GEMV and the norms load before their wait",
                 k.name
             ),
         }

@@ -336,6 +336,14 @@ fn generate(s: &HeadRmsNorm, target: Target) -> Result<GeneratedKernel, GenError
         })
         .collect();
     let off = |k: usize| (k as u32 * 32 * vec * 4) as i64;
+    // The gamma first, before the wait for the previous kernel (no kernel writes it: under a
+    // programmatic launch it arrives during that kernel's tail, not after the reduction).
+    let gammas: Vec<Vec<Reg>> = guards
+        .iter()
+        .enumerate()
+        .map(|(k, guard)| load(&mut b, vec, wa, off(k), *guard, &[CacheHint::NonCoherent]))
+        .collect();
+    b.grid_dependency_wait();
     let acc = b.mov(Type::F32, 0.0f32);
     let mut values: Vec<Vec<Reg>> = Vec::new();
     for (k, guard) in guards.iter().enumerate() {
@@ -349,11 +357,10 @@ fn generate(s: &HeadRmsNorm, target: Target) -> Result<GeneratedKernel, GenError
     let var = b.bin(BinOp::Add, Type::F32, FMode::rn(), mean, s.eps);
     let root = b.un(UnOp::Sqrt, Type::F32, FMode::rn(), var);
     let scale = b.un(UnOp::Rcp, Type::F32, FMode::rn(), root);
-    for (k, guard) in guards.iter().enumerate() {
-        let ws = load(&mut b, vec, wa, off(k), *guard, &[CacheHint::NonCoherent]);
+    for (k, (guard, ws)) in guards.iter().zip(&gammas).enumerate() {
         let out: Vec<Value> = values[k]
             .iter()
-            .zip(&ws)
+            .zip(ws)
             .map(|(v, wv)| Value::Reg(normalize(&mut b, *v, scale, *wv, s.weight_offset)))
             .collect();
         if let Some(g) = guard {
