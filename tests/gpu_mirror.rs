@@ -214,6 +214,11 @@ fn row_norms(dev: Option<&Device>) {
         (2048, 1.0, 1),
         (4096, 0.0, 1),
         (4096, 0.0, 2),
+        // Pass 2 preloaded with the last group partly past the slice (13 blocks, 2 warps).
+        (832, 0.0, 2),
+        (2304, 1.0, 1),
+        // Pass 2 in several groups per warp, after the reduction.
+        (16384, 0.0, 1),
     ] {
         let s = RmsNormQ8_1 {
             hidden,

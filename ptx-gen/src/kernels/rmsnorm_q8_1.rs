@@ -254,27 +254,58 @@ fn generate(s: &RmsNormQ8_1, target: Target) -> Result<GeneratedKernel, GenError
     let xa = b.add(Type::U64, xp, toff);
     let guards = chunk_guards(&mut b, &layout, tid);
     let acc = b.mov(Type::F32, 0.0f32);
-    for (j, guard) in guards.iter().enumerate() {
-        let off = (j as u32 * layout.threads * stride) as i64;
-        let v = load_chunk(&mut b, &layout, xa, off, *guard);
-        add_squares(&mut b, acc, &v);
-    }
-    let scale = row_scale(&mut b, acc, s.hidden, s.eps, layout.threads, lane, warp);
-
-    // Pass 2: normalize and quantize, one Q8_1 block per warp at a time.
-    let rows = NormRows {
-        hidden: s.hidden,
-        x: xp,
-        x_hints: &[CacheHint::NonCoherent],
-        w: wp,
-        weight_offset: s.weight_offset,
-        scale,
-    };
+    let warps = layout.threads / 32;
     let slice = (ctas > 1).then(|| BlockSlice {
         index: b.special(Sreg::CtaidX),
         blocks: per_cta,
     });
-    emit_normalize_quantize(&mut b, &rows, yp, layout.threads / 32, lane, warp, slice);
+    // Pass 2's loads (the same row, in the quantization's layout) go with pass 1's where each
+    // warp's blocks fit one group: one round trip to memory before the reduction, not two.
+    // Elsewhere each chunk is added as it comes (holding a long row's chunks at once spills).
+    let early = preloads(per_cta, warps);
+    let mut pass1 = Vec::new();
+    for (j, guard) in guards.iter().enumerate() {
+        let off = (j as u32 * layout.threads * stride) as i64;
+        let v = load_chunk(&mut b, &layout, xa, off, *guard);
+        if early {
+            pass1.push(v);
+        } else {
+            add_squares(&mut b, acc, &v);
+        }
+    }
+    let x_hints = &[CacheHint::NonCoherent];
+    let early = early.then(|| {
+        preload_normalize_quantize(
+            &mut b,
+            s.hidden,
+            (xp, x_hints, wp),
+            yp,
+            warps,
+            lane,
+            warp,
+            slice,
+        )
+    });
+    for v in &pass1 {
+        add_squares(&mut b, acc, v);
+    }
+    let scale = row_scale(&mut b, acc, s.hidden, s.eps, layout.threads, lane, warp);
+
+    // Pass 2: normalize and quantize, one Q8_1 block per warp at a time.
+    match early {
+        Some(loads) => finish_normalize_quantize(&mut b, loads, scale, s.weight_offset, lane),
+        None => {
+            let rows = NormRows {
+                hidden: s.hidden,
+                x: xp,
+                x_hints,
+                w: wp,
+                weight_offset: s.weight_offset,
+                scale,
+            };
+            emit_normalize_quantize(&mut b, &rows, yp, warps, lane, warp, slice);
+        }
+    }
 
     let kernel = b.finish()?;
     let ptx = crate::emit::emit_module(&Module::single(kernel));
@@ -338,12 +369,7 @@ pub(crate) fn emit_normalize_quantize(
     warp: Reg,
     slice: Option<BlockSlice>,
 ) {
-    let all = rows.hidden / Q8_1_BLOCK_VALUES;
-    // The blocks this thread block quantizes: [first, first + nblocks) of the row.
-    let (first_block, nblocks) = match slice {
-        Some(sl) => (Some(b.mul(Type::U32, sl.index, sl.blocks)), sl.blocks),
-        None => (None, all),
-    };
+    let (bases, nblocks) = pass2_bases(b, rows.x, rows.w, y, lane, slice, rows.hidden);
     // 1024-thread rows have 64 registers per thread: half the group keeps them unspilled.
     let most = if warps > 16 {
         PASS2_GROUP / 2
@@ -352,82 +378,190 @@ pub(crate) fn emit_normalize_quantize(
     };
     let group = nblocks.div_ceil(warps).clamp(1, most);
     let ragged = nblocks % (warps * group) != 0;
-    let (x, w, y) = match first_block {
-        Some(f) => {
-            let xo = b.mul_wide(Type::U32, f, Q8_1_BLOCK_VALUES * 4);
-            let yo = b.mul_wide(Type::U32, f, Q8_1_BLOCK_BYTES);
-            (
-                b.add(Type::U64, rows.x, xo),
-                b.add(Type::U64, rows.w, xo),
-                b.add(Type::U64, y, yo),
-            )
-        }
-        None => (rows.x, rows.w, y),
-    };
-    let lane_off = b.mul_wide(Type::U32, lane, 4u32);
-    let xl = b.add(Type::U64, x, lane_off);
-    let wl = b.add(Type::U64, w, lane_off);
-    let block_stride = (warps * Q8_1_BLOCK_VALUES * 4) as i64;
     b.for_range(
         Type::U32,
         warp,
         nblocks,
         (warps * group) as i64,
         |b, first| {
-            let boff = b.mul_wide(Type::U32, first, Q8_1_BLOCK_VALUES * 4);
-            let xa = b.add(Type::U64, xl, boff);
-            let wa = b.add(Type::U64, wl, boff);
-            let yoff = b.mul_wide(Type::U32, first, Q8_1_BLOCK_BYTES);
-            let ya = b.add(Type::U64, y, yoff);
-            let guards: Vec<Option<Reg>> = (0..group)
-                .map(|j| {
-                    (ragged && j > 0).then(|| {
-                        let blk = b.add(Type::U32, first, j * warps);
-                        b.setp(Cmp::Lt, Type::U32, blk, nblocks)
-                    })
-                })
-                .collect();
-            let loaded: Vec<(Reg, Reg)> = guards
-                .iter()
-                .enumerate()
-                .map(|(j, guard)| {
-                    let off = j as i64 * block_stride;
-                    let xv = b.mov(Type::F32, 0.0f32);
-                    let wv = b.mov(Type::F32, 0.0f32);
-                    let load = |b: &mut KernelBuilder, dst: Reg, a: Reg, hints: &[CacheHint]| {
-                        let addr = Addr::reg_off(a, off);
-                        match guard {
-                            Some(g) => b.when(*g),
-                            None => b,
-                        }
-                        .load_to(
-                            StateSpace::Global,
-                            Type::F32,
-                            &[dst],
-                            addr,
-                            hints,
-                            None,
-                        );
-                    };
-                    load(b, xv, xa, rows.x_hints);
-                    load(b, wv, wa, &[CacheHint::NonCoherent]);
-                    (xv, wv)
-                })
-                .collect();
-            for (j, ((xv, wv), guard)) in loaded.into_iter().zip(&guards).enumerate() {
-                let yj = (j as u32 * warps * Q8_1_BLOCK_BYTES) as i64;
-                let body = |b: &mut KernelBuilder| {
-                    let v = normalize(b, xv, rows.scale, wv, rows.weight_offset);
-                    let yb = b.add(Type::U64, ya, yj);
-                    emit_block(b, v, lane, yb);
-                };
-                match guard {
-                    Some(g) => b.if_then(*g, body),
-                    None => body(b),
-                }
-            }
+            // The loop's bound covers each group's first block.
+            let g = Group {
+                warps,
+                size: group,
+                nblocks,
+                guard_first: false,
+                ragged,
+            };
+            let loads = load_group(b, &bases, first, &g, rows.x_hints);
+            quantize_group(b, loads, rows.scale, rows.weight_offset, lane);
         },
     );
+}
+
+/// Pass 2 when each warp's blocks fit one group: its loads issued at once, before pass 1's
+/// reduction (they do not depend on the scale), so the row is read from memory once per
+/// round trip instead of twice in a row; [`finish_normalize_quantize`] does the arithmetic
+/// (the same as [`emit_normalize_quantize`]'s: only the loads move). Only where
+/// [`preloads`] says the blocks are one group per warp.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn preload_normalize_quantize(
+    b: &mut KernelBuilder,
+    hidden: u32,
+    (x, x_hints, w): (Reg, &[CacheHint], Reg),
+    y: Reg,
+    warps: u32,
+    lane: Reg,
+    warp: Reg,
+    slice: Option<BlockSlice>,
+) -> Pass2Loads {
+    let nblocks = slice.map_or(hidden / Q8_1_BLOCK_VALUES, |s| s.blocks);
+    assert!(
+        preloads(nblocks, warps),
+        "{nblocks} blocks over {warps} warps need several groups"
+    );
+    let size = nblocks.div_ceil(warps);
+    let (bases, nblocks) = pass2_bases(b, x, w, y, lane, slice, hidden);
+    let g = Group {
+        warps,
+        size,
+        nblocks,
+        guard_first: warps > nblocks,
+        ragged: nblocks % (warps * size) != 0,
+    };
+    load_group(b, &bases, warp, &g, x_hints)
+}
+
+/// Whether pass 2 of `nblocks` Q8_1 blocks over `warps` warps is one group per warp, so
+/// [`preload_normalize_quantize`] can load it before pass 1's reduction.
+pub(crate) fn preloads(nblocks: u32, warps: u32) -> bool {
+    warps <= 16 && nblocks.div_ceil(warps) <= 2 * PASS2_GROUP
+}
+
+/// The arithmetic of pass 2 over the values [`preload_normalize_quantize`] loaded.
+pub(crate) fn finish_normalize_quantize(
+    b: &mut KernelBuilder,
+    loads: Pass2Loads,
+    scale: Reg,
+    weight_offset: f32,
+    lane: Reg,
+) {
+    quantize_group(b, loads, scale, weight_offset, lane);
+}
+
+/// Per-lane base addresses of pass 2 (x, w, y at the thread block's first Q8_1 block) and
+/// the number of Q8_1 blocks the thread block quantizes.
+fn pass2_bases(
+    b: &mut KernelBuilder,
+    x: Reg,
+    w: Reg,
+    y: Reg,
+    lane: Reg,
+    slice: Option<BlockSlice>,
+    hidden: u32,
+) -> ([Reg; 3], u32) {
+    let all = hidden / Q8_1_BLOCK_VALUES;
+    // The blocks this thread block quantizes: [first, first + nblocks) of the row.
+    let (first_block, nblocks) = match slice {
+        Some(sl) => (Some(b.mul(Type::U32, sl.index, sl.blocks)), sl.blocks),
+        None => (None, all),
+    };
+    let (x, w, y) = match first_block {
+        Some(f) => {
+            let xo = b.mul_wide(Type::U32, f, Q8_1_BLOCK_VALUES * 4);
+            let yo = b.mul_wide(Type::U32, f, Q8_1_BLOCK_BYTES);
+            (
+                b.add(Type::U64, x, xo),
+                b.add(Type::U64, w, xo),
+                b.add(Type::U64, y, yo),
+            )
+        }
+        None => (x, w, y),
+    };
+    let lane_off = b.mul_wide(Type::U32, lane, 4u32);
+    let xl = b.add(Type::U64, x, lane_off);
+    let wl = b.add(Type::U64, w, lane_off);
+    ([xl, wl, y], nblocks)
+}
+
+/// A warp's group of Q8_1 blocks: `size` blocks `warps` apart, of `nblocks`.
+struct Group {
+    warps: u32,
+    size: u32,
+    nblocks: u32,
+    /// Whether the group's first block can be past the row (no loop bound guards it).
+    guard_first: bool,
+    /// Whether any later block can be.
+    ragged: bool,
+}
+
+/// The values of one group, loaded; zeros where a block is past the row.
+pub(crate) struct Pass2Loads {
+    ya: Reg,
+    warps: u32,
+    loaded: Vec<(Reg, Reg, Option<Reg>)>,
+}
+
+fn load_group(
+    b: &mut KernelBuilder,
+    [xl, wl, y]: &[Reg; 3],
+    first: Reg,
+    g: &Group,
+    x_hints: &[CacheHint],
+) -> Pass2Loads {
+    let block_stride = (g.warps * Q8_1_BLOCK_VALUES * 4) as i64;
+    let boff = b.mul_wide(Type::U32, first, Q8_1_BLOCK_VALUES * 4);
+    let xa = b.add(Type::U64, *xl, boff);
+    let wa = b.add(Type::U64, *wl, boff);
+    let yoff = b.mul_wide(Type::U32, first, Q8_1_BLOCK_BYTES);
+    let ya = b.add(Type::U64, *y, yoff);
+    let loaded = (0..g.size)
+        .map(|j| {
+            let guard = (if j == 0 { g.guard_first } else { g.ragged }).then(|| {
+                let blk = b.add(Type::U32, first, j * g.warps);
+                b.setp(Cmp::Lt, Type::U32, blk, g.nblocks)
+            });
+            let off = j as i64 * block_stride;
+            let xv = b.mov(Type::F32, 0.0f32);
+            let wv = b.mov(Type::F32, 0.0f32);
+            let load = |b: &mut KernelBuilder, dst: Reg, a: Reg, hints: &[CacheHint]| {
+                let addr = Addr::reg_off(a, off);
+                match guard {
+                    Some(g) => b.when(g),
+                    None => b,
+                }
+                .load_to(StateSpace::Global, Type::F32, &[dst], addr, hints, None);
+            };
+            load(b, xv, xa, x_hints);
+            load(b, wv, wa, &[CacheHint::NonCoherent]);
+            (xv, wv, guard)
+        })
+        .collect();
+    Pass2Loads {
+        ya,
+        warps: g.warps,
+        loaded,
+    }
+}
+
+fn quantize_group(
+    b: &mut KernelBuilder,
+    loads: Pass2Loads,
+    scale: Reg,
+    weight_offset: f32,
+    lane: Reg,
+) {
+    for (j, (xv, wv, guard)) in loads.loaded.into_iter().enumerate() {
+        let yj = (j as u32 * loads.warps * Q8_1_BLOCK_BYTES) as i64;
+        let body = |b: &mut KernelBuilder| {
+            let v = normalize(b, xv, scale, wv, weight_offset);
+            let yb = b.add(Type::U64, loads.ya, yj);
+            emit_block(b, v, lane, yb);
+        };
+        match guard {
+            Some(g) => b.if_then(g, body),
+            None => body(b),
+        }
+    }
 }
 
 /// The most Q8_1 blocks a warp of pass 2 loads before quantizing them.
