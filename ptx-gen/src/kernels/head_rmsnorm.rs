@@ -378,43 +378,27 @@ fn generate(s: &HeadRmsNorm, target: Target) -> Result<GeneratedKernel, GenError
 
     let kernel = b.finish()?;
     let ptx = crate::emit::emit_module(&Module::single(kernel));
-    let mut params = vec![
-        ParamSpec::buffer(
-            "x",
-            format!("f32[{}][{}]", s.n_heads, s.head_dim),
-            s.n_heads as u64 * s.head_dim as u64 * 4,
-            vec * 4,
-            Access::ReadWrite,
+    let mut params = Vec::from(head_set(
+        ["x", "w"],
+        s.n_heads,
+        s.head_dim,
+        vec,
+        [
             "heads, normalized in place",
-        ),
-        ParamSpec::buffer(
-            "w",
-            format!("f32[{}]", s.head_dim),
-            s.head_dim as u64 * 4,
-            vec * 4,
-            Access::Read,
             "norm weight (gamma), shared by every head",
-        ),
-    ];
+        ],
+    ));
     if s.k_heads > 0 {
-        params.extend([
-            ParamSpec::buffer(
-                "x1",
-                format!("f32[{}][{}]", s.k_heads, s.head_dim),
-                s.k_heads as u64 * s.head_dim as u64 * 4,
-                vec * 4,
-                Access::ReadWrite,
+        params.extend(head_set(
+            ["x1", "w1"],
+            s.k_heads,
+            s.head_dim,
+            vec,
+            [
                 "second set of heads (K), normalized in place",
-            ),
-            ParamSpec::buffer(
-                "w1",
-                format!("f32[{}]", s.head_dim),
-                s.head_dim as u64 * 4,
-                vec * 4,
-                Access::Read,
                 "the second set's norm weight (gamma)",
-            ),
-        ]);
+            ],
+        ));
     }
     batch_params(&mut params, s.m, &["w", "w1"]);
     Ok(GeneratedKernel {
@@ -453,4 +437,32 @@ fn load(
             regs
         }
     }
+}
+
+/// The parameters of one set of heads: the heads (normalized in place) and their gamma.
+fn head_set(
+    [x, w]: [&str; 2],
+    heads: u32,
+    head_dim: u32,
+    vec: u32,
+    [x_doc, w_doc]: [&str; 2],
+) -> [ParamSpec; 2] {
+    [
+        ParamSpec::buffer(
+            x,
+            format!("f32[{heads}][{head_dim}]"),
+            heads as u64 * head_dim as u64 * 4,
+            vec * 4,
+            Access::ReadWrite,
+            x_doc,
+        ),
+        ParamSpec::buffer(
+            w,
+            format!("f32[{head_dim}]"),
+            head_dim as u64 * 4,
+            vec * 4,
+            Access::Read,
+            w_doc,
+        ),
+    ]
 }
