@@ -1169,6 +1169,11 @@ impl KernelBuilder {
         self.shfl(ShflMode::Bfly, a, lane_mask, 31u32, Value::Hex(FULL_MASK))
     }
 
+    /// A full-warp shuffle reading lane `src_lane`'s `a` (`shfl.sync.idx`).
+    pub fn shfl_idx(&mut self, a: Reg, src_lane: u32) -> Reg {
+        self.shfl(ShflMode::Idx, a, src_lane, 31u32, Value::Hex(FULL_MASK))
+    }
+
     /// A full-warp shuffle down by `delta`.
     pub fn shfl_down(&mut self, a: Reg, delta: u32) -> Reg {
         self.shfl(ShflMode::Down, a, delta, 31u32, Value::Hex(FULL_MASK))

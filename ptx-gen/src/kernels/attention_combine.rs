@@ -2,12 +2,21 @@
 //! (`attention`) into the output of each query head.
 //!
 //! Block h (one per query head), thread d (one per dim) reads `seq_len` from device memory,
-//! clamps it to `max_ctx` exactly as the split kernel does, and walks the chunks that hold an
-//! attended position, `c` in `[lo / chunk, ceil(seq_len / chunk))`, in ascending order twice:
-//! first `M = max m_c`, then `L = sum 2^(m_c - M) l_c` and `O_d = sum 2^(m_c - M) o_c[d]`
-//! (`fma.rn`, 2^x of `exp2.rs`, arguments <= 0, so the merge is numerically stable).
-//! Each walk loads the partials of 8 chunks at once (predicated past the last) before using
-//! them in order: one round trip to L2 per 8 chunks, the same arithmetic.
+//! clamps it to `max_ctx` exactly as the split kernel does, and takes the chunks that hold an
+//! attended position, `c` in `[lo / chunk, ceil(seq_len / chunk))`:
+//! `M = max m_c`, then, in ascending chunk order, `L = sum 2^(m_c - M) l_c` and
+//! `O_d = sum 2^(m_c - M) o_c[d]` (`fma.rn`, 2^x of `exp2.rs`, arguments <= 0, so the merge is
+//! numerically stable). Each warp works alone (no shared memory, no barrier):
+//! - the max: lane i loads `m` of chunks `c0 + i + 32 j`, 128 chunks per round trip to L2,
+//!   then a butterfly (the max is exact in any order);
+//! - the sums: groups of 32 chunks; lane k loads chunk `g + k`'s `{m, l}` and computes its
+//!   weight `2^(m - M)` once, each thread loads its dim of the 32 chunks' `o` at once, and the
+//!   weights and `l`s reach every thread by `shfl.idx`, so the fmas run in chunk order exactly
+//!   as a plain walk would. The first group's loads are issued before the max walk.
+//!
+//! One round trip per 32 chunks where the walk before took one per 8 chunks, twice, and one
+//! 2^x per chunk per warp instead of per thread.
+//!
 //! `out[h][d] = O_d / L` (`div.rn`); a head with no attended position (seq_len = 0, outside
 //! the contract) gets 0. The grid is fixed: `n_heads` blocks.
 //!
@@ -28,6 +37,7 @@ use super::attention::{
     ATTENTION_MAX_CTX,
 };
 use super::exp2::emit_exp2;
+use super::reduce::warp_reduce;
 use super::quantize_q8_1::{
     batch_params, batch_suffix, cli_batch, emit_block, is_one, one, validate_batch, vector_ptr,
     Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES,
@@ -36,8 +46,10 @@ use super::rmsnorm_q8_1::OutFormat;
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
 
-/// Chunks whose partials a thread loads at once (one L2 round trip per group).
-const UNROLL: u32 = 8;
+/// Chunks of one group of the merge walk: one per lane, every thread loads its dim of each.
+const GROUP: u32 = 32;
+/// Chunks a lane's max walk loads at once (32 * MAX_LOADS chunks per round trip to L2).
+const MAX_LOADS: u32 = 4;
 
 /// Merges the split kernel's partials. Build it with `DecodeAttention::combine()` so that the
 /// chunk size and window match.
@@ -246,11 +258,10 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
 
     let tid = b.special(Sreg::TidX);
     let head = b.special(Sreg::CtaidX);
-    if threads > d {
-        // No barriers or shuffles below: the padding threads may leave.
-        let past = b.setp(Cmp::Ge, Type::U32, tid, d);
-        b.return_if(past);
-    }
+    let lane = b.and(Type::B32, tid, 31u32);
+    // Padding threads (head_dim not a multiple of 32) stay for the shuffles; they load no
+    // partial and store nothing.
+    let dim_ok = (threads > d).then(|| b.setp(Cmp::Lt, Type::U32, tid, d));
     let vi = batch_sequence(&mut b, s.m);
     let seqp = vector_ptr(&mut b, &seq_len, vi, 4);
     let (seq, lo) = attended_range(&mut b, seqp, s.max_ctx, s.window);
@@ -271,39 +282,60 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
     let oel = b.add(Type::U32, oel0, tid);
     let oh = b.mad_wide(Type::U32, oel, 4u32, op);
 
-    // Both walks take the chunks UNROLL at a time: the loads of a group are issued together
-    // (predicated past c1) and then used one by one in chunk order, so each group costs one
-    // round trip to L2 instead of one per chunk, and the arithmetic is the plain walk's.
-    // Whether chunk c + i exists (the group's first always does).
-    let group = |b: &mut KernelBuilder, c: Reg| -> Vec<Option<Reg>> {
-        (0..UNROLL)
-            .map(|i| {
-                (i > 0).then(|| {
-                    let ci = b.add(Type::U32, c, i);
-                    b.setp(Cmp::Lt, Type::U32, ci, c1)
-                })
-            })
-            .collect()
+    // A group is GROUP consecutive chunks from g: lane k holds chunk g + k's {m, l}, every
+    // thread its dim of each chunk's o. Chunks past c1 load nothing ({-inf, 0} and 0).
+    let ml_lane = [b.reg(Type::F32), b.reg(Type::F32)];
+    let o_k: Vec<Reg> = (0..GROUP).map(|_| b.reg(Type::F32)).collect();
+    let load_group = |b: &mut KernelBuilder, g: Reg| {
+        let cl = b.add(Type::U32, g, lane);
+        let pl = b.setp(Cmp::Lt, Type::U32, cl, c1);
+        b.to(ml_lane[0]).mov(Type::F32, f32::NEG_INFINITY);
+        b.to(ml_lane[1]).mov(Type::F32, 0.0f32);
+        let a = b.mad_wide(Type::U32, cl, 8u32, mlh);
+        b.when(pl).load_to(
+            StateSpace::Global,
+            Type::F32,
+            &ml_lane,
+            Addr::reg(a),
+            &[CacheHint::NonCoherent],
+            None,
+        );
+        let oa = b.mad_wide(Type::U32, g, d * 4, oh);
+        for (k, o) in o_k.iter().enumerate() {
+            b.to(*o).mov(Type::F32, 0.0f32);
+            let ck = b.add(Type::U32, g, k as u32);
+            let mut pk = b.setp(Cmp::Lt, Type::U32, ck, c1);
+            if let Some(ok) = dim_ok {
+                pk = b.and(Type::Pred, pk, ok);
+            }
+            b.when(pk).load_to(
+                StateSpace::Global,
+                Type::F32,
+                &[*o],
+                Addr::reg_off(oa, (k as u32 * d * 4) as i64),
+                &[CacheHint::NonCoherent],
+                None,
+            );
+        }
     };
-    b.comment("M = max over the attended chunks of m_c");
-    let m_all = b.mov(Type::F32, f32::NEG_INFINITY);
-    b.for_range(Type::U32, c0, c1, UNROLL as i64, |b, c| {
-        let valid = group(b, c);
-        let a = b.mad_wide(Type::U32, c, 8u32, mlh);
-        let ms: Vec<Reg> = valid
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                // Past c1: -inf, which leaves the max as it is.
+    b.comment("the first group's partials, in flight with the max walk's loads");
+    load_group(&mut b, c0);
+
+    b.comment("M = max over the attended chunks of m_c: lanes take chunks 32 apart, MAX_LOADS at once, then a butterfly (max is exact in any order)");
+    let m_lane = b.mov(Type::F32, f32::NEG_INFINITY);
+    b.for_range(Type::U32, c0, c1, (32 * MAX_LOADS) as i64, |b, c| {
+        let cl = b.add(Type::U32, c, lane);
+        let ms: Vec<Reg> = (0..MAX_LOADS)
+            .map(|j| {
+                let cj = b.add(Type::U32, cl, 32 * j);
+                let pj = b.setp(Cmp::Lt, Type::U32, cj, c1);
                 let m = b.mov(Type::F32, f32::NEG_INFINITY);
-                if let Some(v) = v {
-                    b.when(*v);
-                }
-                b.load_to(
+                let a = b.mad_wide(Type::U32, cj, 8u32, mlh);
+                b.when(pj).load_to(
                     StateSpace::Global,
                     Type::F32,
                     &[m],
-                    Addr::reg_off(a, 8 * i as i64),
+                    Addr::reg(a),
                     &[],
                     None,
                 );
@@ -311,59 +343,33 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
             })
             .collect();
         for m in ms {
-            b.to(m_all).max(Type::F32, m_all, m);
+            b.to(m_lane).max(Type::F32, m_lane, m);
         }
     });
-    b.comment("L = sum 2^(m_c - M) l_c, O = sum 2^(m_c - M) o_c, in chunk order");
+    let m_all = warp_reduce(&mut b, BinOp::Max, Type::F32, m_lane);
+
+    b.comment("L = sum 2^(m_c - M) l_c, O = sum 2^(m_c - M) o_c, in chunk order: lane k computes chunk g + k's weight, every thread takes it by shuffle");
     let l_all = b.mov(Type::F32, 0.0f32);
     let o_all = b.mov(Type::F32, 0.0f32);
-    b.for_range(Type::U32, c0, c1, UNROLL as i64, |b, c| {
-        let valid = group(b, c);
-        let a = b.mad_wide(Type::U32, c, 8u32, mlh);
-        let oa = b.mad_wide(Type::U32, c, d * 4, oh);
-        let loaded: Vec<(Vec<Reg>, Reg)> = valid
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let ml = vec![b.mov(Type::F32, 0.0f32), b.mov(Type::F32, 0.0f32)];
-                if let Some(v) = v {
-                    b.when(*v);
-                }
-                b.load_to(
-                    StateSpace::Global,
-                    Type::F32,
-                    &ml,
-                    Addr::reg_off(a, 8 * i as i64),
-                    &[CacheHint::NonCoherent],
-                    None,
-                );
-                let o = b.mov(Type::F32, 0.0f32);
-                if let Some(v) = v {
-                    b.when(*v);
-                }
-                b.load_to(
-                    StateSpace::Global,
-                    Type::F32,
-                    &[o],
-                    Addr::reg_off(oa, (i as u32 * d * 4) as i64),
-                    &[CacheHint::NonCoherent],
-                    None,
-                );
-                (ml, o)
-            })
-            .collect();
-        for (v, (ml, o)) in valid.iter().zip(loaded) {
-            let merge = |b: &mut KernelBuilder| {
-                let x = b.bin(BinOp::Sub, Type::F32, FMode::rn(), ml[0], m_all);
-                let w = emit_exp2(b, x);
-                b.to(l_all).fma(w, ml[1], l_all);
-                b.to(o_all).fma(w, o, o_all);
-            };
-            match v {
-                Some(v) => b.if_then(*v, merge),
-                None => merge(b),
+    b.for_range(Type::U32, c0, c1, GROUP as i64, |b, g| {
+        let x = b.bin(BinOp::Sub, Type::F32, FMode::rn(), ml_lane[0], m_all);
+        let w = emit_exp2(b, x);
+        let left = b.sub(Type::U32, c1, g);
+        for (k, o) in o_k.iter().enumerate() {
+            let wk = b.shfl_idx(w, k as u32);
+            let lk = b.shfl_idx(ml_lane[1], k as u32);
+            if k == 0 {
+                // The group's first chunk is attended (g < c1).
+                b.to(l_all).fma(wk, lk, l_all);
+                b.to(o_all).fma(wk, *o, o_all);
+            } else {
+                let pk = b.setp(Cmp::Gt, Type::U32, left, k as u32);
+                b.when(pk).to(l_all).fma(wk, lk, l_all);
+                b.when(pk).to(o_all).fma(wk, *o, o_all);
             }
         }
+        let next = b.add(Type::U32, g, GROUP);
+        load_group(b, next);
     });
     let q = b.bin(BinOp::Div, Type::F32, FMode::rn(), o_all, l_all);
     let some = b.setp(Cmp::Gt, Type::F32, l_all, 0.0f32);
@@ -373,11 +379,13 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
     match s.out {
         OutFormat::F32 => {
             let oa = b.mad_wide(Type::U32, hd, 4u32, outp);
+            if let Some(ok) = dim_ok {
+                b.when(ok);
+            }
             b.st_global(Type::F32, Addr::reg(oa), res);
         }
         OutFormat::Q8_1 => {
             // Warp w of head h holds values h * d + 32 w ..: one whole Q8_1 block.
-            let lane = b.and(Type::B32, tid, 31u32);
             let blk = b.shr(Type::U32, hd, Q8_1_BLOCK_VALUES.trailing_zeros());
             let ya = b.mad_wide(Type::U32, blk, Q8_1_BLOCK_BYTES, outp);
             emit_block(&mut b, res, lane, ya);
