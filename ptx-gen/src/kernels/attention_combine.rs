@@ -37,11 +37,11 @@ use super::attention::{
     ATTENTION_MAX_CTX,
 };
 use super::exp2::emit_exp2;
-use super::reduce::warp_reduce;
 use super::quantize_q8_1::{
     batch_params, batch_suffix, cli_batch, emit_block, is_one, one, validate_batch, vector_ptr,
     Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES,
 };
+use super::reduce::warp_reduce;
 use super::rmsnorm_q8_1::OutFormat;
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::GeneratedKernel;
@@ -331,14 +331,8 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
                 let pj = b.setp(Cmp::Lt, Type::U32, cj, c1);
                 let m = b.mov(Type::F32, f32::NEG_INFINITY);
                 let a = b.mad_wide(Type::U32, cj, 8u32, mlh);
-                b.when(pj).load_to(
-                    StateSpace::Global,
-                    Type::F32,
-                    &[m],
-                    Addr::reg(a),
-                    &[],
-                    None,
-                );
+                b.when(pj)
+                    .load_to(StateSpace::Global, Type::F32, &[m], Addr::reg(a), &[], None);
                 m
             })
             .collect();
