@@ -85,6 +85,7 @@ fn run_case(dev: &Device, rng: &mut Rng, c: &Case, m: u32, single: Option<&Loade
         residual: c.residual,
         m,
         more_rows: [0, 0],
+        rope: None,
     };
     let kernel = generate(&KernelSpec::Gemv(spec), Target::dp4a_default()).expect("generating");
     let loaded = LoadedKernel::load_unchecked(dev, &kernel).expect("loading");
@@ -299,6 +300,7 @@ fn batched_gemv_matches_the_reference_and_the_single_kernel_bit_for_bit() {
             residual: c.residual,
             m: 1,
             more_rows: [0, 0],
+            rope: None,
         };
         let single = generate(&KernelSpec::Gemv(single), Target::dp4a_default()).unwrap();
         let single = LoadedKernel::load_unchecked(&dev, &single).unwrap();
@@ -320,6 +322,7 @@ fn batched_gemv_matches_the_reference_and_the_single_kernel_bit_for_bit() {
             residual: false,
             m: 1,
             more_rows: [0, 0],
+            rope: None,
         };
         let single = generate(&KernelSpec::Gemv(single), Target::dp4a_default()).unwrap();
         let single = LoadedKernel::load_unchecked(&dev, &single).unwrap();
@@ -360,6 +363,7 @@ fn several_matrices_in_one_launch_equal_their_own_gemvs_bit_for_bit() {
                 residual: false,
                 m,
                 more_rows,
+                rope: None,
             };
             let fused = generate(&KernelSpec::Gemv(spec), Target::dp4a_default()).unwrap();
             let fused_k = LoadedKernel::load_unchecked(&dev, &fused).unwrap();

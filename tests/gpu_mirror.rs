@@ -1,4 +1,5 @@
-//! Every non-GEMV kernel family on the GPU against its CPU mirror
+//! Every non-GEMV kernel family, and the GEMV's RoPE + KV cache epilogue, on the GPU against
+//! its CPU mirror
 //! (`ptxforge::reference::mirror`), BIT FOR BIT: fresh random inputs (seed printed; never
 //! zeros), outputs poisoned and wrapped in poisoned guard regions, in-place buffers guarded
 //! too, every byte of every written buffer compared (including what the kernel must leave
@@ -18,8 +19,8 @@ use common::{gpu_or_skip, poisoned, read_checked, Rng, GUARD, POISON};
 use half::f16;
 use ptx_gen::kernels::{
     generate, Access, Argmax, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable,
-    Glu, GluAct, HeadRmsNorm, KernelSpec, OutFormat, ParamKind, QuantizeQ8_1, ResidualAdd,
-    ResidualRmsNorm, RmsNorm, RmsNormQ8_1, RopeKv, RopeStyle,
+    Gemv, GemvRope, Glu, GluAct, HeadRmsNorm, KernelSpec, OutFormat, ParamKind, QuantizeQ8_1,
+    ResidualAdd, ResidualRmsNorm, RmsNorm, RmsNormQ8_1, RopeKv, RopeStyle, WeightType,
 };
 use ptx_gen::Target;
 use ptxforge::reference::mirror;
@@ -759,6 +760,126 @@ fn attention(dev: Option<&Device>) {
     }
 }
 
+#[test]
+fn gemv_rope_equals_gemv_then_rope_kv() {
+    if let Some(dev) = gpu_or_skip("gemv_rope_equals_gemv_then_rope_kv") {
+        gemv_rope(Some(&dev));
+    }
+}
+
+/// A Q, K, V GEMV with the RoPE + KV epilogue against the mirrors of its three GEMVs followed
+/// by `rope_kv`, every vector at its own position (one of them past the cache: nothing
+/// rotated, nothing cached): outputs and whole caches, bit for bit.
+fn gemv_rope(dev: Option<&Device>) {
+    use ptxforge::quant::{quantize, GgmlType};
+    let mut rng = Rng::fresh("gemv rope");
+    let max_ctx = 40u32;
+    // SmolLM2 (rows paired in a thread), llama3-8b (pairs across two groups), a bias and
+    // partial rotary (80-dim heads rotating 32), batches.
+    let cases = [
+        (WeightType::Q4_1, GgmlType::Q4_1, 9, 3, 64, 64, 576, false),
+        (WeightType::Q4K, GgmlType::Q4K, 32, 8, 128, 128, 4096, false),
+        (WeightType::Q8_0, GgmlType::Q8_0, 6, 2, 80, 32, 512, true),
+    ];
+    for (weight, ty, h, kv, d, rope_dims, k, bias) in cases {
+        for m in [1u32, 3] {
+            let epilogue = GemvRope {
+                style: RopeStyle::Norm,
+                head_dim: d,
+                rope_dims,
+                max_ctx,
+            };
+            let (qn, kn) = (h * d, kv * d);
+            let spec = Gemv {
+                weight,
+                n: qn,
+                k,
+                bias,
+                residual: false,
+                m,
+                more_rows: [kn, kn],
+                rope: Some(epilogue),
+            };
+            let parts = spec.parts();
+            let ws: Vec<Vec<u8>> = parts
+                .iter()
+                .map(|rows| quantize(ty, &values(&mut rng, (rows * k) as usize, 0.05)).unwrap())
+                .collect();
+            let biases: Vec<Vec<f32>> = parts
+                .iter()
+                .map(|rows| values(&mut rng, *rows as usize, 1.0))
+                .collect();
+            let x: Vec<u8> = (0..m)
+                .flat_map(|_| quantize(GgmlType::Q8_1, &values(&mut rng, k as usize, 1.0)).unwrap())
+                .collect();
+            // Vector 1 (of 3) sits past the cache.
+            let pos: Vec<u32> = (0..m)
+                .map(|v| {
+                    if v == 1 {
+                        max_ctx + 3
+                    } else {
+                        rng.below(max_ctx as u64) as u32
+                    }
+                })
+                .collect();
+            let table = ptxforge::reference::rope::rope_table(5e5, rope_dims, max_ctx);
+            let mut inputs: Vec<(&str, Vec<u8>)> = vec![
+                ("w", ws[0].clone()),
+                ("w1", ws[1].clone()),
+                ("w2", ws[2].clone()),
+            ];
+            inputs.push(("x", x.clone()));
+            if bias {
+                for (name, b) in ["bias", "bias1", "bias2"].into_iter().zip(&biases) {
+                    inputs.push((name, f32_bytes(b)));
+                }
+            }
+            inputs.push(("rope_table", f32_bytes(&table)));
+            inputs.push(("pos", pos.iter().flat_map(|p| p.to_le_bytes()).collect()));
+            let out = run(dev, &KernelSpec::Gemv(spec), &inputs);
+
+            // The mirror: each matrix's own GEMV, then rope_kv per vector.
+            let ys: Vec<Vec<f32>> = (0..parts.len())
+                .map(|i| {
+                    let b = bias.then_some(&biases[i][..]);
+                    mirror::gemv::gemv(&spec.part(i), &ws[i], &x, b, None).unwrap()
+                })
+                .collect();
+            let rk = epilogue.rope_kv(qn, kn, 1);
+            let cache = (kn * max_ctx) as usize;
+            let poison = f16::from_bits(u16::from_le_bytes([POISON; 2]));
+            let (mut kc, mut vc) = (
+                vec![poison; cache * m as usize],
+                vec![poison; cache * m as usize],
+            );
+            let (mut q, mut kk, v) = (ys[0].clone(), ys[1].clone(), ys[2].clone());
+            let (qn, kn) = (qn as usize, kn as usize);
+            for (i, p) in pos.iter().enumerate() {
+                mirror::rope_kv::rope_kv(
+                    &rk,
+                    &table,
+                    *p,
+                    &mut q[i * qn..(i + 1) * qn],
+                    &mut kk[i * kn..(i + 1) * kn],
+                    &v[i * kn..(i + 1) * kn],
+                    &mut kc[i * cache..(i + 1) * cache],
+                    &mut vc[i * cache..(i + 1) * cache],
+                )
+                .unwrap();
+            }
+            let what = format!("{} m {m} pos {pos:?}", KernelSpec::Gemv(spec).name());
+            out.check("y", &f32_bytes(&q), 4, &format!("{what}: q"));
+            out.check("y1", &f32_bytes(&kk), 4, &format!("{what}: k"));
+            out.check("y2", &f32_bytes(&v), 4, &format!("{what}: v"));
+            out.check("k_cache", &f16_bytes(&kc), 2, &format!("{what}: k_cache"));
+            out.check("v_cache", &f16_bytes(&vc), 2, &format!("{what}: v_cache"));
+            if dev.is_some() {
+                println!("{what}: outputs and caches bit-identical to GEMV + rope_kv");
+            }
+        }
+    }
+}
+
 /// Without a GPU: every case above is a valid spec with inputs of the sizes its kernel
 /// declares, and the mirrors accept them (so a GPU run fails only on a difference in bits).
 #[test]
@@ -767,4 +888,5 @@ fn every_case_is_valid_without_a_gpu() {
     elementwise(None);
     embed_rope_argmax(None);
     attention(None);
+    gemv_rope(None);
 }

@@ -28,6 +28,7 @@ fn qkv(m: u32) -> Gemv {
         residual: false,
         m,
         more_rows: [128, 128],
+        rope: None,
     }
 }
 
@@ -51,6 +52,7 @@ fn bad_part_layouts_are_typed_errors() {
     assert_eq!(
         field(Gemv {
             more_rows: [0, 128],
+            rope: None,
             ..s
         }),
         "more_rows"
@@ -62,6 +64,7 @@ fn bad_part_layouts_are_typed_errors() {
     assert_eq!(
         field(Gemv {
             more_rows: [128 - 1, 128],
+            rope: None,
             ..s
         }),
         "n / more_rows"

@@ -55,6 +55,7 @@ fn pair(weight: WeightType, n: u32, blocks: u32, bias: bool, residual: bool, m: 
         residual,
         m,
         more_rows: [0, 0],
+        rope: None,
     };
     Pair {
         spec,
@@ -324,6 +325,7 @@ fn every_real_gemv_pair_passes() {
                     residual,
                     m: 1,
                     more_rows: [0, 0],
+                    rope: None,
                 });
                 for m in 2..=16 {
                     let spec = Gemv {
@@ -334,6 +336,7 @@ fn every_real_gemv_pair_passes() {
                         residual,
                         m,
                         more_rows: [0, 0],
+                        rope: None,
                     };
                     let batched = kernel(spec);
                     let r = validate_pair((&single).into(), (&batched).into(), &gemv_decl(&spec));
@@ -362,6 +365,7 @@ fn reference_shaped_pairs_pass() {
                 residual: true,
                 m: 8,
                 more_rows: [0, 0],
+                rope: None,
             };
             let r = validate_pair(
                 (&kernel(Gemv { m: 1, ..spec })).into(),

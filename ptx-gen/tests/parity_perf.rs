@@ -57,6 +57,7 @@ fn set(m: u32) -> Set {
             residual,
             m,
             more_rows: [0, 0],
+            rope: None,
         };
         s.singles.push(kernel(Gemv { m: 1, ..spec }));
         s.batched.push(kernel(spec));

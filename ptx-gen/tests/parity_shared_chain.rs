@@ -20,6 +20,7 @@ fn spec(m: u32) -> Gemv {
         residual: true,
         m,
         more_rows: [0, 0],
+        rope: None,
     }
 }
 

@@ -1,13 +1,15 @@
 //! The single-sequence decode step, in the order the contract implies:
-//! embed -> per layer [norm+quantize, QKV GEMV (+bias), QK norm, RoPE + KV write, attention
+//! embed -> per layer [norm+quantize, QKV GEMV (+bias; with RoPE + KV write in its epilogue
+//! where the pairs are adjacent rows and no QK norm comes between), QK norm, RoPE + KV write,
+//! attention
 //! split + combine (quantizing its output where head_dim is a multiple of 32, else a separate
 //! quantize), O GEMV (+residual, or post-norm then fused residual + norm),
 //! gate/up GEMV, activation + quantize, down GEMV (likewise)] -> LM head -> argmax.
 //! Every residual add is fused into a GEMV epilogue or into the next norm.
 
 use ptx_gen::kernels::{
-    Argmax, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable, Gemv, Glu, GluAct,
-    HeadRmsNorm, KernelSpec, OutFormat, QuantizeQ8_1, ResidualRmsNorm, RmsNormQ8_1, RopeKv,
+    Argmax, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable, Gemv, GemvRope, Glu,
+    GluAct, HeadRmsNorm, KernelSpec, OutFormat, QuantizeQ8_1, ResidualRmsNorm, RmsNormQ8_1,
     RopeStyle as KRopeStyle,
 };
 
@@ -101,13 +103,16 @@ impl Planner<'_> {
     /// given as (role, first row, rows, output, bias): `false` when they cannot share one
     /// (types differ, biases on some only, or a matrix's rows are not a multiple of the
     /// tile's rows per thread block), and the caller launches a GEMV per matrix. Each row is
-    /// computed exactly as that matrix's own GEMV computes it.
+    /// computed exactly as that matrix's own GEMV computes it. With `rope` (Q, K and V, the
+    /// epilogue's spec and its cache, table and position arguments), `false` also where the
+    /// epilogue cannot be fused (see `GemvRope`).
     fn gemv_parts(
         &mut self,
         layer: Option<u32>,
         k: u32,
         x: Buffer,
         parts: &[(Role, u32, u32, Arg, Option<Role>)],
+        rope: Option<(GemvRope, Vec<(&'static str, Arg)>)>,
     ) -> Result<bool, PlanError> {
         const W: [&str; 3] = ["w", "w1", "w2"];
         const BIAS: [&str; 3] = ["bias", "bias1", "bias2"];
@@ -140,6 +145,7 @@ impl Planner<'_> {
             residual: false,
             m: 1,
             more_rows,
+            rope: rope.as_ref().map(|r| r.0),
         };
         if KernelSpec::Gemv(spec).validate().is_err() {
             return Ok(false);
@@ -171,6 +177,7 @@ impl Planner<'_> {
         for (i, p) in parts.iter().enumerate() {
             args.push((Y[i], p.3.clone()));
         }
+        args.extend(rope.map(|r| r.1).unwrap_or_default());
         self.launch(KernelSpec::Gemv(spec), layer, args)?;
         Ok(true)
     }
@@ -209,6 +216,7 @@ impl Planner<'_> {
             residual: residual.is_some(),
             m: 1,
             more_rows: [0, 0],
+            rope: None,
         };
         let row_bytes = ty.row_bytes(k as u64).unwrap_or(0);
         let w_arg = Arg::Weight {
@@ -377,9 +385,36 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         // One launch for Q, K and V; where V has another type (Q4_K_M mixes Q6_K in), one for
         // Q and K and one for V.
         // `separate`: how many of the last matrices still need a launch of their own.
-        let separate = if p.gemv_parts(l, h, Buffer::Xq, &parts)? {
+        // Where the QK norm does not sit between them and the pairs are adjacent rows, RoPE
+        // and the KV cache write go into the Q, K, V launch's epilogue.
+        let rope_args = vec![
+            ("k_cache", Arg::KCache { layer }),
+            ("v_cache", Arg::VCache { layer }),
+            (
+                "rope_table",
+                Arg::RopeTable {
+                    index: layer_table[layer as usize],
+                },
+            ),
+            ("pos", buf(Buffer::Pos)),
+        ];
+        let epilogue = GemvRope {
+            style: rope_style,
+            head_dim: d.head_dim,
+            rope_dims: d.rope_dims,
+            max_ctx,
+        };
+        let fused_rope = b.qk_norm != QkNorm::PerHeadRms
+            && p.gemv_parts(
+                l,
+                h,
+                Buffer::Xq,
+                &parts,
+                Some((epilogue, rope_args.clone())),
+            )?;
+        let separate = if fused_rope || p.gemv_parts(l, h, Buffer::Xq, &parts, None)? {
             0
-        } else if p.gemv_parts(l, h, Buffer::Xq, &parts[..2])? {
+        } else if p.gemv_parts(l, h, Buffer::Xq, &parts[..2], None)? {
             1
         } else {
             3
@@ -412,33 +447,19 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
                 ],
             )?;
         }
-        let rope = RopeKv {
-            style: rope_style,
-            n_heads: d.heads,
-            n_kv_heads: d.kv_heads,
-            head_dim: d.head_dim,
-            rope_dims: d.rope_dims,
-            max_ctx,
-            m: 1,
-        };
-        p.launch(
-            KernelSpec::RopeKv(rope),
-            l,
-            vec![
+        if !fused_rope {
+            let mut args = vec![
                 ("q", buf(Buffer::Qkv)),
                 ("k", buf_at(Buffer::Qkv, k_off)),
                 ("v", buf_at(Buffer::Qkv, v_off)),
-                ("k_cache", Arg::KCache { layer }),
-                ("v_cache", Arg::VCache { layer }),
-                (
-                    "rope_table",
-                    Arg::RopeTable {
-                        index: layer_table[layer as usize],
-                    },
-                ),
-                ("pos", buf(Buffer::Pos)),
-            ],
-        )?;
+            ];
+            args.extend(rope_args);
+            p.launch(
+                KernelSpec::RopeKv(epilogue.rope_kv(q_dim, kv_dim, 1)),
+                l,
+                args,
+            )?;
+        }
         let la = d.layer_attention(layer);
         let attn = DecodeAttention {
             n_heads: d.heads,
@@ -529,7 +550,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
                 ),
             ]
         };
-        if !p.gemv_parts(l, h, Buffer::Xq, &parts)? {
+        if !p.gemv_parts(l, h, Buffer::Xq, &parts, None)? {
             for (role, first, n, y, bias) in parts {
                 p.gemv_rows(role, l, first, n, h, Buffer::Xq, y, bias, None)?;
             }

@@ -1005,49 +1005,17 @@ fn resolve<'a>(
                 y: b.buffer("y", q8_1_bytes(k))?,
             }
         }
-        KernelSpec::Gemv(g) => resolve_gemv(b, g)?,
+        KernelSpec::Gemv(g) => resolve_gemv(b, g, cache_len, tables)?,
         KernelSpec::RopeKv(s) => {
             let (h, kv, d) = (
                 s.n_heads as usize,
                 s.n_kv_heads as usize,
                 s.head_dim as usize,
             );
-            if kv * s.max_ctx as usize * d != cache_len {
-                return Err(b.mismatch(
-                    "k_cache",
-                    format!(
-                        "caches hold {cache_len} values, the kernel reads {kv} x {} x {d}",
-                        s.max_ctx
-                    ),
-                ));
-            }
             let q = b.buffer("q", h * d * 4)?;
             let k = b.buffer("k", kv * d * 4)?;
             let v = b.buffer("v", kv * d * 4)?;
-            let layer = b.cache("k_cache", true)?;
-            if b.cache("v_cache", false)? != layer {
-                return Err(b.mismatch("v_cache", "K and V caches of different layers".into()));
-            }
-            let table = b.rope_table("rope_table")?;
-            let t = &tables[table];
-            if t.rope_dims != s.rope_dims || t.max_context != s.max_ctx {
-                return Err(b.mismatch(
-                    "rope_table",
-                    format!(
-                        "table of {} dims x {} positions for a kernel of {} x {}",
-                        t.rope_dims, t.max_context, s.rope_dims, s.max_ctx
-                    ),
-                ));
-            }
-            Op::RopeKv {
-                spec: *s,
-                q,
-                k,
-                v,
-                layer,
-                table,
-                pos: b.buffer("pos", 4)?,
-            }
+            resolve_rope_kv(b, s, [q, k, v], cache_len, tables)?
         }
         KernelSpec::Attention(s) => {
             let (h, kv, d) = (
@@ -1127,15 +1095,81 @@ fn resolve<'a>(
     })
 }
 
-fn resolve_gemv<'a>(b: &mut Binder<'_, 'a>, g: &Gemv) -> Result<Op<'a>, ForwardError> {
+fn resolve_gemv<'a>(
+    b: &mut Binder<'_, 'a>,
+    g: &Gemv,
+    cache_len: usize,
+    tables: &[RopeTable],
+) -> Result<Op<'a>, ForwardError> {
     if g.parts().len() > 1 {
         // One launch over several matrices: each computes its rows exactly as its own GEMV.
-        return (0..g.parts().len())
+        let mut ops = (0..g.parts().len())
             .map(|i| resolve_gemv_part(b, &g.part(i), i))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Op::Parts);
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(r) = &g.rope {
+            // The epilogue computes what `rope_kv` computes on the three outputs.
+            let outs: Vec<Region> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Gemv { y, .. } => Some(*y),
+                    _ => None,
+                })
+                .collect();
+            let [q, k, v] = outs[..] else {
+                return Err(b.mismatch("rope", format!("Q, K and V outputs, got {}", outs.len())));
+            };
+            let parts = g.parts();
+            let spec = r.rope_kv(parts[0], parts[1], 1);
+            ops.push(resolve_rope_kv(b, &spec, [q, k, v], cache_len, tables)?);
+        }
+        return Ok(Op::Parts(ops));
     }
     resolve_gemv_part(b, g, 0)
+}
+
+/// The caches, angle table and position of a `rope_kv` launch, or of a GEMV's RoPE epilogue,
+/// on the regions `q`, `k` and `v`.
+fn resolve_rope_kv<'a>(
+    b: &mut Binder<'_, 'a>,
+    s: &RopeKv,
+    [q, k, v]: [Region; 3],
+    cache_len: usize,
+    tables: &[RopeTable],
+) -> Result<Op<'a>, ForwardError> {
+    let (kv, d) = (s.n_kv_heads as usize, s.head_dim as usize);
+    if kv * s.max_ctx as usize * d != cache_len {
+        return Err(b.mismatch(
+            "k_cache",
+            format!(
+                "caches hold {cache_len} values, the kernel reads {kv} x {} x {d}",
+                s.max_ctx
+            ),
+        ));
+    }
+    let layer = b.cache("k_cache", true)?;
+    if b.cache("v_cache", false)? != layer {
+        return Err(b.mismatch("v_cache", "K and V caches of different layers".into()));
+    }
+    let table = b.rope_table("rope_table")?;
+    let t = &tables[table];
+    if t.rope_dims != s.rope_dims || t.max_context != s.max_ctx {
+        return Err(b.mismatch(
+            "rope_table",
+            format!(
+                "table of {} dims x {} positions for a kernel of {} x {}",
+                t.rope_dims, t.max_context, s.rope_dims, s.max_ctx
+            ),
+        ));
+    }
+    Ok(Op::RopeKv {
+        spec: *s,
+        q,
+        k,
+        v,
+        layer,
+        table,
+        pos: b.buffer("pos", 4)?,
+    })
 }
 
 /// The GEMV of matrix `i` of a launch (`w{i}`, `bias{i}`, `y{i}`; no suffix for 0).

@@ -19,8 +19,10 @@ use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, 
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
+use super::gemv_rope::{self, GemvRope, Pairing};
 use super::quantize_q8_1::{Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
 use super::reduce::warp_reduce;
+use super::rope_kv::RopeStyle;
 use super::spec::{cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::{gemv_q4_1, gemv_q4_k, gemv_q5_0, gemv_q6_k, gemv_q8_0, GeneratedKernel};
 use crate::parity::BatchDecl;
@@ -152,6 +154,11 @@ pub struct Gemv {
     /// residual with more than one matrix.
     #[serde(default, skip_serializing_if = "no_more_rows")]
     pub more_rows: [u32; 2],
+    /// RoPE and the KV cache write folded into the epilogue of a Q, K, V launch
+    /// (`more_rows` K and V): the outputs hold what `rope_kv` would leave in q, k and v, and
+    /// K and V go into the f16 caches at `pos` (see `gemv_rope`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope: Option<GemvRope>,
 }
 
 fn no_more_rows(r: &[u32; 2]) -> bool {
@@ -223,10 +230,10 @@ pub(crate) trait BlockFormat {
 impl FamilySpec for Gemv {
     const FAMILY: &'static str = "gemv";
     const CLI_DIMS: &'static str =
-        "TYPE N K [M] [bias] [residual] [+N1] [+N2]: y[M][N] = W[N x K] x[M], TYPE one of q4_k q6_k q5_0 q8_0 q4_1, M 1..=16 (default 1); +N1, +N2: one launch also computes y1 = W1 x (N1 rows) and y2 = W2 x";
+        "TYPE N K [M] [bias] [residual] [+N1] [+N2] [rope=norm:HEAD_DIM:ROPE_DIMS:MAX_CTX]: y[M][N] = W[N x K] x[M], TYPE one of q4_k q6_k q5_0 q8_0 q4_1, M 1..=16 (default 1); +N1, +N2: one launch also computes y1 = W1 x (N1 rows) and y2 = W2 x; rope=...: Q, K, V (N, N1, N2 rows) with RoPE and the KV cache write in the epilogue";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 8)?;
+        cli_max(dims, 9)?;
         let ty = dims.first().ok_or("missing TYPE")?;
         let weight = WeightType::from_name(ty)
             .ok_or_else(|| format!("TYPE must be one of q4_k q6_k q5_0 q8_0 q4_1, got `{ty}`"))?;
@@ -243,10 +250,12 @@ impl FamilySpec for Gemv {
             residual: false,
             m: 1,
             more_rows: [0, 0],
+            rope: None,
         };
         for flag in dims.iter().skip(3) {
             match flag.as_str() {
                 "bias" => spec.bias = true,
+                rope if rope.starts_with("rope=") => spec.rope = Some(rope_from_cli(&rope[5..])?),
                 "residual" => spec.residual = true,
                 rows if rows.starts_with('+') => {
                     let n: u32 = rows[1..]
@@ -279,6 +288,9 @@ impl FamilySpec for Gemv {
         if self.residual {
             s.push_str("_res");
         }
+        if let Some(r) = &self.rope {
+            s.push_str(&r.suffix());
+        }
         if self.m > 1 {
             s.push_str(&format!("_m{}", self.m));
         }
@@ -287,7 +299,7 @@ impl FamilySpec for Gemv {
 
     fn describe(&self) -> String {
         format!(
-            "gemv: y[{m}][{n}] = W[{n} x {k}] ({w}, {bpr} blocks of {bv} per row) * x[{m}][{k}] (Q8_1){}{}{}",
+            "gemv: y[{m}][{n}] = W[{n} x {k}] ({w}, {bpr} blocks of {bv} per row) * x[{m}][{k}] (Q8_1){}{}{}{}",
             if self.bias { " + bias" } else { "" },
             if self.residual { " + residual" } else { "" },
             self.more_rows
@@ -304,6 +316,12 @@ impl FamilySpec for Gemv {
                     )
                 })
                 .collect::<String>(),
+            self.rope.map(|r| format!(
+                "; RoPE ({}, {} of {} dims) on y and y1, y1 and y2 written to the f16 KV caches at pos",
+                r.style.tag(),
+                r.rope_dims,
+                r.head_dim
+            )).unwrap_or_default(),
             m = self.m,
             n = self.n,
             k = self.k,
@@ -371,6 +389,10 @@ impl FamilySpec for Gemv {
             );
             return Err(invalid(Self::FAMILY, "k", &expected, self.k));
         }
+        if let Some(r) = &self.rope {
+            r.check(&self.parts(), self.tile(), self.m)
+                .map_err(gemv_rope::invalid_rope)?;
+        }
         Ok(())
     }
 
@@ -408,6 +430,14 @@ impl FamilySpec for Gemv {
         for (i, rows) in parts.iter().enumerate() {
             d = d.per_vector(&part_param("y", i), *rows as u64 * 4);
         }
+        if let Some(r) = &self.rope {
+            for (name, stride) in r.batch_params(parts[1]) {
+                d = match stride {
+                    Some(s) => d.per_vector(name, s),
+                    None => d.shared(name),
+                };
+            }
+        }
         Some(d)
     }
 
@@ -435,6 +465,7 @@ impl FamilySpec for Gemv {
                         residual: false,
                         m: 1,
                         more_rows: [0, 0],
+                        rope: None,
                     });
                 }
             }
@@ -446,6 +477,7 @@ impl FamilySpec for Gemv {
                 residual: true,
                 m: 1,
                 more_rows: [0, 0],
+                rope: None,
             });
             for m in [2, 8, 16] {
                 out.push(Gemv {
@@ -456,6 +488,7 @@ impl FamilySpec for Gemv {
                     residual: m == 8,
                     m,
                     more_rows: [0, 0],
+                    rope: None,
                 });
             }
         }
@@ -467,6 +500,7 @@ impl FamilySpec for Gemv {
             residual: false,
             m: 1,
             more_rows: [0, 0],
+            rope: None,
         });
         // One launch for several matrices: Q, K, V (with biases, as qwen2) and gate + up.
         for (weight, n, more, k, bias, m) in [
@@ -486,10 +520,52 @@ impl FamilySpec for Gemv {
                 residual: false,
                 m,
                 more_rows: more,
+                rope: None,
+            });
+        }
+        // Q, K, V with RoPE + KV write in the epilogue: SmolLM2's (pairs within a thread),
+        // llama3-8b's (pairs across two groups' shared sums), with biases, and batched.
+        for (weight, n, more, k, bias, m, head_dim) in [
+            (WeightType::Q4_1, 576, [192, 192], 576, false, 1, 64),
+            (WeightType::Q4K, 4096, [1024, 1024], 4096, false, 1, 128),
+            (WeightType::Q8_0, 896, [128, 128], 896, true, 1, 64),
+            (WeightType::Q4_1, 576, [192, 192], 576, false, 4, 64),
+            (WeightType::Q4K, 4096, [1024, 1024], 4096, false, 2, 128),
+        ] {
+            out.push(Gemv {
+                weight,
+                n,
+                k,
+                bias,
+                residual: false,
+                m,
+                more_rows: more,
+                rope: Some(GemvRope {
+                    style: RopeStyle::Norm,
+                    head_dim,
+                    rope_dims: head_dim,
+                    max_ctx: 4096,
+                }),
             });
         }
         out
     }
+}
+
+/// `norm:HEAD_DIM:ROPE_DIMS:MAX_CTX`, the CLI's `rope=` option.
+fn rope_from_cli(s: &str) -> Result<GemvRope, String> {
+    let bad = || format!("rope=STYLE:HEAD_DIM:ROPE_DIMS:MAX_CTX expected, got `rope={s}`");
+    let f: Vec<&str> = s.split(':').collect();
+    let [style, hd, rd, ctx] = f[..] else {
+        return Err(bad());
+    };
+    let num = |v: &str| v.parse::<u32>().map_err(|_| bad());
+    Ok(GemvRope {
+        style: RopeStyle::parse(style)?,
+        head_dim: num(hd)?,
+        rope_dims: num(rd)?,
+        max_ctx: num(ctx)?,
+    })
 }
 
 /// The tile the generator uses for a GEMV, chosen per weight type and shape by
@@ -565,6 +641,7 @@ impl Gemv {
         Gemv {
             n: self.parts()[i],
             more_rows: [0, 0],
+            rope: None,
             ..*self
         }
     }
@@ -617,6 +694,10 @@ pub fn generate_tiled(
             "in 0..=4",
             tile.lookahead,
         ));
+    }
+    if let Some(r) = &s.rope {
+        r.check(&s.parts(), tile, s.m)
+            .map_err(gemv_rope::invalid_rope)?;
     }
     match s.weight {
         WeightType::Q4K => build::<gemv_q4_k::Format>(s, tile, target),
@@ -672,6 +753,20 @@ fn build<F: BlockFormat>(
     let yps: Vec<_> = (0..parts.len())
         .map(|i| b.param(Type::U64, &part_param("y", i)))
         .collect();
+    // RoPE + KV epilogue: its parameters, and how the tile pairs rows (checked above).
+    let rope = match s.rope {
+        Some(r) => match gemv_rope::pairing(tile) {
+            Some(pairing) => Some((r, gemv_rope::declare(&mut b), pairing)),
+            None => {
+                return Err(gemv_rope::invalid_rope((
+                    "rope",
+                    "a pairing tile".into(),
+                    tile.to_string(),
+                )))
+            }
+        },
+        None => None,
+    };
 
     let tid = b.special(Sreg::TidX);
     let cta_all = b.special(Sreg::CtaidX);
@@ -787,6 +882,29 @@ fn build<F: BlockFormat>(
     // issued before a pass's arithmetic (bytes in flight hide DRAM latency).
     // The first passes' weight loads are issued before the wait for the previous kernel
     // (which writes x): under a programmatic launch they overlap its tail.
+    // The RoPE epilogue's rows: each pair's even row (within its matrix); Q and K rotate.
+    let pair_rows: Vec<Reg> = match rope.as_ref().map(|r| r.2) {
+        Some(Pairing::InThread) => (0..tile.rows / 2)
+            .map(|j| {
+                if j == 0 {
+                    row0
+                } else {
+                    b.add(Type::U32, row0, 2 * j)
+                }
+            })
+            .collect(),
+        Some(Pairing::AcrossGroups) => vec![row0],
+        None => Vec::new(),
+    };
+    let rotating = rope
+        .as_ref()
+        .map(|_| b.setp(Cmp::Lt, Type::U32, cta_all, starts[2]));
+    let rope_prologue = |b: &mut KernelBuilder| {
+        rope.as_ref()
+            .zip(rotating)
+            .map(|((r, p, _), rot)| gemv_rope::prologue(b, r, p, s.m, &pair_rows, rot))
+    };
+    let mut angles = None;
     let mut queue = std::collections::VecDeque::new();
     let mut next = 0;
     for pass in 0..full {
@@ -796,6 +914,7 @@ fn build<F: BlockFormat>(
         }
         if pass == 0 {
             b.grid_dependency_wait();
+            angles = rope_prologue(&mut b);
         }
         if let Some(parts) = queue.pop_front() {
             compute(&mut b, pass, &parts);
@@ -803,6 +922,7 @@ fn build<F: BlockFormat>(
     }
     if full == 0 {
         b.grid_dependency_wait();
+        angles = rope_prologue(&mut b);
     }
     if rem > 0 {
         // The last pass: lanes whose block is past the row's end add nothing.
@@ -821,6 +941,9 @@ fn build<F: BlockFormat>(
                 .collect()
         })
         .collect();
+    // With pairs across groups, the even group's writer also adds up the odd group's slots.
+    let across = matches!(rope.as_ref().map(|r| r.2), Some(Pairing::AcrossGroups));
+    let mut partner: Vec<Reg> = Vec::new();
     let first_warp = if split > 1 {
         // Each warp's sums meet in shared memory, [group][warp in group][row]; the group's
         // first warp adds them in warp order. Vector by vector through the same slots, as the
@@ -853,6 +976,17 @@ fn build<F: BlockFormat>(
                 }
                 *t = sum;
             }
+            if across {
+                let other = b.bin(BinOp::Xor, Type::B32, FMode::NONE, group, 1u32);
+                let other_base = b.mad(Type::U32, FMode::NONE, other, split * per_warp, base);
+                let mut sum = b.ld_shared(Type::F32, Addr::reg(other_base));
+                for k in 1..split {
+                    let o = (k * per_warp) as i64;
+                    let p = b.ld_shared(Type::F32, Addr::reg_off(other_base, o));
+                    sum = b.bin(BinOp::Add, Type::F32, FMode::rn(), sum, p);
+                }
+                partner.push(sum);
+            }
         }
         Some(first)
     } else {
@@ -862,84 +996,140 @@ fn build<F: BlockFormat>(
     if let Some(first) = first_warp {
         writer = b.bin(BinOp::And, Type::Pred, FMode::NONE, writer, first);
     }
-    b.if_then(writer, |b| {
-        for r in 0..tile.rows {
-            let store_row = |b: &mut KernelBuilder, row: Reg| {
-                let off = b.mul_wide(Type::U32, row, 4u32);
-                let bias_v = (!biases.is_empty()).then(|| {
-                    let bases: Vec<Reg> = biases.iter().map(|p| b.global_ptr(p)).collect();
-                    let base = select(b, Type::U64, &bases);
-                    let a = b.add(Type::U64, base, off);
-                    b.load(
-                        StateSpace::Global,
-                        Type::F32,
-                        1,
-                        Addr::reg(a),
-                        &[CacheHint::NonCoherent],
-                        None,
-                    )[0]
-                });
-                let res_row = residual.as_ref().map(|p| {
-                    let base = b.global_ptr(p);
-                    b.add(Type::U64, base, off)
-                });
-                let mut ys = Vec::new();
-                for (v, totals_v) in totals.iter().enumerate() {
-                    let vec_off = (v as u64 * s.n as u64 * 4) as i64;
-                    let mut y = totals_v[r as usize];
-                    if let Some(bv) = bias_v {
-                        y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, bv);
+    if across {
+        let odd = b.and(Type::B32, group, 1u32);
+        let even = b.setp(Cmp::Eq, Type::U32, odd, 0u32);
+        writer = b.and(Type::Pred, writer, even);
+    }
+    // The bias of the row at byte offset `off`, where the GEMV has biases.
+    let load_bias = |b: &mut KernelBuilder, off: Reg| -> Option<Reg> {
+        (!biases.is_empty()).then(|| {
+            let bases: Vec<Reg> = biases.iter().map(|p| b.global_ptr(p)).collect();
+            let base = select(b, Type::U64, &bases);
+            let a = b.add(Type::U64, base, off);
+            b.load(
+                StateSpace::Global,
+                Type::F32,
+                1,
+                Addr::reg(a),
+                &[CacheHint::NonCoherent],
+                None,
+            )[0]
+        })
+    };
+    // Whether this block computes matrix `i` (several matrices only).
+    let mine_of = |b: &mut KernelBuilder, i: usize| -> Reg {
+        if i == 0 {
+            b.setp(Cmp::Lt, Type::U32, cta_all, starts[1])
+        } else if i + 1 == parts.len() {
+            at[i - 1]
+        } else {
+            let before_next = b.setp(Cmp::Lt, Type::U32, cta_all, starts[i + 1]);
+            b.and(Type::Pred, at[i - 1], before_next)
+        }
+    };
+    if let (Some((r, p, pairing)), Some(angles)) = (rope.as_ref(), angles.as_ref()) {
+        b.if_then(writer, |b| {
+            let mine: Vec<Reg> = (0..parts.len()).map(|i| mine_of(b, i)).collect();
+            for (j, row) in pair_rows.iter().enumerate() {
+                // The pair's two rows, per vector: dot product plus bias.
+                let sums = |b: &mut KernelBuilder, row: Reg, tot: Vec<Reg>| -> Vec<Reg> {
+                    let off = b.mul_wide(Type::U32, row, 4u32);
+                    match load_bias(b, off) {
+                        Some(bv) => tot
+                            .iter()
+                            .map(|t| b.bin(BinOp::Add, Type::F32, FMode::rn(), *t, bv))
+                            .collect(),
+                        None => tot,
                     }
-                    if let Some(r) = res_row {
-                        // A plain load: the residual may be the output buffer itself.
-                        let rv = b.ld_global(Type::F32, Addr::reg_off(r, vec_off));
-                        y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, rv);
-                    }
-                    ys.push(y);
-                }
-                // Each matrix's output has its own vector stride: one store per matrix,
-                // under the predicate that this block computes it.
-                for (i, (yp, rows)) in yps.iter().zip(&parts).enumerate() {
-                    let store = |b: &mut KernelBuilder| {
-                        let y_base = b.global_ptr(yp);
-                        let y_row = b.add(Type::U64, y_base, off);
-                        for (v, y) in ys.iter().enumerate() {
-                            let vec_off = (v as u64 * *rows as u64 * 4) as i64;
-                            b.st_global(Type::F32, Addr::reg_off(y_row, vec_off), *y);
-                        }
-                    };
-                    if parts.len() == 1 {
-                        store(b);
-                        continue;
-                    }
-                    let mine = if i == 0 {
-                        b.setp(Cmp::Lt, Type::U32, cta_all, starts[1])
-                    } else if i + 1 == parts.len() {
-                        at[i - 1]
-                    } else {
-                        let before_next = b.setp(Cmp::Lt, Type::U32, cta_all, starts[i + 1]);
-                        b.and(Type::Pred, at[i - 1], before_next)
-                    };
-                    b.if_then(mine, store);
-                }
-            };
-            if r == 0 && !clamp {
-                store_row(b, row0);
-            } else {
-                let row = if r == 0 {
-                    row0
-                } else {
-                    b.add(Type::U32, row0, r)
                 };
-                if ragged {
-                    let inside = b.setp(Cmp::Lt, Type::U32, row, s.n);
-                    b.if_then(inside, |b| store_row(b, row));
+                let (even, odd): (Vec<Reg>, Vec<Reg>) = match pairing {
+                    Pairing::InThread => (
+                        totals.iter().map(|t| t[2 * j]).collect(),
+                        totals.iter().map(|t| t[2 * j + 1]).collect(),
+                    ),
+                    Pairing::AcrossGroups => {
+                        (totals.iter().map(|t| t[0]).collect(), partner.clone())
+                    }
+                };
+                let x = sums(b, *row, even);
+                let odd_row = b.add(Type::U32, *row, 1u32);
+                let y = sums(b, odd_row, odd);
+                let pair = gemv_rope::Pair {
+                    index: j,
+                    row: *row,
+                    x: &x,
+                    y: &y,
+                };
+                let outs = gemv_rope::Outputs {
+                    rows: &parts,
+                    ptrs: &yps,
+                    mine: &mine,
+                };
+                gemv_rope::store_pair(b, (r, p), angles, &outs, &pair);
+            }
+        });
+    } else {
+        b.if_then(writer, |b| {
+            for r in 0..tile.rows {
+                let store_row = |b: &mut KernelBuilder, row: Reg| {
+                    let off = b.mul_wide(Type::U32, row, 4u32);
+                    let bias_v = load_bias(b, off);
+                    let res_row = residual.as_ref().map(|p| {
+                        let base = b.global_ptr(p);
+                        b.add(Type::U64, base, off)
+                    });
+                    let mut ys = Vec::new();
+                    for (v, totals_v) in totals.iter().enumerate() {
+                        let vec_off = (v as u64 * s.n as u64 * 4) as i64;
+                        let mut y = totals_v[r as usize];
+                        if let Some(bv) = bias_v {
+                            y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, bv);
+                        }
+                        if let Some(r) = res_row {
+                            // A plain load: the residual may be the output buffer itself.
+                            let rv = b.ld_global(Type::F32, Addr::reg_off(r, vec_off));
+                            y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, rv);
+                        }
+                        ys.push(y);
+                    }
+                    // Each matrix's output has its own vector stride: one store per matrix,
+                    // under the predicate that this block computes it.
+                    for (i, (yp, rows)) in yps.iter().zip(&parts).enumerate() {
+                        let store = |b: &mut KernelBuilder| {
+                            let y_base = b.global_ptr(yp);
+                            let y_row = b.add(Type::U64, y_base, off);
+                            for (v, y) in ys.iter().enumerate() {
+                                let vec_off = (v as u64 * *rows as u64 * 4) as i64;
+                                b.st_global(Type::F32, Addr::reg_off(y_row, vec_off), *y);
+                            }
+                        };
+                        if parts.len() == 1 {
+                            store(b);
+                            continue;
+                        }
+                        let mine = mine_of(b, i);
+                        b.if_then(mine, store);
+                    }
+                };
+                if r == 0 && !clamp {
+                    store_row(b, row0);
                 } else {
-                    store_row(b, row);
+                    let row = if r == 0 {
+                        row0
+                    } else {
+                        b.add(Type::U32, row0, r)
+                    };
+                    if ragged {
+                        let inside = b.setp(Cmp::Lt, Type::U32, row, s.n);
+                        b.if_then(inside, |b| store_row(b, row));
+                    } else {
+                        store_row(b, row);
+                    }
                 }
             }
-        }
-    });
+        });
+    }
     let kernel = b.finish()?;
     let ptx = crate::emit::emit_module(&Module::single(kernel));
     let vec_bytes = s.n as u64 * 4 * s.m as u64;
@@ -1001,6 +1191,9 @@ fn build<F: BlockFormat>(
             Access::Write,
             "output vectors",
         ));
+    }
+    if let Some(r) = &s.rope {
+        params.extend(r.param_specs(parts[1], s.m));
     }
     Ok(GeneratedKernel {
         name,

@@ -493,7 +493,7 @@ fn guarded(b: &mut KernelBuilder, g: Option<Reg>) -> &mut KernelBuilder {
 }
 
 /// Loads into fresh registers that hold zeros where the guard is false.
-fn load_f32(
+pub(super) fn load_f32(
     b: &mut KernelBuilder,
     width: usize,
     addr: Addr,
@@ -512,7 +512,7 @@ fn load_f32(
 }
 
 /// `(x', y') = (x c - y s, x s + y c)` in the documented order.
-fn rotate(b: &mut KernelBuilder, x: Reg, y: Reg, c: Reg, sn: Reg) -> (Reg, Reg) {
+pub(super) fn rotate(b: &mut KernelBuilder, x: Reg, y: Reg, c: Reg, sn: Reg) -> (Reg, Reg) {
     let ys = b.bin(BinOp::Mul, Type::F32, FMode::rn(), y, sn);
     let nys = b.un(UnOp::Neg, Type::F32, FMode::NONE, ys);
     let xr = b.fma(x, c, nys);
@@ -521,7 +521,7 @@ fn rotate(b: &mut KernelBuilder, x: Reg, y: Reg, c: Reg, sn: Reg) -> (Reg, Reg) 
     (xr, yr)
 }
 
-fn to_f16(b: &mut KernelBuilder, v: Reg) -> Reg {
+pub(super) fn to_f16(b: &mut KernelBuilder, v: Reg) -> Reg {
     b.cvt(Type::F16, Type::F32, FMode::rn(), v)
 }
 

@@ -259,6 +259,7 @@ mod tests {
                     residual: true,
                     m: 2,
                     more_rows: [0, 0],
+                    rope: None,
                 };
                 let w = weights(wt, n as usize, blocks as usize, u64::from(k));
                 let vals: Vec<f32> = noise(2 * k as usize, 9)
@@ -312,6 +313,7 @@ mod tests {
             residual: false,
             m: 1,
             more_rows: [0, 0],
+            rope: None,
         };
         let e = gemv(&spec, &[0; 67], &[0; 36], None, None).unwrap_err();
         assert_eq!(
