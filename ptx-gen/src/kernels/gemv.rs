@@ -590,11 +590,19 @@ pub fn default_tile(weight: WeightType, n: u32, k: u32) -> GemvTile {
             WeightType::Q5_0 => 2,
             _ => 1,
         };
+        // Seventh session: a row that 8 warps cover in whole passes plus a partial one
+        // (Q4_K at 14336 values: 1.75 passes) but 7 warps in whole passes (2) gets 7, so every
+        // warp's loads are in flight at once and none idles in a last partial pass.
+        let split = if blocks % per_pass(8) != 0 && blocks % per_pass(7) == 0 {
+            7
+        } else {
+            8
+        };
         return GemvTile {
             rows: 1,
-            warps: 8,
+            warps: split,
             lookahead,
-            split: 8,
+            split,
         };
     }
     let (rows, warps, split) = if blocks >= per_pass(4) {
@@ -802,9 +810,15 @@ fn build<F: BlockFormat>(
     let warp = b.shr(Type::U32, tid, 5u32);
     // Thread -> (group, index in the group's `32 * split` lanes).
     let (group, glane) = if split > 1 {
-        let group = b.shr(Type::U32, warp, split.trailing_zeros());
-        let glane = b.and(Type::B32, tid, 32 * split - 1);
-        (group, glane)
+        if split.is_power_of_two() {
+            let group = b.shr(Type::U32, warp, split.trailing_zeros());
+            let glane = b.and(Type::B32, tid, 32 * split - 1);
+            (group, glane)
+        } else {
+            let group = b.bin(BinOp::Div, Type::U32, FMode::NONE, warp, split);
+            let glane = b.bin(BinOp::Rem, Type::U32, FMode::NONE, tid, 32 * split);
+            (group, glane)
+        }
     } else {
         (warp, lane)
     };
@@ -953,7 +967,11 @@ fn build<F: BlockFormat>(
         let base = b.shared_base(&smem);
         let mine = b.mad(Type::U32, FMode::NONE, warp, per_warp, base);
         let lane0 = b.setp(Cmp::Eq, Type::U32, lane, 0u32);
-        let in_group = b.and(Type::B32, warp, split - 1);
+        let in_group = if split.is_power_of_two() {
+            b.and(Type::B32, warp, split - 1)
+        } else {
+            b.bin(BinOp::Rem, Type::U32, FMode::NONE, warp, split)
+        };
         let first = b.setp(Cmp::Eq, Type::U32, in_group, 0u32);
         let group_base = b.mad(Type::U32, FMode::NONE, group, split * per_warp, base);
         for (v, totals_v) in totals.iter_mut().enumerate() {
