@@ -775,16 +775,70 @@ fn gemv_rope(dev: Option<&Device>) {
     let mut rng = Rng::fresh("gemv rope");
     let max_ctx = 40u32;
     // SmolLM2 (rows paired in a thread), llama3-8b (pairs across two groups), a bias and
-    // partial rotary (80-dim heads rotating 32), batches.
+    // partial rotary (80-dim heads rotating 32), qwen2.5 (neox, biases), partial neox across
+    // groups; batches.
+    let (norm, neox) = (RopeStyle::Norm, RopeStyle::Neox);
     let cases = [
-        (WeightType::Q4_1, GgmlType::Q4_1, 9, 3, 64, 64, 576, false),
-        (WeightType::Q4K, GgmlType::Q4K, 32, 8, 128, 128, 4096, false),
-        (WeightType::Q8_0, GgmlType::Q8_0, 6, 2, 80, 32, 512, true),
+        (
+            WeightType::Q4_1,
+            GgmlType::Q4_1,
+            9,
+            3,
+            64,
+            64,
+            576,
+            false,
+            norm,
+        ),
+        (
+            WeightType::Q4K,
+            GgmlType::Q4K,
+            32,
+            8,
+            128,
+            128,
+            4096,
+            false,
+            norm,
+        ),
+        (
+            WeightType::Q8_0,
+            GgmlType::Q8_0,
+            6,
+            2,
+            80,
+            32,
+            512,
+            true,
+            norm,
+        ),
+        (
+            WeightType::Q5_0,
+            GgmlType::Q5_0,
+            14,
+            2,
+            64,
+            64,
+            896,
+            true,
+            neox,
+        ),
+        (
+            WeightType::Q4K,
+            GgmlType::Q4K,
+            32,
+            8,
+            128,
+            64,
+            4096,
+            false,
+            neox,
+        ),
     ];
-    for (weight, ty, h, kv, d, rope_dims, k, bias) in cases {
+    for (weight, ty, h, kv, d, rope_dims, k, bias, style) in cases {
         for m in [1u32, 3] {
             let epilogue = GemvRope {
-                style: RopeStyle::Norm,
+                style,
                 head_dim: d,
                 rope_dims,
                 max_ctx,

@@ -1,7 +1,7 @@
 //! The single-sequence decode step, in the order the contract implies:
 //! embed -> per layer [norm+quantize, QKV GEMV (+bias; with RoPE + KV write in its epilogue
-//! where the pairs are adjacent rows and no QK norm comes between), QK norm, RoPE + KV write,
-//! attention
+//! where one launch computes Q, K and V and no QK norm comes between), QK norm, RoPE + KV
+//! write, attention
 //! split + combine (quantizing its output where head_dim is a multiple of 32, else a separate
 //! quantize), O GEMV (+residual, or post-norm then fused residual + norm),
 //! gate/up GEMV, activation + quantize, down GEMV (likewise)] -> LM head -> argmax.
@@ -385,8 +385,8 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         // One launch for Q, K and V; where V has another type (Q4_K_M mixes Q6_K in), one for
         // Q and K and one for V.
         // `separate`: how many of the last matrices still need a launch of their own.
-        // Where the QK norm does not sit between them and the pairs are adjacent rows, RoPE
-        // and the KV cache write go into the Q, K, V launch's epilogue.
+        // Where no QK norm sits between them, RoPE and the KV cache write go into the Q, K, V
+        // launch's epilogue (when the three share a type and the tile can pair rows).
         let rope_args = vec![
             ("k_cache", Arg::KCache { layer }),
             ("v_cache", Arg::VCache { layer }),

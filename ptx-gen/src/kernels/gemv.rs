@@ -524,13 +524,98 @@ impl FamilySpec for Gemv {
             });
         }
         // Q, K, V with RoPE + KV write in the epilogue: SmolLM2's (pairs within a thread),
-        // llama3-8b's (pairs across two groups' shared sums), with biases, and batched.
-        for (weight, n, more, k, bias, m, head_dim) in [
-            (WeightType::Q4_1, 576, [192, 192], 576, false, 1, 64),
-            (WeightType::Q4K, 4096, [1024, 1024], 4096, false, 1, 128),
-            (WeightType::Q8_0, 896, [128, 128], 896, true, 1, 64),
-            (WeightType::Q4_1, 576, [192, 192], 576, false, 4, 64),
-            (WeightType::Q4K, 4096, [1024, 1024], 4096, false, 2, 128),
+        // llama3-8b's (pairs across two groups' shared sums), qwen2.5's (neox, biases),
+        // partial neox rotary, and batched.
+        let (norm, neox) = (RopeStyle::Norm, RopeStyle::Neox);
+        for (weight, n, more, k, bias, m, head_dim, style, rope_dims) in [
+            (
+                WeightType::Q4_1,
+                576,
+                [192, 192],
+                576,
+                false,
+                1,
+                64,
+                norm,
+                64,
+            ),
+            (
+                WeightType::Q4K,
+                4096,
+                [1024, 1024],
+                4096,
+                false,
+                1,
+                128,
+                norm,
+                128,
+            ),
+            (
+                WeightType::Q8_0,
+                896,
+                [128, 128],
+                896,
+                true,
+                1,
+                64,
+                norm,
+                64,
+            ),
+            (
+                WeightType::Q5_0,
+                896,
+                [128, 128],
+                896,
+                true,
+                1,
+                64,
+                neox,
+                64,
+            ),
+            (
+                WeightType::Q4K,
+                4096,
+                [1024, 1024],
+                4096,
+                false,
+                1,
+                128,
+                neox,
+                64,
+            ),
+            (
+                WeightType::Q4_1,
+                576,
+                [192, 192],
+                576,
+                false,
+                4,
+                64,
+                norm,
+                64,
+            ),
+            (
+                WeightType::Q4K,
+                4096,
+                [1024, 1024],
+                4096,
+                false,
+                2,
+                128,
+                norm,
+                128,
+            ),
+            (
+                WeightType::Q5_0,
+                896,
+                [128, 128],
+                896,
+                true,
+                3,
+                64,
+                neox,
+                64,
+            ),
         ] {
             out.push(Gemv {
                 weight,
@@ -541,9 +626,9 @@ impl FamilySpec for Gemv {
                 m,
                 more_rows: more,
                 rope: Some(GemvRope {
-                    style: RopeStyle::Norm,
+                    style,
                     head_dim,
-                    rope_dims: head_dim,
+                    rope_dims,
                     max_ctx: 4096,
                 }),
             });
@@ -856,6 +941,11 @@ fn build<F: BlockFormat>(
                     row
                 }
             };
+            // A neox RoPE launch computes its rows in pair order (see `gemv_rope`).
+            let row = match &rope {
+                Some((r, ..)) => gemv_rope::physical_row(&mut b, r, row),
+                None => row,
+            };
             let row_addr = b.mad_wide(Type::U32, row, row_bytes, w_base);
             b.mad_wide(Type::U32, slot, w.block_bytes(), row_addr)
         })
@@ -1070,12 +1160,13 @@ fn build<F: BlockFormat>(
                         (totals.iter().map(|t| t[0]).collect(), partner.clone())
                     }
                 };
-                let x = sums(b, *row, even);
                 let odd_row = b.add(Type::U32, *row, 1u32);
-                let y = sums(b, odd_row, odd);
+                let rows = [*row, odd_row].map(|l| gemv_rope::physical_row(b, r, l));
+                let x = sums(b, rows[0], even);
+                let y = sums(b, rows[1], odd);
                 let pair = gemv_rope::Pair {
                     index: j,
-                    row: *row,
+                    rows,
                     x: &x,
                     y: &y,
                 };

@@ -3,12 +3,15 @@
 //! GEMV followed by `rope_kv`, with the same bits.
 //!
 //! The launch's three matrices are Q (`n_heads * head_dim` rows), K and V (`n_kv_heads *
-//! head_dim` rows each). Only the `norm` style is fused: its rotation pairs are adjacent rows
-//! `(2i, 2i + 1)`, so a pair's two dot products end up in one thread when the tile gives each
-//! group an even number of rows ([`Pairing::InThread`]), or one row each to two groups of one
-//! thread block whose sums meet in shared memory anyway ([`Pairing::AcrossGroups`]: the even
-//! group's first thread adds the odd group's partial sums too, in the same order as that group
-//! would). The `neox` pairs are `rope_dims / 2` rows apart, in other thread blocks.
+//! head_dim` rows each). The tile's rows go in pairs: a pair's two dot products end up in one
+//! thread when the tile gives each group an even number of rows ([`Pairing::InThread`]), or
+//! one row each to two groups of one thread block whose sums meet in shared memory anyway
+//! ([`Pairing::AcrossGroups`]: the even group's first thread adds the odd group's partial sums
+//! too, in the same order as that group would). Tile rows `(2i, 2i + 1)` of a head are its
+//! rotation pair i: dims `(2i, 2i + 1)` in the `norm` style; in the `neox` style dims
+//! `(i, i + rope_dims / 2)` for `i < rope_dims / 2`, and past the rotated dims the
+//! pass-through dims in order ([`physical_row`]). Which thread computes a row does not change
+//! how it is computed, so every row has the bits of the plain GEMV.
 //!
 //! What the writer thread of a pair does with the two rows' values `(x, y)` (dot product plus
 //! bias, rounded as the plain GEMV rounds them), per vector:
@@ -36,7 +39,6 @@ use super::spec::{Access, FamilySpec, GenError, ParamSpec};
 /// it replaces would have (the head counts follow from the matrices' rows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GemvRope {
-    /// Only [`RopeStyle::Norm`] can be fused (see the module docs).
     pub style: RopeStyle,
     pub head_dim: u32,
     /// Rotated dimensions (even, <= head_dim); the rest pass through.
@@ -100,13 +102,6 @@ impl GemvRope {
         tile: GemvTile,
         m: u32,
     ) -> Result<(), (&'static str, String, String)> {
-        if self.style != RopeStyle::Norm {
-            return Err((
-                "rope.style",
-                "norm (neox pairs are rope_dims / 2 rows apart, in other thread blocks)".into(),
-                self.style.tag().into(),
-            ));
-        }
         let hd = self.head_dim;
         let whole_heads = |r: u32| hd > 0 && r % hd == 0;
         if parts.len() != 3 || parts[1] != parts[2] || !parts.iter().all(|r| whole_heads(*r)) {
@@ -272,12 +267,30 @@ pub(super) fn prologue(
     angles
 }
 
+/// The matrix row the tile computes as its row `row` (within its matrix): the same row in the
+/// `norm` style; in the `neox` style, of head dim d = 2j + o, dim `j + o * rope_dims / 2` where
+/// `j < rope_dims / 2`, else d itself.
+pub(super) fn physical_row(b: &mut KernelBuilder, r: &GemvRope, row: Reg) -> Reg {
+    if r.style == RopeStyle::Norm {
+        return row;
+    }
+    let half = r.rope_dims / 2;
+    let d = b.bin(BinOp::Rem, Type::U32, FMode::NONE, row, r.head_dim);
+    let j = b.shr(Type::U32, d, 1u32);
+    let o = b.and(Type::B32, d, 1u32);
+    let rotated = b.setp(Cmp::Lt, Type::U32, j, half);
+    let pair_dim = b.mad(Type::U32, FMode::NONE, o, half, j);
+    let dim = b.selp(Type::U32, pair_dim, d, rotated);
+    let head_start = b.sub(Type::U32, row, d);
+    b.add(Type::U32, head_start, dim)
+}
+
 /// One pair of rows as the writer thread holds it.
 pub(super) struct Pair<'a> {
     /// The pair's index among the thread's pairs (its angles).
     pub index: usize,
-    /// The even row, within its matrix.
-    pub row: Reg,
+    /// Its two rows within their matrix ([`physical_row`] of the tile's rows `2i`, `2i + 1`).
+    pub rows: [Reg; 2],
     /// Per vector, the two rows' values (dot product plus bias).
     pub x: &'a [Reg],
     pub y: &'a [Reg],
@@ -308,23 +321,41 @@ pub(super) fn store_pair(
             (b.selp(Type::F32, xr, x, rot), b.selp(Type::F32, yr, y, rot))
         })
         .collect();
-    let off = b.mul_wide(Type::U32, pair.row, 4u32);
-    let head = b.bin(BinOp::Div, Type::U32, FMode::NONE, pair.row, hd);
-    let d = b.bin(BinOp::Rem, Type::U32, FMode::NONE, pair.row, hd);
+    let norm = r.style == RopeStyle::Norm;
+    let [rx, ry] = pair.rows;
+    // Byte offsets of the rows in a vector's output, and their dims in the head (the norm
+    // style's adjacent rows take one 8-byte output store and one 4-byte cache store).
+    let rows = if norm {
+        &pair.rows[..1]
+    } else {
+        &pair.rows[..]
+    };
+    let off: Vec<Reg> = rows
+        .iter()
+        .map(|r| b.mul_wide(Type::U32, *r, 4u32))
+        .collect();
+    let head = b.bin(BinOp::Div, Type::U32, FMode::NONE, rx, hd);
+    let d = b.bin(BinOp::Rem, Type::U32, FMode::NONE, rx, hd);
+    let dy = (!norm).then(|| b.bin(BinOp::Rem, Type::U32, FMode::NONE, ry, hd));
     for (i, (yp, rows)) in outs.ptrs.iter().zip(outs.rows).enumerate() {
         b.if_then(outs.mine[i], |b| {
             let base = b.global_ptr(yp);
-            let at = b.add(Type::U64, base, off);
+            let at: Vec<Reg> = off.iter().map(|o| b.add(Type::U64, base, *o)).collect();
             for (v, (xo, yo)) in out.iter().enumerate() {
                 let vec_off = v as i64 * *rows as i64 * 4;
-                b.store(
-                    StateSpace::Global,
-                    Type::F32,
-                    Addr::reg_off(at, vec_off),
-                    &[(*xo).into(), (*yo).into()],
-                    &[],
-                    None,
-                );
+                if norm {
+                    b.store(
+                        StateSpace::Global,
+                        Type::F32,
+                        Addr::reg_off(at[0], vec_off),
+                        &[(*xo).into(), (*yo).into()],
+                        &[],
+                        None,
+                    );
+                } else {
+                    b.st_global(Type::F32, Addr::reg_off(at[0], vec_off), *xo);
+                    b.st_global(Type::F32, Addr::reg_off(at[1], vec_off), *yo);
+                }
             }
             if i == 0 {
                 return;
@@ -338,12 +369,22 @@ pub(super) fn store_pair(
                 let addr = b.mad_wide(Type::U32, elem, 2u32, base);
                 let hx = to_f16(b, *xo);
                 let hy = to_f16(b, *yo);
-                let word = b.pack(Type::B32, &[hx, hy]);
-                b.when(a.ok[v]).st_global(
-                    Type::B32,
-                    Addr::reg_off(addr, v as i64 * cache_bytes),
-                    word,
-                );
+                let vec_off = v as i64 * cache_bytes;
+                match dy {
+                    None => {
+                        let word = b.pack(Type::B32, &[hx, hy]);
+                        b.when(a.ok[v])
+                            .st_global(Type::B32, Addr::reg_off(addr, vec_off), word);
+                    }
+                    Some(dy) => {
+                        let elem_y = b.mad(Type::U32, FMode::NONE, slot, hd, dy);
+                        let addr_y = b.mad_wide(Type::U32, elem_y, 2u32, base);
+                        b.when(a.ok[v])
+                            .st_global(Type::B16, Addr::reg_off(addr, vec_off), hx);
+                        b.when(a.ok[v])
+                            .st_global(Type::B16, Addr::reg_off(addr_y, vec_off), hy);
+                    }
+                }
             }
         });
     }
