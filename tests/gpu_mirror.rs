@@ -20,7 +20,7 @@ use half::f16;
 use ptx_gen::kernels::{
     generate, Access, Argmax, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable,
     Gemv, GemvRope, Glu, GluAct, HeadRmsNorm, KernelSpec, OutFormat, ParamKind, QuantizeQ8_1,
-    ResidualAdd, ResidualRmsNorm, RmsNorm, RmsNormQ8_1, RopeKv, RopeStyle, WeightType,
+    ResidualAdd, ResidualRmsNorm, RmsNorm, RmsNormQ8_1, RopeKv, RopeOutputs, RopeStyle, WeightType,
 };
 use ptx_gen::Target;
 use ptxforge::reference::mirror;
@@ -764,6 +764,115 @@ fn attention(dev: Option<&Device>) {
 fn gemv_rope_equals_gemv_then_rope_kv() {
     if let Some(dev) = gpu_or_skip("gemv_rope_equals_gemv_then_rope_kv") {
         gemv_rope(Some(&dev));
+        gemv_rope_split(Some(&dev));
+    }
+}
+
+/// Q and K in one launch with the epilogue's Q and K part, V (another type) in its own with
+/// the V part, against the mirrors of the three GEMVs and `rope_kv`: outputs and whole caches,
+/// bit for bit, every vector at its own position (one past the cache).
+fn gemv_rope_split(dev: Option<&Device>) {
+    use ptxforge::quant::{quantize, GgmlType};
+    let mut rng = Rng::fresh("gemv rope split");
+    let max_ctx = 24u32;
+    let (h, kv, d, k) = (32u32, 8u32, 128u32, 4096u32);
+    for style in [RopeStyle::Norm, RopeStyle::Neox] {
+        for m in [1u32, 2] {
+            let rope = |outputs| GemvRope {
+                style,
+                head_dim: d,
+                rope_dims: d,
+                max_ctx,
+                outputs,
+            };
+            let (qn, kn) = (h * d, kv * d);
+            let qk = Gemv {
+                weight: WeightType::Q4K,
+                n: qn,
+                k,
+                bias: false,
+                residual: false,
+                m,
+                more_rows: [kn, 0],
+                rope: Some(rope(RopeOutputs::Qk)),
+            };
+            let v_spec = Gemv {
+                weight: WeightType::Q6K,
+                n: kn,
+                more_rows: [0, 0],
+                rope: Some(rope(RopeOutputs::V)),
+                ..qk
+            };
+            let w: Vec<Vec<u8>> = [
+                (GgmlType::Q4K, qn),
+                (GgmlType::Q4K, kn),
+                (GgmlType::Q6K, kn),
+            ]
+            .iter()
+            .map(|(ty, rows)| quantize(*ty, &values(&mut rng, (rows * k) as usize, 0.05)).unwrap())
+            .collect();
+            let x: Vec<u8> = (0..m)
+                .flat_map(|_| quantize(GgmlType::Q8_1, &values(&mut rng, k as usize, 1.0)).unwrap())
+                .collect();
+            let pos: Vec<u32> = (0..m)
+                .map(|v| {
+                    if v == 1 {
+                        max_ctx
+                    } else {
+                        rng.below(max_ctx as u64) as u32
+                    }
+                })
+                .collect();
+            let pos_bytes: Vec<u8> = pos.iter().flat_map(|p| p.to_le_bytes()).collect();
+            let table = ptxforge::reference::rope::rope_table(1e4, d, max_ctx);
+            let out_qk = run(
+                dev,
+                &KernelSpec::Gemv(qk),
+                &[
+                    ("w", w[0].clone()),
+                    ("w1", w[1].clone()),
+                    ("x", x.clone()),
+                    ("rope_table", f32_bytes(&table)),
+                    ("pos", pos_bytes.clone()),
+                ],
+            );
+            let out_v = run(
+                dev,
+                &KernelSpec::Gemv(v_spec),
+                &[("w", w[2].clone()), ("x", x.clone()), ("pos", pos_bytes)],
+            );
+            let ys: Vec<Vec<f32>> = [qk.part(0), qk.part(1), v_spec.part(0)]
+                .iter()
+                .zip(&w)
+                .map(|(spec, w)| mirror::gemv::gemv(spec, w, &x, None, None).unwrap())
+                .collect();
+            let rk = rope(RopeOutputs::Qkv).rope_kv(qn, kn, 1);
+            let cache = (kn * max_ctx) as usize;
+            let poison = f16::from_bits(u16::from_le_bytes([POISON; 2]));
+            let mut kc = vec![poison; cache * m as usize];
+            let mut vc = kc.clone();
+            let (mut q, mut kk, v) = (ys[0].clone(), ys[1].clone(), ys[2].clone());
+            let (qn, kn) = (qn as usize, kn as usize);
+            for (i, p) in pos.iter().enumerate() {
+                mirror::rope_kv::rope_kv(
+                    &rk,
+                    &table,
+                    *p,
+                    &mut q[i * qn..(i + 1) * qn],
+                    &mut kk[i * kn..(i + 1) * kn],
+                    &v[i * kn..(i + 1) * kn],
+                    &mut kc[i * cache..(i + 1) * cache],
+                    &mut vc[i * cache..(i + 1) * cache],
+                )
+                .unwrap();
+            }
+            let what = format!("{style:?} m {m} pos {pos:?}");
+            out_qk.check("y", &f32_bytes(&q), 4, &format!("{what}: q"));
+            out_qk.check("y1", &f32_bytes(&kk), 4, &format!("{what}: k"));
+            out_qk.check("k_cache", &f16_bytes(&kc), 2, &format!("{what}: k_cache"));
+            out_v.check("y", &f32_bytes(&v), 4, &format!("{what}: v"));
+            out_v.check("v_cache", &f16_bytes(&vc), 2, &format!("{what}: v_cache"));
+        }
     }
 }
 
@@ -842,6 +951,7 @@ fn gemv_rope(dev: Option<&Device>) {
                 head_dim: d,
                 rope_dims,
                 max_ctx,
+                outputs: RopeOutputs::Qkv,
             };
             let (qn, kn) = (h * d, kv * d);
             let spec = Gemv {
@@ -943,4 +1053,5 @@ fn every_case_is_valid_without_a_gpu() {
     embed_rope_argmax(None);
     attention(None);
     gemv_rope(None);
+    gemv_rope_split(None);
 }

@@ -10,7 +10,7 @@
 use ptx_gen::kernels::{
     Argmax, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable, Gemv, GemvRope, Glu,
     GluAct, HeadRmsNorm, KernelSpec, OutFormat, QuantizeQ8_1, ResidualRmsNorm, RmsNormQ8_1,
-    RopeStyle as KRopeStyle,
+    RopeOutputs, RopeStyle as KRopeStyle,
 };
 
 use crate::contract::{Activation, EmbeddingScale, ModelSpec, QkNorm, Role, RopeStyle};
@@ -96,7 +96,7 @@ impl Planner<'_> {
         bias: Option<Role>,
         residual: Option<Arg>,
     ) -> Result<(), PlanError> {
-        self.gemv_rows(role, layer, 0, n, k, x, y, bias, residual)
+        self.gemv_rows(role, layer, 0, n, k, x, y, bias, residual, None)
     }
 
     /// One launch for several matrices of one type and width (Q, K and V; gate and up), each
@@ -196,28 +196,16 @@ impl Planner<'_> {
         y: Arg,
         bias: Option<Role>,
         residual: Option<Arg>,
+        rope: Option<(GemvRope, Vec<(&'static str, Arg)>)>,
     ) -> Result<(), PlanError> {
+        let spec = self.gemv_spec(
+            role,
+            layer,
+            (n, k),
+            (bias.is_some(), residual.is_some()),
+            rope.as_ref().map(|r| r.0),
+        )?;
         let ty = self.ty(role, layer)?;
-        let w = gemv_weight(ty).ok_or_else(|| PlanError::Tensor {
-            tensor: tensor_name(role, layer),
-            constraint: format!("the GEMV reads Q4_K, Q6_K, Q5_0, Q8_0 or Q4_1, got {ty}"),
-        })?;
-        if k % w.block_values() != 0 {
-            return Err(PlanError::Tensor {
-                tensor: tensor_name(role, layer),
-                constraint: format!("{ty} needs K % {} == 0, got {k}", w.block_values()),
-            });
-        }
-        let spec = Gemv {
-            weight: w,
-            n,
-            k,
-            bias: bias.is_some(),
-            residual: residual.is_some(),
-            m: 1,
-            more_rows: [0, 0],
-            rope: None,
-        };
         let row_bytes = ty.row_bytes(k as u64).unwrap_or(0);
         let w_arg = Arg::Weight {
             role,
@@ -238,7 +226,41 @@ impl Planner<'_> {
             args.push(("residual", r));
         }
         args.push(("y", y));
+        args.extend(rope.map(|r| r.1).unwrap_or_default());
         self.launch(KernelSpec::Gemv(spec), layer, args)
+    }
+
+    /// The single-matrix GEMV spec of `n x k` rows of `role`, its weight type checked (not
+    /// validated: a caller may try a variant and fall back).
+    fn gemv_spec(
+        &self,
+        role: Role,
+        layer: Option<u32>,
+        (n, k): (u32, u32),
+        (bias, residual): (bool, bool),
+        rope: Option<GemvRope>,
+    ) -> Result<Gemv, PlanError> {
+        let ty = self.ty(role, layer)?;
+        let w = gemv_weight(ty).ok_or_else(|| PlanError::Tensor {
+            tensor: tensor_name(role, layer),
+            constraint: format!("the GEMV reads Q4_K, Q6_K, Q5_0, Q8_0 or Q4_1, got {ty}"),
+        })?;
+        if k % w.block_values() != 0 {
+            return Err(PlanError::Tensor {
+                tensor: tensor_name(role, layer),
+                constraint: format!("{ty} needs K % {} == 0, got {k}", w.block_values()),
+            });
+        }
+        Ok(Gemv {
+            weight: w,
+            n,
+            k,
+            bias,
+            residual,
+            m: 1,
+            more_rows: [0, 0],
+            rope,
+        })
     }
 }
 
@@ -398,29 +420,56 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
             ),
             ("pos", buf(Buffer::Pos)),
         ];
-        let epilogue = GemvRope {
+        let epilogue = |outputs| GemvRope {
             style: rope_style,
             head_dim: d.head_dim,
             rope_dims: d.rope_dims,
             max_ctx,
+            outputs,
         };
-        let fused_rope = b.qk_norm != QkNorm::PerHeadRms
-            && p.gemv_parts(
-                l,
-                h,
-                Buffer::Xq,
-                &parts,
-                Some((epilogue, rope_args.clone())),
-            )?;
+        // The epilogue of `outputs` with the arguments its parameters take.
+        let rope_for = |outputs: RopeOutputs| {
+            let takes = |name: &str| match outputs {
+                RopeOutputs::Qkv => true,
+                RopeOutputs::Qk => name != "v_cache",
+                RopeOutputs::V => name == "v_cache" || name == "pos",
+            };
+            let args: Vec<_> = rope_args.iter().filter(|a| takes(a.0)).cloned().collect();
+            Some((epilogue(outputs), args))
+        };
+        let can_fuse = b.qk_norm != QkNorm::PerHeadRms;
+        let mut fused_rope =
+            can_fuse && p.gemv_parts(l, h, Buffer::Xq, &parts, rope_for(RopeOutputs::Qkv))?;
         let separate = if fused_rope || p.gemv_parts(l, h, Buffer::Xq, &parts, None)? {
             0
-        } else if p.gemv_parts(l, h, Buffer::Xq, &parts[..2], None)? {
-            1
         } else {
-            3
+            // Q and K in one launch and V in its own, the epilogue split between them: V's
+            // launch is checked first, as Q and K's cannot take its part back.
+            let (v_role, _, v_rows, _, v_bias) = &parts[2];
+            let v_ok = can_fuse
+                && KernelSpec::Gemv(p.gemv_spec(
+                    *v_role,
+                    l,
+                    (*v_rows, h),
+                    (v_bias.is_some(), false),
+                    Some(epilogue(RopeOutputs::V)),
+                )?)
+                .validate()
+                .is_ok();
+            if v_ok && p.gemv_parts(l, h, Buffer::Xq, &parts[..2], rope_for(RopeOutputs::Qk))? {
+                let (role, first, n, y, bias) = parts[2].clone();
+                let rope = rope_for(RopeOutputs::V);
+                p.gemv_rows(role, l, first, n, h, Buffer::Xq, y, bias, None, rope)?;
+                fused_rope = true;
+                0
+            } else if p.gemv_parts(l, h, Buffer::Xq, &parts[..2], None)? {
+                1
+            } else {
+                3
+            }
         };
         for (role, first, n, y, bias) in parts.into_iter().rev().take(separate).rev() {
-            p.gemv_rows(role, l, first, n, h, Buffer::Xq, y, bias, None)?;
+            p.gemv_rows(role, l, first, n, h, Buffer::Xq, y, bias, None, None)?;
         }
         if b.qk_norm == QkNorm::PerHeadRms {
             // The Q heads and the K heads, each with its own gamma, in one launch.
@@ -455,7 +504,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
             ];
             args.extend(rope_args);
             p.launch(
-                KernelSpec::RopeKv(epilogue.rope_kv(q_dim, kv_dim, 1)),
+                KernelSpec::RopeKv(epilogue(RopeOutputs::Qkv).rope_kv(q_dim, kv_dim, 1)),
                 l,
                 args,
             )?;
@@ -552,7 +601,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         };
         if !p.gemv_parts(l, h, Buffer::Xq, &parts, None)? {
             for (role, first, n, y, bias) in parts {
-                p.gemv_rows(role, l, first, n, h, Buffer::Xq, y, bias, None)?;
+                p.gemv_rows(role, l, first, n, h, Buffer::Xq, y, bias, None, None)?;
             }
         }
         let act = match b.activation {

@@ -38,7 +38,7 @@ use half::f16;
 use ptx_gen::kernels::{
     part_param, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable, Gemv, Glu,
     HeadRmsNorm, KernelSpec, OutFormat, QuantizeQ8_1, ResidualAdd, ResidualRmsNorm, RmsNorm,
-    RmsNormQ8_1, RopeKv, WeightType, ARGMAX_BLOCK_VALUES,
+    RmsNormQ8_1, RopeKv, RopeRole, WeightType, ARGMAX_BLOCK_VALUES,
 };
 
 use crate::model::ModelWeights;
@@ -197,13 +197,15 @@ enum Op<'a> {
         residual: Option<Region>,
         y: Region,
     },
+    /// `rope_kv`, or the part of it a GEMV's RoPE epilogue computes (the regions it has; the
+    /// table where it rotates).
     RopeKv {
         spec: RopeKv,
-        q: Region,
-        k: Region,
-        v: Region,
+        q: Option<Region>,
+        k: Option<Region>,
+        v: Option<Region>,
         layer: usize,
-        table: usize,
+        table: Option<usize>,
         pos: Region,
     },
     Attention {
@@ -834,24 +836,26 @@ impl<'a> CpuForward<'a> {
                 pos,
             } => {
                 let p = u32_at(bytes(seq, *pos), 0);
-                let mut qv = read(seq, *q);
-                let mut kv = read(seq, *k);
-                let vv = read(seq, *v);
+                let mut qv = q.map(|r| read(seq, r));
+                let mut kv = k.map(|r| read(seq, r));
+                let vv = v.map(|r| read(seq, r));
+                let table = table.map_or(&[][..], |t| &self.rope[t][..]);
                 let Sequence {
                     k_cache, v_cache, ..
                 } = seq;
-                super::rope_kv::rope_kv(
+                super::rope_kv::rope_kv_parts(
                     spec,
-                    &self.rope[*table],
+                    table,
                     p,
-                    &mut qv,
-                    &mut kv,
-                    &vv,
-                    &mut k_cache[*layer],
-                    &mut v_cache[*layer],
+                    qv.as_deref_mut(),
+                    kv.as_deref_mut().map(|x| (x, &mut k_cache[*layer][..])),
+                    vv.as_deref().map(|x| (x, &mut v_cache[*layer][..])),
                 );
-                put_f32s(bytes_mut(seq, *q), &qv);
-                put_f32s(bytes_mut(seq, *k), &kv);
+                for (region, values) in [(q, qv), (k, kv)] {
+                    if let (Some(r), Some(v)) = (region, values) {
+                        put_f32s(bytes_mut(seq, *r), &v);
+                    }
+                }
             }
             Op::Attention {
                 spec,
@@ -1015,7 +1019,7 @@ fn resolve<'a>(
             let q = b.buffer("q", h * d * 4)?;
             let k = b.buffer("k", kv * d * 4)?;
             let v = b.buffer("v", kv * d * 4)?;
-            resolve_rope_kv(b, s, [q, k, v], cache_len, tables)?
+            resolve_rope_kv(b, s, [Some(q), Some(k), Some(v)], cache_len, tables)?
         }
         KernelSpec::Attention(s) => {
             let (h, kv, d) = (
@@ -1101,30 +1105,31 @@ fn resolve_gemv<'a>(
     cache_len: usize,
     tables: &[RopeTable],
 ) -> Result<Op<'a>, ForwardError> {
-    if g.parts().len() > 1 {
-        // One launch over several matrices: each computes its rows exactly as its own GEMV.
-        let mut ops = (0..g.parts().len())
-            .map(|i| resolve_gemv_part(b, &g.part(i), i))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(r) = &g.rope {
-            // The epilogue computes what `rope_kv` computes on the three outputs.
-            let outs: Vec<Region> = ops
-                .iter()
-                .filter_map(|op| match op {
-                    Op::Gemv { y, .. } => Some(*y),
-                    _ => None,
-                })
-                .collect();
-            let [q, k, v] = outs[..] else {
-                return Err(b.mismatch("rope", format!("Q, K and V outputs, got {}", outs.len())));
-            };
-            let parts = g.parts();
-            let spec = r.rope_kv(parts[0], parts[1], 1);
-            ops.push(resolve_rope_kv(b, &spec, [q, k, v], cache_len, tables)?);
-        }
-        return Ok(Op::Parts(ops));
+    if g.parts().len() == 1 && g.rope.is_none() {
+        return resolve_gemv_part(b, g, 0);
     }
-    resolve_gemv_part(b, g, 0)
+    // One launch over several matrices: each computes its rows exactly as its own GEMV.
+    let mut ops = (0..g.parts().len())
+        .map(|i| resolve_gemv_part(b, &g.part(i), i))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(r) = &g.rope {
+        // The epilogue computes what `rope_kv` computes on its matrices' outputs.
+        let mut regions = [None; 3];
+        for (role, op) in r.outputs.roles().iter().zip(&ops) {
+            if let Op::Gemv { y, .. } = op {
+                let slot = match role {
+                    RopeRole::Q => 0,
+                    RopeRole::K => 1,
+                    RopeRole::V => 2,
+                };
+                regions[slot] = Some(*y);
+            }
+        }
+        let (q_rows, kv_rows) = r.rows(&g.parts());
+        let spec = r.rope_kv(q_rows, kv_rows, 1);
+        ops.push(resolve_rope_kv(b, &spec, regions, cache_len, tables)?);
+    }
+    Ok(Op::Parts(ops))
 }
 
 /// The caches, angle table and position of a `rope_kv` launch, or of a GEMV's RoPE epilogue,
@@ -1132,7 +1137,7 @@ fn resolve_gemv<'a>(
 fn resolve_rope_kv<'a>(
     b: &mut Binder<'_, 'a>,
     s: &RopeKv,
-    [q, k, v]: [Region; 3],
+    [q, k, v]: [Option<Region>; 3],
     cache_len: usize,
     tables: &[RopeTable],
 ) -> Result<Op<'a>, ForwardError> {
@@ -1146,21 +1151,31 @@ fn resolve_rope_kv<'a>(
             ),
         ));
     }
-    let layer = b.cache("k_cache", true)?;
-    if b.cache("v_cache", false)? != layer {
-        return Err(b.mismatch("v_cache", "K and V caches of different layers".into()));
-    }
-    let table = b.rope_table("rope_table")?;
-    let t = &tables[table];
-    if t.rope_dims != s.rope_dims || t.max_context != s.max_ctx {
-        return Err(b.mismatch(
-            "rope_table",
-            format!(
-                "table of {} dims x {} positions for a kernel of {} x {}",
-                t.rope_dims, t.max_context, s.rope_dims, s.max_ctx
-            ),
-        ));
-    }
+    let k_layer = k.map(|_| b.cache("k_cache", true)).transpose()?;
+    let v_layer = v.map(|_| b.cache("v_cache", false)).transpose()?;
+    let layer = match (k_layer, v_layer) {
+        (Some(kl), Some(vl)) if kl != vl => {
+            return Err(b.mismatch("v_cache", "K and V caches of different layers".into()))
+        }
+        (Some(l), _) | (None, Some(l)) => l,
+        (None, None) => return Err(b.mismatch("k_cache", "neither K nor V to cache".into())),
+    };
+    let table = if q.is_some() || k.is_some() {
+        let table = b.rope_table("rope_table")?;
+        let t = &tables[table];
+        if t.rope_dims != s.rope_dims || t.max_context != s.max_ctx {
+            return Err(b.mismatch(
+                "rope_table",
+                format!(
+                    "table of {} dims x {} positions for a kernel of {} x {}",
+                    t.rope_dims, t.max_context, s.rope_dims, s.max_ctx
+                ),
+            ));
+        }
+        Some(table)
+    } else {
+        None
+    };
     Ok(Op::RopeKv {
         spec: *s,
         q,

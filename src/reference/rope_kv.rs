@@ -22,31 +22,76 @@ pub fn rope_kv(
     k_cache: &mut [f16],
     v_cache: &mut [f16],
 ) {
+    rope_kv_parts(
+        spec,
+        table,
+        pos,
+        Some(q),
+        Some((k, k_cache)),
+        Some((v, v_cache)),
+    );
+}
+
+/// [`rope_kv`] on the parts a launch has (a GEMV's RoPE epilogue may hold Q and K without V,
+/// or V alone): q rotated; k rotated and written to its cache; v written to its cache. The
+/// table is read only where q or k is given.
+pub fn rope_kv_parts(
+    spec: &RopeKv,
+    table: &[f32],
+    pos: u32,
+    q: Option<&mut [f32]>,
+    k: Option<(&mut [f32], &mut [f16])>,
+    v: Option<(&[f32], &mut [f16])>,
+) {
     let d = spec.head_dim as usize;
     let half = (spec.rope_dims / 2) as usize;
     let ctx = spec.max_ctx as usize;
     let kv = spec.n_kv_heads as usize;
-    assert_eq!(q.len(), spec.n_heads as usize * d, "rope_kv: q");
-    assert_eq!(k.len(), kv * d, "rope_kv: k");
-    assert_eq!(v.len(), kv * d, "rope_kv: v");
-    assert_eq!(k_cache.len(), kv * ctx * d, "rope_kv: k_cache");
-    assert_eq!(v_cache.len(), kv * ctx * d, "rope_kv: v_cache");
-    assert_eq!(table.len(), ctx * half * 2, "rope_kv: table");
+    if let Some(q) = &q {
+        assert_eq!(q.len(), spec.n_heads as usize * d, "rope_kv: q");
+    }
+    for (what, x, cache) in [
+        ("k", k.as_ref().map(|(x, c)| (x.len(), c.len()))),
+        ("v", v.as_ref().map(|(x, c)| (x.len(), c.len()))),
+    ]
+    .into_iter()
+    .filter_map(|(w, p)| p.map(|(x, c)| (w, x, c)))
+    {
+        assert_eq!(x, kv * d, "rope_kv: {what}");
+        assert_eq!(cache, kv * ctx * d, "rope_kv: {what}_cache");
+    }
     if pos as usize >= ctx {
         return;
     }
-    let angles = &table[pos as usize * half * 2..][..half * 2];
-    for head in q.chunks_exact_mut(d) {
-        rotate_head(spec, angles, head);
+    let rotates = q.is_some() || k.is_some();
+    if rotates {
+        assert_eq!(table.len(), ctx * half * 2, "rope_kv: table");
     }
-    for head in k.chunks_exact_mut(d) {
-        rotate_head(spec, angles, head);
+    let angles = || &table[pos as usize * half * 2..][..half * 2];
+    if let Some(q) = q {
+        for head in q.chunks_exact_mut(d) {
+            rotate_head(spec, angles(), head);
+        }
     }
-    for h in 0..kv {
+    if let Some((k, k_cache)) = k {
+        for head in k.chunks_exact_mut(d) {
+            rotate_head(spec, angles(), head);
+        }
+        write_slot(spec, pos, k, k_cache);
+    }
+    if let Some((v, v_cache)) = v {
+        write_slot(spec, pos, v, v_cache);
+    }
+}
+
+/// Slot `pos` of every kv head of `cache` gets `x`, rounded to nearest f16.
+fn write_slot(spec: &RopeKv, pos: u32, x: &[f32], cache: &mut [f16]) {
+    let d = spec.head_dim as usize;
+    let ctx = spec.max_ctx as usize;
+    for (h, head) in x.chunks_exact(d).enumerate() {
         let slot = (h * ctx + pos as usize) * d;
-        for i in 0..d {
-            k_cache[slot + i] = f16::from_f32(k[h * d + i]);
-            v_cache[slot + i] = f16::from_f32(v[h * d + i]);
+        for (c, value) in cache[slot..slot + d].iter_mut().zip(head) {
+            *c = f16::from_f32(*value);
         }
     }
 }

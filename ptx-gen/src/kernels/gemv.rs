@@ -19,7 +19,7 @@ use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, 
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
-use super::gemv_rope::{self, GemvRope, Pairing};
+use super::gemv_rope::{self, GemvRope, Pairing, RopeOutputs};
 use super::quantize_q8_1::{Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
 use super::reduce::warp_reduce;
 use super::rope_kv::RopeStyle;
@@ -230,7 +230,7 @@ pub(crate) trait BlockFormat {
 impl FamilySpec for Gemv {
     const FAMILY: &'static str = "gemv";
     const CLI_DIMS: &'static str =
-        "TYPE N K [M] [bias] [residual] [+N1] [+N2] [rope=norm:HEAD_DIM:ROPE_DIMS:MAX_CTX]: y[M][N] = W[N x K] x[M], TYPE one of q4_k q6_k q5_0 q8_0 q4_1, M 1..=16 (default 1); +N1, +N2: one launch also computes y1 = W1 x (N1 rows) and y2 = W2 x; rope=...: Q, K, V (N, N1, N2 rows) with RoPE and the KV cache write in the epilogue";
+        "TYPE N K [M] [bias] [residual] [+N1] [+N2] [rope=STYLE:HEAD_DIM:ROPE_DIMS:MAX_CTX[:qk|:v]]: y[M][N] = W[N x K] x[M], TYPE one of q4_k q6_k q5_0 q8_0 q4_1, M 1..=16 (default 1); +N1, +N2: one launch also computes y1 = W1 x (N1 rows) and y2 = W2 x; rope=...: Q, K, V (N, N1, N2 rows; :qk Q and K; :v V alone) with RoPE and the KV cache write in the epilogue";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
         cli_max(dims, 9)?;
@@ -316,12 +316,21 @@ impl FamilySpec for Gemv {
                     )
                 })
                 .collect::<String>(),
-            self.rope.map(|r| format!(
-                "; RoPE ({}, {} of {} dims) on y and y1, y1 and y2 written to the f16 KV caches at pos",
-                r.style.tag(),
-                r.rope_dims,
-                r.head_dim
-            )).unwrap_or_default(),
+            self.rope
+                .map(|r| {
+                    let what = match r.outputs {
+                        RopeOutputs::Qkv => "RoPE on y (Q) and y1 (K), y1 and y2 written to the f16 K and V caches",
+                        RopeOutputs::Qk => "RoPE on y (Q) and y1 (K), y1 written to the f16 K cache",
+                        RopeOutputs::V => "y (V) written to the f16 V cache",
+                    };
+                    format!(
+                        "; {what} at pos ({} style, {} of {} dims rotated)",
+                        r.style.tag(),
+                        r.rope_dims,
+                        r.head_dim
+                    )
+                })
+                .unwrap_or_default(),
             m = self.m,
             n = self.n,
             k = self.k,
@@ -431,7 +440,7 @@ impl FamilySpec for Gemv {
             d = d.per_vector(&part_param("y", i), *rows as u64 * 4);
         }
         if let Some(r) = &self.rope {
-            for (name, stride) in r.batch_params(parts[1]) {
+            for (name, stride) in r.batch_params(r.rows(&parts).1) {
                 d = match stride {
                     Some(s) => d.per_vector(name, s),
                     None => d.shared(name),
@@ -630,6 +639,32 @@ impl FamilySpec for Gemv {
                     head_dim,
                     rope_dims,
                     max_ctx: 4096,
+                    outputs: RopeOutputs::Qkv,
+                }),
+            });
+        }
+        // Q and K in one launch, V in its own (llama3-8b's layers with a Q6_K V), single and
+        // batched.
+        for (weight, n, more, outputs, m) in [
+            (WeightType::Q4K, 4096, [1024, 0], RopeOutputs::Qk, 1),
+            (WeightType::Q6K, 1024, [0, 0], RopeOutputs::V, 1),
+            (WeightType::Q4K, 4096, [1024, 0], RopeOutputs::Qk, 3),
+            (WeightType::Q6K, 1024, [0, 0], RopeOutputs::V, 3),
+        ] {
+            out.push(Gemv {
+                weight,
+                n,
+                k: 4096,
+                bias: false,
+                residual: false,
+                m,
+                more_rows: more,
+                rope: Some(GemvRope {
+                    style: RopeStyle::Norm,
+                    head_dim: 128,
+                    rope_dims: 128,
+                    max_ctx: 4096,
+                    outputs,
                 }),
             });
         }
@@ -637,12 +672,15 @@ impl FamilySpec for Gemv {
     }
 }
 
-/// `norm:HEAD_DIM:ROPE_DIMS:MAX_CTX`, the CLI's `rope=` option.
+/// `STYLE:HEAD_DIM:ROPE_DIMS:MAX_CTX[:qk|:v]`, the CLI's `rope=` option.
 fn rope_from_cli(s: &str) -> Result<GemvRope, String> {
-    let bad = || format!("rope=STYLE:HEAD_DIM:ROPE_DIMS:MAX_CTX expected, got `rope={s}`");
+    let bad = || format!("rope=STYLE:HEAD_DIM:ROPE_DIMS:MAX_CTX[:qk|:v] expected, got `rope={s}`");
     let f: Vec<&str> = s.split(':').collect();
-    let [style, hd, rd, ctx] = f[..] else {
-        return Err(bad());
+    let (style, hd, rd, ctx, outputs) = match f[..] {
+        [style, hd, rd, ctx] => (style, hd, rd, ctx, RopeOutputs::Qkv),
+        [style, hd, rd, ctx, "qk"] => (style, hd, rd, ctx, RopeOutputs::Qk),
+        [style, hd, rd, ctx, "v"] => (style, hd, rd, ctx, RopeOutputs::V),
+        _ => return Err(bad()),
     };
     let num = |v: &str| v.parse::<u32>().map_err(|_| bad());
     Ok(GemvRope {
@@ -650,6 +688,7 @@ fn rope_from_cli(s: &str) -> Result<GemvRope, String> {
         head_dim: num(hd)?,
         rope_dims: num(rd)?,
         max_ctx: num(ctx)?,
+        outputs,
     })
 }
 
@@ -849,7 +888,7 @@ fn build<F: BlockFormat>(
     // RoPE + KV epilogue: its parameters, and how the tile pairs rows (checked above).
     let rope = match s.rope {
         Some(r) => match gemv_rope::pairing(tile) {
-            Some(pairing) => Some((r, gemv_rope::declare(&mut b), pairing)),
+            Some(pairing) => Some((r, gemv_rope::declare(&mut b, &r), pairing)),
             None => {
                 return Err(gemv_rope::invalid_rope((
                     "rope",
@@ -1000,13 +1039,14 @@ fn build<F: BlockFormat>(
         Some(Pairing::AcrossGroups) => vec![row0],
         None => Vec::new(),
     };
-    let rotating = rope
-        .as_ref()
-        .map(|_| b.setp(Cmp::Lt, Type::U32, cta_all, starts[2]));
+    // Of Q, K and V in one launch, the blocks before V's rotate.
+    let rotating = match rope.as_ref().map(|r| r.0.outputs) {
+        Some(RopeOutputs::Qkv) => Some(b.setp(Cmp::Lt, Type::U32, cta_all, starts[2])),
+        _ => None,
+    };
     let rope_prologue = |b: &mut KernelBuilder| {
         rope.as_ref()
-            .zip(rotating)
-            .map(|((r, p, _), rot)| gemv_rope::prologue(b, r, p, s.m, &pair_rows, rot))
+            .map(|(r, p, _)| gemv_rope::prologue(b, r, p, s.m, &pair_rows, rotating))
     };
     let mut angles = None;
     let mut queue = std::collections::VecDeque::new();
@@ -1138,7 +1178,9 @@ fn build<F: BlockFormat>(
     };
     if let (Some((r, p, pairing)), Some(angles)) = (rope.as_ref(), angles.as_ref()) {
         b.if_then(writer, |b| {
-            let mine: Vec<Reg> = (0..parts.len()).map(|i| mine_of(b, i)).collect();
+            let mine: Vec<Option<Reg>> = (0..parts.len())
+                .map(|i| (parts.len() > 1).then(|| mine_of(b, i)))
+                .collect();
             for (j, row) in pair_rows.iter().enumerate() {
                 // The pair's two rows, per vector: dot product plus bias.
                 let sums = |b: &mut KernelBuilder, row: Reg, tot: Vec<Reg>| -> Vec<Reg> {
@@ -1302,7 +1344,7 @@ fn build<F: BlockFormat>(
         ));
     }
     if let Some(r) = &s.rope {
-        params.extend(r.param_specs(parts[1], s.m));
+        params.extend(r.param_specs(r.rows(&parts).1, s.m));
     }
     Ok(GeneratedKernel {
         name,

@@ -45,6 +45,54 @@ pub struct GemvRope {
     pub rope_dims: u32,
     /// Positions in the cache and rows of the angle table.
     pub max_ctx: u32,
+    /// Which of Q, K and V the launch's matrices are.
+    #[serde(default, skip_serializing_if = "RopeOutputs::is_qkv")]
+    pub outputs: RopeOutputs,
+}
+
+/// The matrices of a launch with the RoPE epilogue, in order: Q, K and V in one launch; Q and
+/// K (V has another type, as Q4_K_M mixes in Q6_K); or V alone (its cache write).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RopeOutputs {
+    #[default]
+    Qkv,
+    Qk,
+    V,
+}
+
+/// What the epilogue does with a matrix's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeRole {
+    /// Rotate, store.
+    Q,
+    /// Rotate, store, write the K cache.
+    K,
+    /// Store, write the V cache.
+    V,
+}
+
+impl RopeOutputs {
+    fn is_qkv(&self) -> bool {
+        *self == RopeOutputs::Qkv
+    }
+
+    /// The role of each matrix of the launch, in order.
+    pub fn roles(self) -> &'static [RopeRole] {
+        match self {
+            RopeOutputs::Qkv => &[RopeRole::Q, RopeRole::K, RopeRole::V],
+            RopeOutputs::Qk => &[RopeRole::Q, RopeRole::K],
+            RopeOutputs::V => &[RopeRole::V],
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            RopeOutputs::Qkv => "",
+            RopeOutputs::Qk => "_qk",
+            RopeOutputs::V => "_v",
+        }
+    }
 }
 
 /// Where the two rows of a rotation pair meet.
@@ -69,8 +117,8 @@ pub(super) fn pairing(tile: GemvTile) -> Option<Pairing> {
 }
 
 impl GemvRope {
-    /// The `rope_kv` launch this epilogue replaces, for matrices of `q_rows` and `kv_rows`
-    /// rows and `m` vectors.
+    /// The `rope_kv` launch this epilogue (or, for [`RopeOutputs::Qk`] and [`RopeOutputs::V`],
+    /// its part) replaces, for matrices of `q_rows` and `kv_rows` rows and `m` vectors.
     pub fn rope_kv(&self, q_rows: u32, kv_rows: u32, m: u32) -> RopeKv {
         RopeKv {
             style: self.style,
@@ -86,12 +134,22 @@ impl GemvRope {
     /// The kernel name's suffix.
     pub(super) fn suffix(&self) -> String {
         format!(
-            "_rope_{}_d{}_r{}_ctx{}",
+            "_rope_{}_d{}_r{}_ctx{}{}",
             self.style.tag(),
             self.head_dim,
             self.rope_dims,
-            self.max_ctx
+            self.max_ctx,
+            self.outputs.tag()
         )
+    }
+
+    /// Rows of the launch's Q matrix and of a K or V matrix (V alone: both its own).
+    pub fn rows(&self, parts: &[u32]) -> (u32, u32) {
+        let first = parts.first().copied().unwrap_or(0);
+        match self.outputs {
+            RopeOutputs::V => (first, first),
+            _ => (first, parts.get(1).copied().unwrap_or(0)),
+        }
     }
 
     /// Checks the epilogue against the launch's matrices (`parts`) and tile: what is wrong
@@ -104,14 +162,20 @@ impl GemvRope {
     ) -> Result<(), (&'static str, String, String)> {
         let hd = self.head_dim;
         let whole_heads = |r: u32| hd > 0 && r % hd == 0;
-        if parts.len() != 3 || parts[1] != parts[2] || !parts.iter().all(|r| whole_heads(*r)) {
+        let roles = self.outputs.roles();
+        let kv_alike = self.outputs != RopeOutputs::Qkv || parts.get(1) == parts.get(2);
+        if parts.len() != roles.len() || !kv_alike || !parts.iter().all(|r| whole_heads(*r)) {
             return Err((
                 "more_rows",
-                format!("Q, K and V in one launch: whole heads of {hd} rows, K and V alike"),
+                format!(
+                    "one matrix per output of {:?}: whole heads of {hd} rows, K and V alike",
+                    self.outputs
+                ),
                 format!("{parts:?}"),
             ));
         }
-        self.rope_kv(parts[0], parts[1], m)
+        let (q_rows, kv_rows) = self.rows(parts);
+        self.rope_kv(q_rows, kv_rows, m)
             .validate()
             .map_err(|e| ("rope", "valid rope_kv dims".into(), e.to_string()))?;
         if pairing(tile).is_none() {
@@ -129,15 +193,31 @@ impl GemvRope {
         kv_rows as u64 * self.max_ctx as u64 * 2
     }
 
-    /// The batching claim's extra parameters: each vector its own caches and position.
-    pub(super) fn batch_params(&self, kv_rows: u32) -> [(&'static str, Option<u64>); 4] {
-        let cache = self.cache_bytes(kv_rows);
+    /// Whether the launch writes the K cache, the V cache, and reads the angle table.
+    fn uses(&self) -> [bool; 3] {
+        let roles = self.outputs.roles();
         [
+            roles.contains(&RopeRole::K),
+            roles.contains(&RopeRole::V),
+            roles.contains(&RopeRole::Q),
+        ]
+    }
+
+    /// The batching claim's extra parameters: each vector its own caches and position.
+    pub(super) fn batch_params(&self, kv_rows: u32) -> Vec<(&'static str, Option<u64>)> {
+        let cache = self.cache_bytes(kv_rows);
+        let all = [
             ("k_cache", Some(cache)),
             ("v_cache", Some(cache)),
             ("rope_table", None),
-            ("pos", Some(4)),
-        ]
+        ];
+        let mut out: Vec<_> = all
+            .into_iter()
+            .zip(self.uses())
+            .filter_map(|(p, used)| used.then_some(p))
+            .collect();
+        out.push(("pos", Some(4)));
+        out
     }
 
     /// The parameter specs of the epilogue's buffers.
@@ -154,7 +234,8 @@ impl GemvRope {
             String::new()
         };
         let cache = self.cache_bytes(kv_rows) * m as u64;
-        vec![
+        let uses = self.uses();
+        let mut specs = vec![
             ParamSpec::buffer(
                 "k_cache",
                 format!("{m_dim}{layout}"),
@@ -187,23 +268,31 @@ impl GemvRope {
                 Access::Read,
                 "position of this token; q and k stay unrotated and the caches untouched when pos >= max_ctx",
             ),
-        ]
+        ];
+        let mut i = 0;
+        specs.retain(|_| {
+            let keep = uses.get(i).copied().unwrap_or(true);
+            i += 1;
+            keep
+        });
+        specs
     }
 }
 
-/// The epilogue's kernel parameters, declared after the GEMV's own.
+/// The epilogue's kernel parameters, declared after the GEMV's own (those its outputs use).
 pub(super) struct RopeParams {
-    k_cache: Param,
-    v_cache: Param,
-    table: Param,
+    k_cache: Option<Param>,
+    v_cache: Option<Param>,
+    table: Option<Param>,
     pos: Param,
 }
 
-pub(super) fn declare(b: &mut KernelBuilder) -> RopeParams {
+pub(super) fn declare(b: &mut KernelBuilder, r: &GemvRope) -> RopeParams {
+    let [k, v, t] = r.uses();
     RopeParams {
-        k_cache: b.param(Type::U64, "k_cache"),
-        v_cache: b.param(Type::U64, "v_cache"),
-        table: b.param(Type::U64, "rope_table"),
+        k_cache: k.then(|| b.param(Type::U64, "k_cache")),
+        v_cache: v.then(|| b.param(Type::U64, "v_cache")),
+        table: t.then(|| b.param(Type::U64, "rope_table")),
         pos: b.param(Type::U64, "pos"),
     }
 }
@@ -218,30 +307,37 @@ pub(super) struct Angles {
 }
 
 /// Loads the positions and the angle pairs of the rows `pair_rows` (each the even row of a
-/// pair, within its matrix). `rotating`: this thread block computes Q or K rows.
+/// pair, within its matrix). `rotating`: this thread block computes Q or K rows (`None`:
+/// every block does). A launch of V alone loads positions only.
 pub(super) fn prologue(
     b: &mut KernelBuilder,
     r: &GemvRope,
     p: &RopeParams,
     m: u32,
     pair_rows: &[Reg],
-    rotating: Reg,
+    rotating: Option<Reg>,
 ) -> Angles {
     b.comment("rope: position and angles of this thread's pairs");
     let half = r.rope_dims / 2;
     let pos_base = b.global_ptr(&p.pos);
-    let table = b.global_ptr(&p.table);
+    let table = p.table.as_ref().map(|t| b.global_ptr(t));
     // Per pair: its index in the head, and whether it is a rotated pair of Q or K.
-    let pairs: Vec<(Reg, Reg)> = pair_rows
-        .iter()
-        .map(|row| {
-            let d = b.bin(BinOp::Rem, Type::U32, FMode::NONE, *row, r.head_dim);
-            let i = b.shr(Type::U32, d, 1u32);
-            let below = b.setp(Cmp::Lt, Type::U32, i, half);
-            let rot = b.and(Type::Pred, below, rotating);
-            (i, rot)
-        })
-        .collect();
+    let pairs: Vec<(Reg, Reg)> = match table {
+        None => Vec::new(),
+        Some(_) => pair_rows
+            .iter()
+            .map(|row| {
+                let d = b.bin(BinOp::Rem, Type::U32, FMode::NONE, *row, r.head_dim);
+                let i = b.shr(Type::U32, d, 1u32);
+                let below = b.setp(Cmp::Lt, Type::U32, i, half);
+                let rot = match rotating {
+                    Some(q_or_k) => b.and(Type::Pred, below, q_or_k),
+                    None => below,
+                };
+                (i, rot)
+            })
+            .collect(),
+    };
     let mut angles = Angles {
         pos: Vec::new(),
         ok: Vec::new(),
@@ -255,7 +351,7 @@ pub(super) fn prologue(
             .map(|(i, rot)| {
                 let rot = b.and(Type::Pred, *rot, ok);
                 let at = b.mad(Type::U32, FMode::NONE, pos, half, *i);
-                let addr = b.mad_wide(Type::U32, at, 8u32, table);
+                let addr = b.mad_wide(Type::U32, at, 8u32, table.expect("pairs need the table"));
                 let c = load_f32(b, 2, Addr::reg(addr), &[CacheHint::NonCoherent], Some(rot));
                 (rot, c[0], c[1])
             })
@@ -300,7 +396,8 @@ pub(super) struct Pair<'a> {
 pub(super) struct Outputs<'a> {
     pub rows: &'a [u32],
     pub ptrs: &'a [Param],
-    pub mine: &'a [Reg],
+    /// Whether this block computes the matrix (`None`: a launch of one matrix).
+    pub mine: &'a [Option<Reg>],
 }
 
 /// Rotates and stores one pair for every vector: to matrix `i`'s output where this block
@@ -315,8 +412,11 @@ pub(super) fn store_pair(
     let hd = r.head_dim;
     let out: Vec<(Reg, Reg)> = (0..a.pos.len())
         .map(|v| {
-            let (rot, c, s) = a.cs[v][pair.index];
             let (x, y) = (pair.x[v], pair.y[v]);
+            // A launch of V alone rotates nothing.
+            let Some(&(rot, c, s)) = a.cs[v].get(pair.index) else {
+                return (x, y);
+            };
             let (xr, yr) = rotate(b, x, y, c, s);
             (b.selp(Type::F32, xr, x, rot), b.selp(Type::F32, yr, y, rot))
         })
@@ -325,12 +425,12 @@ pub(super) fn store_pair(
     let [rx, ry] = pair.rows;
     // Byte offsets of the rows in a vector's output, and their dims in the head (the norm
     // style's adjacent rows take one 8-byte output store and one 4-byte cache store).
-    let rows = if norm {
+    let stored = if norm {
         &pair.rows[..1]
     } else {
         &pair.rows[..]
     };
-    let off: Vec<Reg> = rows
+    let off: Vec<Reg> = stored
         .iter()
         .map(|r| b.mul_wide(Type::U32, *r, 4u32))
         .collect();
@@ -338,7 +438,7 @@ pub(super) fn store_pair(
     let d = b.bin(BinOp::Rem, Type::U32, FMode::NONE, rx, hd);
     let dy = (!norm).then(|| b.bin(BinOp::Rem, Type::U32, FMode::NONE, ry, hd));
     for (i, (yp, rows)) in outs.ptrs.iter().zip(outs.rows).enumerate() {
-        b.if_then(outs.mine[i], |b| {
+        let store = |b: &mut KernelBuilder| {
             let base = b.global_ptr(yp);
             let at: Vec<Reg> = off.iter().map(|o| b.add(Type::U64, base, *o)).collect();
             for (v, (xo, yo)) in out.iter().enumerate() {
@@ -357,10 +457,12 @@ pub(super) fn store_pair(
                     b.st_global(Type::F32, Addr::reg_off(at[1], vec_off), *yo);
                 }
             }
-            if i == 0 {
-                return;
-            }
-            let cache = if i == 1 { &p.k_cache } else { &p.v_cache };
+            let cache = match r.outputs.roles()[i] {
+                RopeRole::Q => return,
+                RopeRole::K => p.k_cache.as_ref(),
+                RopeRole::V => p.v_cache.as_ref(),
+            };
+            let cache = cache.expect("declared for the launch's roles");
             let cache_bytes = r.cache_bytes(*rows) as i64;
             let base = b.global_ptr(cache);
             for (v, (xo, yo)) in out.iter().enumerate() {
@@ -386,7 +488,11 @@ pub(super) fn store_pair(
                     }
                 }
             }
-        });
+        };
+        match outs.mine[i] {
+            Some(mine) => b.if_then(mine, store),
+            None => store(b),
+        }
     }
 }
 

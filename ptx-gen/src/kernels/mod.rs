@@ -39,7 +39,7 @@ pub use gemv::{
     default_tile, generate_tiled, part_param, Gemv, GemvTile, WeightType, GEMV_MAX_BATCH,
     GEMV_MAX_TILE,
 };
-pub use gemv_rope::GemvRope;
+pub use gemv_rope::{GemvRope, RopeOutputs, RopeRole};
 pub use glu::{Glu, GluAct, GELU_COEF_A};
 pub use head_rmsnorm::{HeadRmsNorm, HEAD_RMSNORM_MAX_HEAD_DIM};
 pub use quantize_q8_1::{QuantizeQ8_1, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};

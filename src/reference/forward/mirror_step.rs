@@ -94,22 +94,26 @@ impl CpuForward<'_> {
                 pos,
             } => {
                 let p = u32_at(bytes(seq, *pos), 0);
-                let (mut qv, mut kv, vv) = (read(seq, *q), read(seq, *k), read(seq, *v));
+                let mut qv = q.map(|r| read(seq, r));
+                let mut kv = k.map(|r| read(seq, r));
+                let vv = v.map(|r| read(seq, r));
+                let table = table.map_or(&[][..], |t| &self.rope[t][..]);
                 let Sequence {
                     k_cache, v_cache, ..
                 } = seq;
-                mirror::rope_kv::rope_kv(
+                mirror::rope_kv::rope_kv_parts(
                     spec,
-                    &self.rope[*table],
+                    table,
                     p,
-                    &mut qv,
-                    &mut kv,
-                    &vv,
-                    &mut k_cache[*layer],
-                    &mut v_cache[*layer],
+                    qv.as_deref_mut(),
+                    kv.as_deref_mut().map(|x| (x, &mut k_cache[*layer][..])),
+                    vv.as_deref().map(|x| (x, &mut v_cache[*layer][..])),
                 )?;
-                put_f32s(bytes_mut(seq, *q), &qv);
-                put_f32s(bytes_mut(seq, *k), &kv);
+                for (region, values) in [(q, qv), (k, kv)] {
+                    if let (Some(r), Some(v)) = (region, values) {
+                        put_f32s(bytes_mut(seq, *r), &v);
+                    }
+                }
             }
             Op::Attention {
                 spec,

@@ -38,6 +38,40 @@ pub fn rope_kv(
     Ok(())
 }
 
+/// The part of `rope_kv` a GEMV's RoPE epilogue computes (see
+/// [`crate::reference::rope_kv::rope_kv_parts`]): the same arithmetic, so the same bits.
+pub fn rope_kv_parts(
+    spec: &RopeKv,
+    table: &[f32],
+    pos: u32,
+    q: Option<&mut [f32]>,
+    k: Option<(&mut [f32], &mut [f16])>,
+    v: Option<(&[f32], &mut [f16])>,
+) -> Result<(), MirrorError> {
+    const K: &str = "gemv rope epilogue";
+    check_spec(K, spec)?;
+    let d = spec.head_dim as usize;
+    let kv = spec.n_kv_heads as usize * d;
+    let cache = kv * spec.max_ctx as usize;
+    if let Some(q) = &q {
+        check_len(K, "q", spec.n_heads as usize * d, q.len())?;
+    }
+    if let Some((x, c)) = &k {
+        check_len(K, "k", kv, x.len())?;
+        check_len(K, "k_cache", cache, c.len())?;
+    }
+    if let Some((x, c)) = &v {
+        check_len(K, "v", kv, x.len())?;
+        check_len(K, "v_cache", cache, c.len())?;
+    }
+    if q.is_some() || k.is_some() {
+        let rows = spec.max_ctx as usize * spec.rope_dims as usize;
+        check_len(K, "rope_table", rows, table.len())?;
+    }
+    crate::reference::rope_kv::rope_kv_parts(spec, table, pos, q, k, v);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::Rng;
