@@ -535,8 +535,15 @@ impl FamilySpec for Gemv {
         // Q, K, V with RoPE + KV write in the epilogue: SmolLM2's (pairs within a thread),
         // llama3-8b's (pairs across two groups' shared sums), qwen2.5's (neox, biases),
         // partial neox rotary, and batched.
+        let r = |style, head_dim, rope_dims| GemvRope {
+            style,
+            head_dim,
+            rope_dims,
+            max_ctx: 4096,
+            outputs: RopeOutputs::Qkv,
+        };
         let (norm, neox) = (RopeStyle::Norm, RopeStyle::Neox);
-        for (weight, n, more, k, bias, m, head_dim, style, rope_dims) in [
+        for (weight, n, more, k, bias, m, rope) in [
             (
                 WeightType::Q4_1,
                 576,
@@ -544,9 +551,7 @@ impl FamilySpec for Gemv {
                 576,
                 false,
                 1,
-                64,
-                norm,
-                64,
+                r(norm, 64, 64),
             ),
             (
                 WeightType::Q4K,
@@ -555,9 +560,7 @@ impl FamilySpec for Gemv {
                 4096,
                 false,
                 1,
-                128,
-                norm,
-                128,
+                r(norm, 128, 128),
             ),
             (
                 WeightType::Q8_0,
@@ -566,9 +569,7 @@ impl FamilySpec for Gemv {
                 896,
                 true,
                 1,
-                64,
-                norm,
-                64,
+                r(norm, 64, 64),
             ),
             (
                 WeightType::Q5_0,
@@ -577,9 +578,7 @@ impl FamilySpec for Gemv {
                 896,
                 true,
                 1,
-                64,
-                neox,
-                64,
+                r(neox, 64, 64),
             ),
             (
                 WeightType::Q4K,
@@ -588,9 +587,7 @@ impl FamilySpec for Gemv {
                 4096,
                 false,
                 1,
-                128,
-                neox,
-                64,
+                r(neox, 128, 64),
             ),
             (
                 WeightType::Q4_1,
@@ -599,9 +596,7 @@ impl FamilySpec for Gemv {
                 576,
                 false,
                 4,
-                64,
-                norm,
-                64,
+                r(norm, 64, 64),
             ),
             (
                 WeightType::Q4K,
@@ -610,9 +605,7 @@ impl FamilySpec for Gemv {
                 4096,
                 false,
                 2,
-                128,
-                norm,
-                128,
+                r(norm, 128, 128),
             ),
             (
                 WeightType::Q5_0,
@@ -621,9 +614,7 @@ impl FamilySpec for Gemv {
                 896,
                 true,
                 3,
-                64,
-                neox,
-                64,
+                r(neox, 64, 64),
             ),
         ] {
             out.push(Gemv {
@@ -634,13 +625,7 @@ impl FamilySpec for Gemv {
                 residual: false,
                 m,
                 more_rows: more,
-                rope: Some(GemvRope {
-                    style,
-                    head_dim,
-                    rope_dims,
-                    max_ctx: 4096,
-                    outputs: RopeOutputs::Qkv,
-                }),
+                rope: Some(rope),
             });
         }
         // Q and K in one launch, V in its own (llama3-8b's layers with a Q6_K V), single and
@@ -660,11 +645,8 @@ impl FamilySpec for Gemv {
                 m,
                 more_rows: more,
                 rope: Some(GemvRope {
-                    style: RopeStyle::Norm,
-                    head_dim: 128,
-                    rope_dims: 128,
-                    max_ctx: 4096,
                     outputs,
+                    ..r(norm, 128, 128)
                 }),
             });
         }
