@@ -9,7 +9,7 @@ mod common;
 
 use common::{f32s, gpu_or_skip, poisoned, read_checked, Rng, GUARD};
 use half::f16;
-use ptx_gen::kernels::{generate, Gemv, KernelSpec, WeightType};
+use ptx_gen::kernels::{generate, generate_tiled, Gemv, GemvTile, KernelSpec, WeightType};
 use ptx_gen::Target;
 use ptxforge::quant::q8_1;
 use ptxforge::quant::GgmlType;
@@ -333,6 +333,68 @@ fn batched_gemv_matches_the_reference_and_the_single_kernel_bit_for_bit() {
             "batched gemv {}: M = 2..=16 bit-identical to single",
             weight.name()
         );
+    }
+}
+
+/// Tiles other than the default (the bench's tile search), splits that are not powers of two
+/// included (7 and 3 warps per row): every output equal, bit for bit, to the CPU mirror of
+/// that tile, single and batched, outputs poisoned and guarded.
+#[test]
+fn other_tiles_equal_their_mirror_bit_for_bit() {
+    let Some(dev) = gpu_or_skip("gemv tiles") else {
+        return;
+    };
+    let mut rng = Rng::fresh("gemv tiles");
+    for (weight, n, k, tile) in [
+        (WeightType::Q4K, 96, 14336, "r1w7l1s7"),
+        (WeightType::Q4K, 96, 14336, "r1w6l1s3"),
+        (WeightType::Q6K, 64, 4096, "r1w6l3s3"),
+        (WeightType::Q5_0, 64, 2048, "r2w5l2s5"),
+        (WeightType::Q8_0, 100, 896, "r2w8l1s2"),
+    ] {
+        let tile: GemvTile = tile.parse().unwrap();
+        for m in [1u32, 2] {
+            let spec = Gemv {
+                weight,
+                n,
+                k,
+                bias: true,
+                residual: false,
+                m,
+                more_rows: [0, 0],
+                rope: None,
+            };
+            let kernel = generate_tiled(&spec, tile, Target::dp4a_default()).unwrap();
+            let loaded = LoadedKernel::load_unchecked(&dev, &kernel).unwrap();
+            let w = random_weights(&mut rng, weight, n, k);
+            let x: Vec<u8> = (0..m).flat_map(|_| random_x(&mut rng, k).1).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.normal(1.0)).collect();
+            let (wb, xb) = (
+                DeviceBuffer::from_bytes(&dev, &w).unwrap(),
+                DeviceBuffer::from_bytes(&dev, &x).unwrap(),
+            );
+            let bb = DeviceBuffer::from_f32(&dev, &bias).unwrap();
+            let bytes = (n * m * 4) as usize;
+            let out = poisoned(&dev, bytes);
+            let args = [
+                KernelArg::Ptr(wb.ptr()),
+                KernelArg::Ptr(xb.ptr()),
+                KernelArg::Ptr(bb.ptr()),
+                KernelArg::Ptr(out.ptr_at(GUARD)),
+            ];
+            loaded.launch(&args, |_| 0).unwrap();
+            dev.synchronize().unwrap();
+            let got = f32s(&read_checked(&out, bytes, &kernel.name));
+            let want = gemv_mirror::gemv_tiled(&spec, tile, &w, &x, Some(&bias), None).unwrap();
+            for (j, (g, c)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    g.to_bits() == c.to_bits(),
+                    "{} output {j}: {g:e}, mirror {c:e}",
+                    kernel.name
+                );
+            }
+            println!("{}: bit-identical to its mirror", kernel.name);
+        }
     }
 }
 

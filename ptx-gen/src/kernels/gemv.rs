@@ -696,19 +696,13 @@ pub fn default_tile(weight: WeightType, n: u32, k: u32) -> GemvTile {
             WeightType::Q5_0 => 2,
             _ => 1,
         };
-        // Seventh session: a row that 8 warps cover in whole passes plus a partial one
-        // (Q4_K at 14336 values: 1.75 passes) but 7 warps in whole passes (2) gets 7, so every
-        // warp's loads are in flight at once and none idles in a last partial pass.
-        let split = if blocks % per_pass(8) != 0 && blocks % per_pass(7) == 0 {
-            7
-        } else {
-            8
-        };
+        // Seventh session: 7 warps for Q4_K at 14336 values (2 whole passes each instead of
+        // 1.75 for 8) was slower, 13.83 -> 15.59 us (M = 8: 61.85 -> 64.78 us): 8 stays.
         return GemvTile {
             rows: 1,
-            warps: split,
+            warps: 8,
             lookahead,
-            split,
+            split: 8,
         };
     }
     let (rows, warps, split) = if blocks >= per_pass(4) {

@@ -13,7 +13,7 @@
 //! exact (`dp4a`).
 
 use half::f16;
-use ptx_gen::kernels::{Gemv, WeightType};
+use ptx_gen::kernels::{Gemv, GemvTile, WeightType};
 
 use super::{check_len, MirrorError};
 use crate::quant::q8_1::BLOCK_Q8_1_BYTES;
@@ -140,6 +140,19 @@ pub fn gemv(
     bias: Option<&[f32]>,
     residual: Option<&[f32]>,
 ) -> Result<Vec<f32>, MirrorError> {
+    gemv_tiled(spec, spec.tile(), w, x, bias, residual)
+}
+
+/// [`gemv`] as the kernel of `spec` with an explicit `tile` (the bench's tile search)
+/// computes it: a row's sum depends on the tile only through its warps per row (`split`).
+pub fn gemv_tiled(
+    spec: &Gemv,
+    tile: GemvTile,
+    w: &[u8],
+    x: &[u8],
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+) -> Result<Vec<f32>, MirrorError> {
     let wt = spec.weight;
     let (n, m) = (spec.n as usize, spec.m as usize);
     let blocks = (spec.k / wt.block_values()) as usize;
@@ -155,7 +168,6 @@ pub fn gemv(
     for (what, found, expected) in sizes {
         check_len("gemv", what, expected, found)?;
     }
-    let tile = spec.tile();
     let lanes = wt.threads_per_block() as usize;
     let group = 32 * tile.split as usize;
     let per_pass = group / lanes;
