@@ -768,6 +768,41 @@ fn gemv_rope_equals_gemv_then_rope_kv() {
     }
 }
 
+/// The mirror of `rope_kv` on the GEMVs' outputs `ys` (Q, K, V, each `[vector][rows]`), each
+/// vector at its own position with its own caches (poisoned where not written): the bytes of
+/// q, k, v, the K caches and the V caches.
+fn rope_kv_per_vector(rk: &RopeKv, table: &[f32], pos: &[u32], ys: Vec<Vec<f32>>) -> [Vec<u8>; 5] {
+    let (qn, kn) = (
+        (rk.n_heads * rk.head_dim) as usize,
+        (rk.n_kv_heads * rk.head_dim) as usize,
+    );
+    let cache = kn * rk.max_ctx as usize;
+    let poison = f16::from_bits(u16::from_le_bytes([POISON; 2]));
+    let mut kc = vec![poison; cache * pos.len()];
+    let mut vc = kc.clone();
+    let [mut q, mut k, v]: [Vec<f32>; 3] = ys.try_into().expect("Q, K and V outputs");
+    for (i, p) in pos.iter().enumerate() {
+        mirror::rope_kv::rope_kv(
+            rk,
+            table,
+            *p,
+            &mut q[i * qn..(i + 1) * qn],
+            &mut k[i * kn..(i + 1) * kn],
+            &v[i * kn..(i + 1) * kn],
+            &mut kc[i * cache..(i + 1) * cache],
+            &mut vc[i * cache..(i + 1) * cache],
+        )
+        .unwrap();
+    }
+    [
+        f32_bytes(&q),
+        f32_bytes(&k),
+        f32_bytes(&v),
+        f16_bytes(&kc),
+        f16_bytes(&vc),
+    ]
+}
+
 /// Q and K in one launch with the epilogue's Q and K part, V (another type) in its own with
 /// the V part, against the mirrors of the three GEMVs and `rope_kv`: outputs and whole caches,
 /// bit for bit, every vector at its own position (one past the cache).
@@ -847,31 +882,13 @@ fn gemv_rope_split(dev: Option<&Device>) {
                 .map(|(spec, w)| mirror::gemv::gemv(spec, w, &x, None, None).unwrap())
                 .collect();
             let rk = rope(RopeOutputs::Qkv).rope_kv(qn, kn, 1);
-            let cache = (kn * max_ctx) as usize;
-            let poison = f16::from_bits(u16::from_le_bytes([POISON; 2]));
-            let mut kc = vec![poison; cache * m as usize];
-            let mut vc = kc.clone();
-            let (mut q, mut kk, v) = (ys[0].clone(), ys[1].clone(), ys[2].clone());
-            let (qn, kn) = (qn as usize, kn as usize);
-            for (i, p) in pos.iter().enumerate() {
-                mirror::rope_kv::rope_kv(
-                    &rk,
-                    &table,
-                    *p,
-                    &mut q[i * qn..(i + 1) * qn],
-                    &mut kk[i * kn..(i + 1) * kn],
-                    &v[i * kn..(i + 1) * kn],
-                    &mut kc[i * cache..(i + 1) * cache],
-                    &mut vc[i * cache..(i + 1) * cache],
-                )
-                .unwrap();
-            }
+            let [q, kk, v, kc, vc] = rope_kv_per_vector(&rk, &table, &pos, ys);
             let what = format!("{style:?} m {m} pos {pos:?}");
-            out_qk.check("y", &f32_bytes(&q), 4, &format!("{what}: q"));
-            out_qk.check("y1", &f32_bytes(&kk), 4, &format!("{what}: k"));
-            out_qk.check("k_cache", &f16_bytes(&kc), 2, &format!("{what}: k_cache"));
-            out_v.check("y", &f32_bytes(&v), 4, &format!("{what}: v"));
-            out_v.check("v_cache", &f16_bytes(&vc), 2, &format!("{what}: v_cache"));
+            out_qk.check("y", &q, 4, &format!("{what}: q"));
+            out_qk.check("y1", &kk, 4, &format!("{what}: k"));
+            out_qk.check("k_cache", &kc, 2, &format!("{what}: k_cache"));
+            out_v.check("y", &v, 4, &format!("{what}: v"));
+            out_v.check("v_cache", &vc, 2, &format!("{what}: v_cache"));
         }
     }
 }
@@ -1010,33 +1027,13 @@ fn gemv_rope(dev: Option<&Device>) {
                 })
                 .collect();
             let rk = epilogue.rope_kv(qn, kn, 1);
-            let cache = (kn * max_ctx) as usize;
-            let poison = f16::from_bits(u16::from_le_bytes([POISON; 2]));
-            let (mut kc, mut vc) = (
-                vec![poison; cache * m as usize],
-                vec![poison; cache * m as usize],
-            );
-            let (mut q, mut kk, v) = (ys[0].clone(), ys[1].clone(), ys[2].clone());
-            let (qn, kn) = (qn as usize, kn as usize);
-            for (i, p) in pos.iter().enumerate() {
-                mirror::rope_kv::rope_kv(
-                    &rk,
-                    &table,
-                    *p,
-                    &mut q[i * qn..(i + 1) * qn],
-                    &mut kk[i * kn..(i + 1) * kn],
-                    &v[i * kn..(i + 1) * kn],
-                    &mut kc[i * cache..(i + 1) * cache],
-                    &mut vc[i * cache..(i + 1) * cache],
-                )
-                .unwrap();
-            }
+            let [q, kk, v, kc, vc] = rope_kv_per_vector(&rk, &table, &pos, ys);
             let what = format!("{} m {m} pos {pos:?}", KernelSpec::Gemv(spec).name());
-            out.check("y", &f32_bytes(&q), 4, &format!("{what}: q"));
-            out.check("y1", &f32_bytes(&kk), 4, &format!("{what}: k"));
-            out.check("y2", &f32_bytes(&v), 4, &format!("{what}: v"));
-            out.check("k_cache", &f16_bytes(&kc), 2, &format!("{what}: k_cache"));
-            out.check("v_cache", &f16_bytes(&vc), 2, &format!("{what}: v_cache"));
+            out.check("y", &q, 4, &format!("{what}: q"));
+            out.check("y1", &kk, 4, &format!("{what}: k"));
+            out.check("y2", &v, 4, &format!("{what}: v"));
+            out.check("k_cache", &kc, 2, &format!("{what}: k_cache"));
+            out.check("v_cache", &vc, 2, &format!("{what}: v_cache"));
             if dev.is_some() {
                 println!("{what}: outputs and caches bit-identical to GEMV + rope_kv");
             }

@@ -22,20 +22,14 @@ pub fn rope_kv(
     k_cache: &mut [f16],
     v_cache: &mut [f16],
 ) -> Result<(), MirrorError> {
-    const K: &str = "rope_kv";
-    check_spec(K, spec)?;
-    let d = spec.head_dim as usize;
-    let kv = spec.n_kv_heads as usize * d;
-    let cache = kv * spec.max_ctx as usize;
-    check_len(K, "q", spec.n_heads as usize * d, q.len())?;
-    check_len(K, "k", kv, k.len())?;
-    check_len(K, "v", kv, v.len())?;
-    check_len(K, "k_cache", cache, k_cache.len())?;
-    check_len(K, "v_cache", cache, v_cache.len())?;
-    let rows = spec.max_ctx as usize * spec.rope_dims as usize;
-    check_len(K, "rope_table", rows, table.len())?;
-    crate::reference::rope_kv::rope_kv(spec, table, pos, q, k, v, k_cache, v_cache);
-    Ok(())
+    rope_kv_parts(
+        spec,
+        table,
+        pos,
+        Some(q),
+        Some((k, k_cache)),
+        Some((v, v_cache)),
+    )
 }
 
 /// The part of `rope_kv` a GEMV's RoPE epilogue computes (see
@@ -48,7 +42,7 @@ pub fn rope_kv_parts(
     k: Option<(&mut [f32], &mut [f16])>,
     v: Option<(&[f32], &mut [f16])>,
 ) -> Result<(), MirrorError> {
-    const K: &str = "gemv rope epilogue";
+    const K: &str = "rope_kv";
     check_spec(K, spec)?;
     let d = spec.head_dim as usize;
     let kv = spec.n_kv_heads as usize * d;
