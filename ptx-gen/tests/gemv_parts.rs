@@ -1,7 +1,10 @@
 //! A GEMV over several matrices in one launch (`Gemv::more_rows`): its typed errors, its
 //! parameters, and that its grid and every matrix's rows are the separate GEMVs' own.
 
-use ptx_gen::kernels::{generate, FamilySpec, Gemv, GenError, KernelSpec, ParamKind, WeightType};
+use ptx_gen::kernels::{
+    generate, generate_tiled, FamilySpec, Gemv, GemvRope, GenError, KernelSpec, ParamKind,
+    RopeOutputs, RopeStyle, WeightType,
+};
 use ptx_gen::launch::Extent;
 use ptx_gen::Target;
 
@@ -70,6 +73,80 @@ fn bad_part_layouts_are_typed_errors() {
         "n / more_rows"
     );
     assert!(s.validate().is_ok());
+}
+
+#[test]
+fn bad_rope_epilogues_are_typed_errors() {
+    let rope = |outputs| GemvRope {
+        style: RopeStyle::Neox,
+        head_dim: 64,
+        rope_dims: 64,
+        max_ctx: 4096,
+        outputs,
+    };
+    let s = Gemv {
+        rope: Some(rope(RopeOutputs::Qkv)),
+        ..qkv(1)
+    };
+    assert!(s.validate().is_ok());
+    // Three outputs need three matrices, K and V alike, of whole heads.
+    for more_rows in [[128, 0], [128, 64], [96, 96]] {
+        assert_eq!(field(Gemv { more_rows, ..s }), "more_rows", "{more_rows:?}");
+    }
+    // Q and K need two matrices; V alone one.
+    let qk = Gemv {
+        rope: Some(rope(RopeOutputs::Qk)),
+        ..s
+    };
+    assert_eq!(field(qk), "more_rows");
+    assert!(Gemv {
+        more_rows: [128, 0],
+        ..qk
+    }
+    .validate()
+    .is_ok());
+    let v = Gemv {
+        n: 128,
+        more_rows: [0, 0],
+        rope: Some(rope(RopeOutputs::V)),
+        ..s
+    };
+    assert!(v.validate().is_ok());
+    // Odd rope dims, a cache of no positions.
+    let bad = |r: GemvRope| field(Gemv { rope: Some(r), ..s });
+    assert_eq!(
+        bad(GemvRope {
+            rope_dims: 63,
+            ..rope(RopeOutputs::Qkv)
+        }),
+        "rope"
+    );
+    assert_eq!(
+        bad(GemvRope {
+            max_ctx: 0,
+            ..rope(RopeOutputs::Qkv)
+        }),
+        "rope"
+    );
+    // A matrix that ends inside a thread block (a pair's writer would store past it).
+    let per_block = v.tile().rows * v.tile().warps / v.tile().split;
+    assert!(per_block > 2);
+    let short = Gemv {
+        n: 2,
+        rope: Some(GemvRope {
+            head_dim: 2,
+            rope_dims: 2,
+            ..rope(RopeOutputs::V)
+        }),
+        ..v
+    };
+    assert_eq!(field(short), "n / more_rows");
+    // A tile whose rows of a pair land in different thread blocks.
+    let err = generate_tiled(&v, "r1w4l1".parse().unwrap(), Target::sm(90));
+    assert!(
+        matches!(err, Err(GenError::InvalidSpec { field: "rope", .. })),
+        "{err:?}"
+    );
 }
 
 #[test]

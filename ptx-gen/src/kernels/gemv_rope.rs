@@ -185,6 +185,15 @@ impl GemvRope {
                 tile.to_string(),
             ));
         }
+        // Every pair's writer stores both rows: no block may reach past a matrix's end.
+        let per_block = tile.rows * tile.warps / tile.split.max(1);
+        if let Some(r) = parts.iter().find(|r| *r % per_block != 0) {
+            return Err((
+                "n / more_rows",
+                format!("multiples of the tile's {per_block} rows per thread block"),
+                r.to_string(),
+            ));
+        }
         Ok(())
     }
 
