@@ -1,4 +1,5 @@
-//! Every non-GEMV kernel family, and the GEMV's RoPE + KV cache epilogue, on the GPU against
+//! Every non-GEMV kernel family, the GEMV's RoPE + KV cache epilogue and its RMSNorm +
+//! quantize prologue, on the GPU against
 //! its CPU mirror
 //! (`ptxforge::reference::mirror`), BIT FOR BIT: fresh random inputs (seed printed; never
 //! zeros), outputs poisoned and wrapped in poisoned guard regions, in-place buffers guarded
@@ -19,8 +20,9 @@ use common::{gpu_or_skip, poisoned, read_checked, Rng, GUARD, POISON};
 use half::f16;
 use ptx_gen::kernels::{
     generate, Access, Argmax, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable,
-    Gemv, GemvRope, Glu, GluAct, HeadRmsNorm, KernelSpec, OutFormat, ParamKind, QuantizeQ8_1,
-    ResidualAdd, ResidualRmsNorm, RmsNorm, RmsNormQ8_1, RopeKv, RopeOutputs, RopeStyle, WeightType,
+    Gemv, GemvNorm, GemvRope, Glu, GluAct, HeadRmsNorm, KernelSpec, OutFormat, ParamKind,
+    QuantizeQ8_1, ResidualAdd, ResidualRmsNorm, RmsNorm, RmsNormQ8_1, RopeKv, RopeOutputs,
+    RopeStyle, WeightType,
 };
 use ptx_gen::Target;
 use ptxforge::reference::mirror;
@@ -830,6 +832,7 @@ fn gemv_rope_split(dev: Option<&Device>) {
                 m,
                 more_rows: [kn, 0],
                 rope: Some(rope(RopeOutputs::Qk)),
+                norm: None,
             };
             let v_spec = Gemv {
                 weight: WeightType::Q6K,
@@ -980,6 +983,7 @@ fn gemv_rope(dev: Option<&Device>) {
                 m,
                 more_rows: [kn, kn],
                 rope: Some(epilogue),
+                norm: None,
             };
             let parts = spec.parts();
             let ws: Vec<Vec<u8>> = parts
@@ -1041,6 +1045,185 @@ fn gemv_rope(dev: Option<&Device>) {
     }
 }
 
+#[test]
+fn gemv_norm_equals_rmsnorm_q8_1_then_gemv() {
+    if let Some(dev) = gpu_or_skip("gemv_norm_equals_rmsnorm_q8_1_then_gemv") {
+        gemv_norm(Some(&dev));
+    }
+}
+
+/// The GEMV with RMSNorm + quantize in its prologue against the mirrors of `rmsnorm_q8_1`
+/// (per vector) and of the plain GEMV on its output: every matrix's output, and with RoPE
+/// the caches, bit for bit.
+fn gemv_norm(dev: Option<&Device>) {
+    use ptxforge::quant::{quantize, GgmlType};
+    let mut rng = Rng::fresh("gemv norm");
+    let max_ctx = 40u32;
+    let rope = GemvRope {
+        style: RopeStyle::Norm,
+        head_dim: 64,
+        rope_dims: 64,
+        max_ctx,
+        outputs: RopeOutputs::Qkv,
+    };
+    // SmolLM2's Q, K, V with RoPE and its gate + up (576 values: 64 of 256 threads sum
+    // squares), Q6_K and Q4_K at 4096 and 1024 (every thread sums), Q5_0 at 640 with a
+    // weight offset (Gemma-style), Q8_0 at 2048 with a bias; batches of 3.
+    let cases = [
+        (
+            WeightType::Q4_1,
+            GgmlType::Q4_1,
+            576,
+            [192, 192],
+            576,
+            Some(rope),
+            false,
+            0.0,
+        ),
+        (
+            WeightType::Q4_1,
+            GgmlType::Q4_1,
+            1536,
+            [1536, 0],
+            576,
+            None,
+            false,
+            0.0,
+        ),
+        (
+            WeightType::Q6K,
+            GgmlType::Q6K,
+            256,
+            [0, 0],
+            4096,
+            None,
+            false,
+            0.0,
+        ),
+        (
+            WeightType::Q4K,
+            GgmlType::Q4K,
+            64,
+            [0, 0],
+            1024,
+            None,
+            false,
+            0.0,
+        ),
+        (
+            WeightType::Q5_0,
+            GgmlType::Q5_0,
+            640,
+            [0, 0],
+            640,
+            None,
+            false,
+            1.0,
+        ),
+        (
+            WeightType::Q8_0,
+            GgmlType::Q8_0,
+            96,
+            [0, 0],
+            2048,
+            None,
+            true,
+            0.0,
+        ),
+    ];
+    for (weight, ty, n, more, k, rope, bias, weight_offset) in cases {
+        for m in [1u32, 3] {
+            let norm = GemvNorm {
+                eps: 1e-5,
+                weight_offset,
+            };
+            let spec = Gemv {
+                weight,
+                n,
+                k,
+                bias,
+                residual: false,
+                m,
+                more_rows: more,
+                rope,
+                norm: Some(norm),
+            };
+            let parts = spec.parts();
+            let ws: Vec<Vec<u8>> = parts
+                .iter()
+                .map(|rows| quantize(ty, &values(&mut rng, (rows * k) as usize, 0.05)).unwrap())
+                .collect();
+            let biases: Vec<Vec<f32>> = parts
+                .iter()
+                .map(|rows| values(&mut rng, *rows as usize, 1.0))
+                .collect();
+            let xs: Vec<Vec<f32>> = (0..m).map(|_| values(&mut rng, k as usize, 2.0)).collect();
+            let nw: Vec<f32> = values(&mut rng, k as usize, 0.3)
+                .iter()
+                .map(|v| 1.0 + v)
+                .collect();
+            let pos: Vec<u32> = (0..m).map(|_| rng.below(max_ctx as u64) as u32).collect();
+            let table = ptxforge::reference::rope::rope_table(1e4, 64, max_ctx);
+            let mut inputs: Vec<(&str, Vec<u8>)> = ["w", "w1", "w2"]
+                .into_iter()
+                .zip(&ws)
+                .map(|(name, w)| (name, w.clone()))
+                .collect();
+            inputs.push(("x", xs.iter().flat_map(|x| f32_bytes(x)).collect()));
+            inputs.push(("norm_w", f32_bytes(&nw)));
+            if bias {
+                for (name, b) in ["bias", "bias1", "bias2"].into_iter().zip(&biases) {
+                    inputs.push((name, f32_bytes(b)));
+                }
+            }
+            if rope.is_some() {
+                inputs.push(("rope_table", f32_bytes(&table)));
+                inputs.push(("pos", pos.iter().flat_map(|p| p.to_le_bytes()).collect()));
+            }
+            let out = run(dev, &KernelSpec::Gemv(spec), &inputs);
+
+            // The mirror: rmsnorm_q8_1 of each vector, then each matrix's plain GEMV.
+            let rms = norm.rmsnorm(k);
+            let xq: Vec<u8> = xs
+                .iter()
+                .flat_map(|x| mirror::rmsnorm_q8_1::rmsnorm_q8_1(&rms, x, &nw).unwrap())
+                .collect();
+            let plain = Gemv {
+                norm: None,
+                rope: None,
+                ..spec
+            };
+            let ys: Vec<Vec<f32>> = (0..parts.len())
+                .map(|i| {
+                    let b = bias.then_some(&biases[i][..]);
+                    mirror::gemv::gemv(&plain.part(i), &ws[i], &xq, b, None).unwrap()
+                })
+                .collect();
+            let what = format!("{} m {m}", KernelSpec::Gemv(spec).name());
+            match rope {
+                Some(r) => {
+                    let rk = r.rope_kv(n, more[0], 1);
+                    let [q, kk, v, kc, vc] = rope_kv_per_vector(&rk, &table, &pos, ys);
+                    out.check("y", &q, 4, &format!("{what}: q"));
+                    out.check("y1", &kk, 4, &format!("{what}: k"));
+                    out.check("y2", &v, 4, &format!("{what}: v"));
+                    out.check("k_cache", &kc, 2, &format!("{what}: k_cache"));
+                    out.check("v_cache", &vc, 2, &format!("{what}: v_cache"));
+                }
+                None => {
+                    for (i, y) in ys.iter().enumerate() {
+                        let name = ["y", "y1", "y2"][i];
+                        out.check(name, &f32_bytes(y), 4, &format!("{what}: {name}"));
+                    }
+                }
+            }
+            if dev.is_some() {
+                println!("{what}: bit-identical to rmsnorm_q8_1 + GEMV");
+            }
+        }
+    }
+}
+
 /// Without a GPU: every case above is a valid spec with inputs of the sizes its kernel
 /// declares, and the mirrors accept them (so a GPU run fails only on a difference in bits).
 #[test]
@@ -1051,4 +1234,5 @@ fn every_case_is_valid_without_a_gpu() {
     attention(None);
     gemv_rope(None);
     gemv_rope_split(None);
+    gemv_norm(None);
 }

@@ -2,8 +2,8 @@
 //! parameters, and that its grid and every matrix's rows are the separate GEMVs' own.
 
 use ptx_gen::kernels::{
-    generate, generate_tiled, FamilySpec, Gemv, GemvRope, GenError, KernelSpec, ParamKind,
-    RopeOutputs, RopeStyle, WeightType,
+    generate, generate_tiled, FamilySpec, Gemv, GemvNorm, GemvRope, GenError, KernelSpec,
+    ParamKind, RopeOutputs, RopeStyle, WeightType,
 };
 use ptx_gen::launch::Extent;
 use ptx_gen::Target;
@@ -32,6 +32,7 @@ fn qkv(m: u32) -> Gemv {
         m,
         more_rows: [128, 128],
         rope: None,
+        norm: None,
     }
 }
 
@@ -210,4 +211,93 @@ fn cli_takes_more_matrices() {
         .map(|s| s.to_string())
         .collect();
     assert!(Gemv::from_cli(&three).is_err());
+}
+
+#[test]
+fn bad_norm_prologues_are_typed_errors() {
+    let norm = GemvNorm {
+        eps: 1e-5,
+        weight_offset: 0.0,
+    };
+    let s = Gemv {
+        weight: WeightType::Q8_0,
+        n: 256,
+        k: 2048,
+        bias: false,
+        residual: false,
+        m: 1,
+        more_rows: [0, 0],
+        rope: None,
+        norm: Some(norm),
+    };
+    assert!(s.validate().is_ok());
+    assert!(Gemv { m: 16, ..s }.validate().is_ok());
+    // eps must be positive and finite; the weight offset finite.
+    for eps in [0.0, -1e-5, f32::NAN, f32::INFINITY] {
+        let bad = Gemv {
+            norm: Some(GemvNorm { eps, ..norm }),
+            ..s
+        };
+        assert_eq!(field(bad), "eps", "eps {eps}");
+    }
+    let bad = Gemv {
+        norm: Some(GemvNorm {
+            weight_offset: f32::NAN,
+            ..norm
+        }),
+        ..s
+    };
+    assert_eq!(field(bad), "weight_offset");
+    // A row of 8192 values is summed by 512 threads in `rmsnorm_q8_1`'s layout: more than
+    // the GEMV's 256.
+    assert_eq!(field(Gemv { k: 8192, ..s }), "norm");
+    // 16 vectors of 4096 values staged: 74 KiB of shared memory.
+    assert_eq!(
+        field(Gemv {
+            k: 4096,
+            m: 16,
+            ..s
+        }),
+        "norm"
+    );
+    assert!(Gemv { k: 4096, m: 8, ..s }.validate().is_ok());
+    // The generator refuses what validation refuses.
+    assert!(matches!(
+        generate(
+            &KernelSpec::Gemv(Gemv { k: 8192, ..s }),
+            Target::dp4a_default()
+        ),
+        Err(GenError::InvalidSpec { .. })
+    ));
+}
+
+#[test]
+fn a_norm_prologue_reads_f32_x_and_the_norm_weight() {
+    let s = Gemv {
+        weight: WeightType::Q4_1,
+        n: 1536,
+        k: 576,
+        bias: false,
+        residual: false,
+        m: 3,
+        more_rows: [1536, 0],
+        rope: None,
+        norm: Some(GemvNorm {
+            eps: 1e-5,
+            weight_offset: 0.0,
+        }),
+    };
+    let k = generate(&KernelSpec::Gemv(s), Target::dp4a_default()).expect("generates");
+    // x: 3 vectors of 576 f32 values; norm_w: one of 576, shared.
+    assert_eq!(bytes(&k, "x"), 3 * 576 * 4);
+    assert_eq!(bytes(&k, "norm_w"), 576 * 4);
+    let names: Vec<&str> = k.params.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["w", "w1", "x", "norm_w", "y", "y1"]);
+    // The same grid as the GEMV without the prologue.
+    let plain = generate(
+        &KernelSpec::Gemv(Gemv { norm: None, ..s }),
+        Target::dp4a_default(),
+    )
+    .expect("generates");
+    assert_eq!(grid_x(&k), grid_x(&plain));
 }

@@ -43,6 +43,10 @@ fn gemv_decl(g: &Gemv) -> BatchDecl {
     if g.residual {
         d = d.per_vector("residual", u64::from(g.n) * 4);
     }
+    // A row's split warps add their sums in shared memory: one copy of the slots per vector.
+    if g.tile().split > 1 {
+        d = d.shared_per_vector("gemv_partial");
+    }
     d.per_vector("y", u64::from(g.n) * 4)
 }
 
@@ -56,6 +60,7 @@ fn pair(weight: WeightType, n: u32, blocks: u32, bias: bool, residual: bool, m: 
         m,
         more_rows: [0, 0],
         rope: None,
+        norm: None,
     };
     Pair {
         spec,
@@ -326,6 +331,7 @@ fn every_real_gemv_pair_passes() {
                     m: 1,
                     more_rows: [0, 0],
                     rope: None,
+                    norm: None,
                 });
                 for m in 2..=16 {
                     let spec = Gemv {
@@ -337,6 +343,7 @@ fn every_real_gemv_pair_passes() {
                         m,
                         more_rows: [0, 0],
                         rope: None,
+                        norm: None,
                     };
                     let batched = kernel(spec);
                     let r = validate_pair((&single).into(), (&batched).into(), &gemv_decl(&spec));
@@ -366,6 +373,7 @@ fn reference_shaped_pairs_pass() {
                 m: 8,
                 more_rows: [0, 0],
                 rope: None,
+                norm: None,
             };
             let r = validate_pair(
                 (&kernel(Gemv { m: 1, ..spec })).into(),

@@ -33,6 +33,9 @@ fn decl(g: &Gemv) -> BatchDecl {
     if g.residual {
         d = d.per_vector("residual", u64::from(g.n) * 4);
     }
+    if g.tile().split > 1 {
+        d = d.shared_per_vector("gemv_partial");
+    }
     d.per_vector("y", u64::from(g.n) * 4)
 }
 
@@ -58,6 +61,7 @@ fn set(m: u32) -> Set {
             m,
             more_rows: [0, 0],
             rope: None,
+            norm: None,
         };
         s.singles.push(kernel(Gemv { m: 1, ..spec }));
         s.batched.push(kernel(spec));

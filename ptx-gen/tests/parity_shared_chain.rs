@@ -1,11 +1,13 @@
-//! Structural parity of kernels whose warps meet in shared memory once per vector: the
-//! split GEMV (several warps share a row; each vector's partial sums go through the same
-//! shared slots, a barrier between vectors). A batched vector's shared memory after such a
-//! barrier stands for the single kernel's untouched shared memory, but only when nothing
-//! reads the memory at that barrier state: without the barrier between one vector's loads
-//! and the next vector's stores (a race), or with a vector's stores missing, the pair fails.
+//! Structural parity of kernels whose warps meet in shared memory: the split GEMV (several
+//! warps share a row and add their sums through shared slots) and the GEMV whose prologue
+//! stages its normalized, quantized input in shared memory. A batched kernel gives each
+//! vector its own copy of such a variable (`gemv_partial`, `gemv_partial_v1`, ...: the
+//! claim's per-vector shared variables), all stored before the one barrier the single
+//! kernel has. A store into another vector's copy cannot change what a vector reads, so the
+//! walk passes over it; a vector that reads another's copy, a missing store or barrier, or
+//! copies declared unlike the single kernel's variable fail.
 
-use ptx_gen::kernels::{Gemv, WeightType, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
+use ptx_gen::kernels::{Gemv, GemvNorm, WeightType, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
 use ptx_gen::parity::{validate_pair, BatchDecl, CheckKind, CheckStatus, KernelSource, PairReport};
 use ptx_gen::{generate, GeneratedKernel, KernelSpec, Target};
 
@@ -21,6 +23,7 @@ fn spec(m: u32) -> Gemv {
         m,
         more_rows: [0, 0],
         rope: None,
+        norm: None,
     }
 }
 
@@ -35,6 +38,7 @@ fn decl(s: &Gemv) -> BatchDecl {
         .per_vector("x", x)
         .per_vector("residual", u64::from(s.n) * 4)
         .per_vector("y", u64::from(s.n) * 4)
+        .shared_per_vector("gemv_partial")
 }
 
 fn check(batched_ptx: &str) -> PairReport {
@@ -61,49 +65,182 @@ fn without_line(ptx: &str, k: usize) -> String {
     out.join("\n") + "\n"
 }
 
-fn reduction_fails(r: &PairReport, what: &str) {
-    let c = r.check(CheckKind::Reduction).expect("a reduction check");
-    assert_eq!(
-        c.status,
-        CheckStatus::Fail,
-        "{what}: expected a reduction failure\n{r}"
-    );
+fn fails(r: &PairReport, kinds: &[CheckKind], what: &str) {
+    let failed: Vec<CheckKind> = kinds
+        .iter()
+        .copied()
+        .filter(|k| r.check(*k).is_some_and(|c| c.status == CheckStatus::Fail))
+        .collect();
     assert!(
-        c.findings.iter().any(|f| f.vectors.contains(&1)),
-        "{what}: no finding for vector 1\n{r}"
+        !failed.is_empty(),
+        "{what}: expected one of {kinds:?} to fail\n{r}"
     );
+    assert!(!r.passed(), "{what}\n{r}");
 }
 
 #[test]
-fn the_split_pair_goes_through_shared_memory_and_passes() {
+fn the_split_pair_has_a_copy_per_vector_and_one_barrier() {
     let (single, batched) = (kernel(spec(1)), kernel(spec(3)));
-    assert!(single.ptx.contains("gemv_partial"), "{}", single.ptx);
-    // One barrier for the single vector; two more per further vector.
+    assert!(
+        single.ptx.contains(".f32 gemv_partial[8]"),
+        "{}",
+        single.ptx
+    );
+    for copy in [
+        "gemv_partial[8]",
+        "gemv_partial_v1[8]",
+        "gemv_partial_v2[8]",
+    ] {
+        assert!(batched.ptx.contains(copy), "{copy}\n{}", batched.ptx);
+    }
     assert_eq!(lines_of(&single.ptx, "bar.sync").len(), 1);
-    assert_eq!(lines_of(&batched.ptx, "bar.sync").len(), 5);
+    assert_eq!(lines_of(&batched.ptx, "bar.sync").len(), 1);
     let r = check(&batched.ptx);
     assert!(r.passed(), "{r}");
 }
 
 #[test]
-fn a_missing_barrier_between_vectors_is_a_race_and_fails() {
-    let batched = kernel(spec(3));
-    // The second barrier: after vector 0's loads, before vector 1's stores.
-    let k = lines_of(&batched.ptx, "bar.sync")[1];
-    reduction_fails(&check(&without_line(&batched.ptx, k)), "drop the barrier");
+fn without_the_per_vector_claim_the_copies_are_other_variables() {
+    let (single, batched) = (kernel(spec(1)), kernel(spec(3)));
+    let mut d = decl(&spec(3));
+    d.per_vector_shared.clear();
+    let r = validate_pair(
+        KernelSource::from(&single),
+        KernelSource::from(&batched),
+        &d,
+    );
+    fails(&r, &[CheckKind::Dataflow, CheckKind::Reduction], "no claim");
 }
 
 #[test]
-fn a_vector_reading_the_previous_vectors_sums_fails() {
+fn a_vector_reading_another_vectors_copy_fails() {
     let batched = kernel(spec(3));
-    // Vector 1's stores are the st.shared after the second barrier.
-    let bar = lines_of(&batched.ptx, "bar.sync")[1];
-    let k = *lines_of(&batched.ptx, "st.shared")
-        .iter()
-        .find(|&&k| k > bar)
-        .expect("vector 1 stores its sums");
-    reduction_fails(
+    // Vector 1's slots' address taken from vector 2's copy.
+    let edited = batched
+        .ptx
+        .replacen(", gemv_partial_v1;", ", gemv_partial_v2;", 1);
+    assert_ne!(edited, batched.ptx);
+    fails(
+        &check(&edited),
+        &[CheckKind::Dataflow, CheckKind::Reduction],
+        "vector 1 reads vector 2's copy",
+    );
+}
+
+#[test]
+fn a_missing_barrier_fails() {
+    let batched = kernel(spec(3));
+    let k = lines_of(&batched.ptx, "bar.sync")[0];
+    fails(
         &check(&without_line(&batched.ptx, k)),
+        &[CheckKind::Reduction],
+        "drop the barrier",
+    );
+}
+
+#[test]
+fn a_missing_store_of_one_vector_fails() {
+    let batched = kernel(spec(3));
+    // The stores are vector 0's, 1's and 2's, in order.
+    let k = lines_of(&batched.ptx, "st.shared")[1];
+    fails(
+        &check(&without_line(&batched.ptx, k)),
+        &[CheckKind::Reduction, CheckKind::Dataflow],
         "drop vector 1's store",
+    );
+}
+
+#[test]
+fn copies_must_be_declared_as_the_single_kernels_variable() {
+    let (single, batched) = (kernel(spec(1)), kernel(spec(3)));
+    let params_fail = |single_ptx: &str, batched_ptx: &str, what: &str| {
+        let r = validate_pair(
+            KernelSource::text(&single.name, single_ptx),
+            KernelSource::text(&batched.name, batched_ptx),
+            &decl(&spec(3)),
+        );
+        let c = r.check(CheckKind::Params).expect("a params check");
+        assert_eq!(c.status, CheckStatus::Fail, "{what}\n{r}");
+    };
+    let missing = batched
+        .ptx
+        .lines()
+        .filter(|l| !l.contains("gemv_partial_v2["))
+        .collect::<Vec<_>>()
+        .join("\n");
+    params_fail(&single.ptx, &missing, "vector 2's copy undeclared");
+    let smaller = batched
+        .ptx
+        .replace("gemv_partial_v2[8]", "gemv_partial_v2[4]");
+    params_fail(&single.ptx, &smaller, "vector 2's copy smaller");
+    let extra = single.ptx.replace(
+        ".f32 gemv_partial[8];",
+        ".f32 gemv_partial[8];\n\t.shared .align 4 .f32 gemv_partial_v1[8];",
+    );
+    params_fail(
+        &extra,
+        &batched.ptx,
+        "the single kernel declares a later copy",
+    );
+}
+
+/// SmolLM2's gate + up with RMSNorm + quantize in the prologue.
+fn normed(m: u32) -> Gemv {
+    Gemv {
+        weight: WeightType::Q4_1,
+        n: 1536,
+        k: 576,
+        bias: false,
+        residual: false,
+        m,
+        more_rows: [1536, 0],
+        rope: None,
+        norm: Some(GemvNorm {
+            eps: 1e-5,
+            weight_offset: 0.0,
+        }),
+    }
+}
+
+#[test]
+fn the_norm_prologue_pair_passes_and_a_vector_reading_another_input_fails() {
+    let (single, batched) = (kernel(normed(1)), kernel(normed(3)));
+    let d = KernelSpec::Gemv(normed(3))
+        .batch_decl()
+        .expect("a batching claim");
+    for base in ["gemv_xq", "gemv_rms"] {
+        assert!(d.per_vector_shared.iter().any(|b| b == base), "{d:?}");
+    }
+    let r = validate_pair(
+        KernelSource::from(&single),
+        KernelSource::from(&batched),
+        &d,
+    );
+    assert!(r.passed(), "{r}");
+    // Vector 1's dot products read vector 0's staged input.
+    let edited = batched.ptx.replacen(", gemv_xq_v1;", ", gemv_xq;", 1);
+    assert_ne!(edited, batched.ptx);
+    let r = validate_pair(
+        KernelSource::from(&single),
+        KernelSource::text(&batched.name, &edited),
+        &d,
+    );
+    fails(
+        &r,
+        &[CheckKind::Dataflow, CheckKind::Reduction],
+        "vector 1 reads vector 0's input",
+    );
+    // Vector 2's sum of squares added in vector 1's slots.
+    let edited = batched.ptx.replacen(", gemv_rms_v2;", ", gemv_rms_v1;", 1);
+    assert_ne!(edited, batched.ptx);
+    let r = validate_pair(
+        KernelSource::from(&single),
+        KernelSource::text(&batched.name, &edited),
+        &d,
+    );
+    fails(
+        &r,
+        &[CheckKind::Dataflow, CheckKind::Reduction],
+        "vector 2's partials in vector 1's copy",
     );
 }

@@ -5,12 +5,15 @@
 //! split + combine (quantizing its output where head_dim is a multiple of 32, else a separate
 //! quantize), O GEMV (+residual, or post-norm then fused residual + norm),
 //! gate/up GEMV, activation + quantize, down GEMV (likewise)] -> LM head -> argmax.
-//! Every residual add is fused into a GEMV epilogue or into the next norm.
+//! Every residual add is fused into a GEMV epilogue or into the next norm. Where the
+//! vector is short and the GEMVs reading a norm's output fit one wave of thread blocks
+//! (small models), the norm + quantize goes into those GEMVs' prologue instead of a
+//! launch of its own (`GemvNorm`).
 
 use ptx_gen::kernels::{
-    Argmax, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable, Gemv, GemvRope, Glu,
-    GluAct, HeadRmsNorm, KernelSpec, OutFormat, QuantizeQ8_1, ResidualRmsNorm, RmsNormQ8_1,
-    RopeOutputs, RopeStyle as KRopeStyle,
+    default_tile, Argmax, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable, Gemv,
+    GemvNorm, GemvRope, Glu, GluAct, HeadRmsNorm, KernelSpec, OutFormat, QuantizeQ8_1,
+    ResidualRmsNorm, RopeOutputs, RopeStyle as KRopeStyle,
 };
 
 use crate::contract::{Activation, EmbeddingScale, ModelSpec, QkNorm, Role, RopeStyle};
@@ -40,9 +43,71 @@ fn weight(role: Role, layer: Option<u32>) -> Arg {
 struct Planner<'a> {
     model: &'a ModelSpec,
     rec: Recorder,
+    /// A norm + quantize into `xq` folded into the prologue of the GEMVs that read `xq`
+    /// (they read `x` and the norm weight instead), or `None` where `xq` was written.
+    folded: Option<(GemvNorm, Arg)>,
 }
 
+/// Hidden sizes up to this fold their norm + quantize into the next GEMVs' prologue: each
+/// thread block normalizes the whole vector itself, which costs less than a launch only
+/// where the vector is short.
+const NORM_FOLD_MAX_HIDDEN: u32 = 2048;
+
+/// ... and only where those GEMVs fit in one wave of thread blocks (8 per SM on a 132-SM
+/// H100): past that every further wave pays the prologue again (an LM head of 49152 rows
+/// would run 6 of them).
+const NORM_FOLD_MAX_BLOCKS: u32 = 1024;
+
 impl Planner<'_> {
+    /// `RMSNorm(x) -> xq` with weight `w`, read next by the GEMV(s) of `rows` rows of
+    /// `consumer`: folded into their prologue where [`Planner::folds`], else launched.
+    fn norm_into_xq(
+        &mut self,
+        layer: Option<u32>,
+        w: Arg,
+        consumer: (Role, Option<u32>, u32),
+    ) -> Result<(), PlanError> {
+        let d = &self.model.dims;
+        let norm = GemvNorm {
+            eps: d.rms_eps,
+            weight_offset: self.model.behaviour.norm_weight_offset,
+        };
+        if self.folds(consumer)? {
+            self.folded = Some((norm, w));
+            return Ok(());
+        }
+        self.folded = None;
+        self.launch(
+            KernelSpec::RmsNormQ8_1(norm.rmsnorm(d.hidden)),
+            layer,
+            vec![("x", buf(Buffer::X)), ("w", w), ("y", buf(Buffer::Xq))],
+        )
+    }
+
+    /// Whether a norm read by `rows` rows of `role` folds into their prologue (see
+    /// [`NORM_FOLD_MAX_HIDDEN`] and [`NORM_FOLD_MAX_BLOCKS`]).
+    fn folds(&self, (role, layer, rows): (Role, Option<u32>, u32)) -> Result<bool, PlanError> {
+        let h = self.model.dims.hidden;
+        let Some(w) = gemv_weight(self.ty(role, layer)?) else {
+            return Ok(false);
+        };
+        if h > NORM_FOLD_MAX_HIDDEN || h % w.block_values() != 0 {
+            return Ok(false);
+        }
+        let tile = default_tile(w, rows, h);
+        let per_block = tile.rows * tile.warps / tile.split;
+        Ok(rows.div_ceil(per_block) <= NORM_FOLD_MAX_BLOCKS)
+    }
+
+    /// The buffer a GEMV reading `x` binds, and the norm its prologue applies: where `x` is
+    /// `xq` and the norm writing it was folded, the GEMV reads `x` and normalizes it.
+    fn gemv_input(&self, x: Buffer) -> (Buffer, Option<(GemvNorm, Arg)>) {
+        match (&self.folded, x) {
+            (Some(f), Buffer::Xq) => (Buffer::X, Some(f.clone())),
+            _ => (x, None),
+        }
+    }
+
     fn kernel_err(&self, e: ptx_gen::kernels::GenError) -> PlanError {
         PlanError::Kernel {
             model: self.model.name.clone(),
@@ -137,6 +202,7 @@ impl Planner<'_> {
         for (slot, p) in more_rows.iter_mut().zip(&parts[1..]) {
             *slot = p.2;
         }
+        let (x, norm) = self.gemv_input(x);
         let spec = Gemv {
             weight: w,
             n: parts[0].2,
@@ -146,6 +212,7 @@ impl Planner<'_> {
             m: 1,
             more_rows,
             rope: rope.as_ref().map(|r| r.0),
+            norm: norm.as_ref().map(|n| n.0),
         };
         if KernelSpec::Gemv(spec).validate().is_err() {
             return Ok(false);
@@ -163,6 +230,7 @@ impl Planner<'_> {
             ));
         }
         args.push(("x", buf(x)));
+        args.extend(norm.map(|n| ("norm_w", n.1)));
         for (i, p) in parts.iter().enumerate() {
             if let Some(b) = p.4 {
                 if self.ty(b, layer)? != GgmlType::F32 {
@@ -198,13 +266,15 @@ impl Planner<'_> {
         residual: Option<Arg>,
         rope: Option<(GemvRope, Vec<(&'static str, Arg)>)>,
     ) -> Result<(), PlanError> {
-        let spec = self.gemv_spec(
+        let mut spec = self.gemv_spec(
             role,
             layer,
             (n, k),
             (bias.is_some(), residual.is_some()),
             rope.as_ref().map(|r| r.0),
         )?;
+        let (x, norm) = self.gemv_input(x);
+        spec.norm = norm.as_ref().map(|n| n.0);
         let ty = self.ty(role, layer)?;
         let row_bytes = ty.row_bytes(k as u64).unwrap_or(0);
         let w_arg = Arg::Weight {
@@ -213,6 +283,7 @@ impl Planner<'_> {
             offset: first_row as u64 * row_bytes,
         };
         let mut args = vec![("w", w_arg), ("x", buf(x))];
+        args.extend(norm.map(|n| ("norm_w", n.1)));
         if let Some(b) = bias {
             if self.ty(b, layer)? != GgmlType::F32 {
                 return Err(PlanError::Tensor {
@@ -260,6 +331,7 @@ impl Planner<'_> {
             m: 1,
             more_rows: [0, 0],
             rope,
+            norm: None,
         })
     }
 }
@@ -285,6 +357,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
     let mut p = Planner {
         model,
         rec: Recorder::new(),
+        folded: None,
     };
 
     // Rope tables, one per distinct (theta, scaling) over the layers.
@@ -353,16 +426,15 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         ],
     )?;
     let w0 = p.norm_weight(Role::AttnNorm, Some(0))?;
-    p.launch(
-        KernelSpec::RmsNormQ8_1(RmsNormQ8_1 {
-            hidden: h,
-            eps,
-            weight_offset: woff,
-            m: 1,
-        }),
-        Some(0),
-        vec![("x", buf(Buffer::X)), ("w", w0), ("y", buf(Buffer::Xq))],
-    )?;
+    let qkv_rows = q_dim + 2 * kv_dim;
+    let qkv_role = |model: &ModelSpec| {
+        if model.weights.has_role(Role::AttnQkv) {
+            Role::AttnQkv
+        } else {
+            Role::AttnQ
+        }
+    };
+    p.norm_into_xq(Some(0), w0, (qkv_role(model), Some(0), qkv_rows))?;
 
     let rope_style = match b.rope_style {
         RopeStyle::Norm => KRopeStyle::Norm,
@@ -565,14 +637,17 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         }
         // O projection; its residual add goes into the GEMV or into the FFN norm.
         let ffn_norm = p.norm_weight(Role::FfnNorm, l)?;
+        let gate_role = if model.weights.has_role(Role::FfnGateUp) {
+            Role::FfnGateUp
+        } else {
+            Role::FfnGate
+        };
         project_and_norm(
             &mut p,
-            Role::AttnOutput,
-            l,
-            q_dim,
-            Buffer::AttnQ8,
+            (Role::AttnOutput, l, q_dim, Buffer::AttnQ8),
             b.post_attn_norm.then_some(Role::AttnPostNorm),
             ffn_norm,
+            (gate_role, l, 2 * ffn),
         )?;
 
         // FFN: gate and up into one buffer, activation + quantize, down.
@@ -622,28 +697,29 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
                 ("y", buf(Buffer::ActQ8)),
             ],
         )?;
-        let next_norm = if layer + 1 < d.layers {
-            p.norm_weight(Role::AttnNorm, Some(layer + 1))?
+        let (next_norm, reader) = if layer + 1 < d.layers {
+            let next = Some(layer + 1);
+            (
+                p.norm_weight(Role::AttnNorm, next)?,
+                (qkv_role(model), next, qkv_rows),
+            )
         } else {
-            p.norm_weight(Role::OutputNorm, None)?
+            (
+                p.norm_weight(Role::OutputNorm, None)?,
+                (head_role(model), None, d.vocab),
+            )
         };
         project_and_norm(
             &mut p,
-            Role::FfnDown,
-            l,
-            ffn,
-            Buffer::ActQ8,
+            (Role::FfnDown, l, ffn, Buffer::ActQ8),
             b.post_ffn_norm.then_some(Role::FfnPostNorm),
             next_norm,
+            reader,
         )?;
     }
 
     // LM head (the embedding when tied) and argmax.
-    let head = if model.weights.has_role(Role::Output) {
-        Role::Output
-    } else {
-        Role::TokenEmbd
-    };
+    let head = head_role(model);
     p.gemv(
         head,
         None,
@@ -692,17 +768,26 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
     })
 }
 
-/// A projection into the hidden size followed by the residual add and the next norm:
-/// without a post-norm, the GEMV adds the residual in place and the next norm reads x;
-/// with one, the GEMV writes tmp and one launch does `x += post_norm(tmp); xq = norm(x)`.
+/// The LM head's matrix: `output`, or the embedding where they are tied.
+fn head_role(model: &ModelSpec) -> Role {
+    if model.weights.has_role(Role::Output) {
+        Role::Output
+    } else {
+        Role::TokenEmbd
+    }
+}
+
+/// A projection (`role` of `layer`, `k` columns, reading `input`) into the hidden size
+/// followed by the residual add and the next norm: without a post-norm, the GEMV adds the
+/// residual in place and the next norm reads x (folded into its `reader`'s prologue where
+/// it can be); with one, the GEMV writes tmp and one launch does
+/// `x += post_norm(tmp); xq = norm(x)`.
 fn project_and_norm(
     p: &mut Planner<'_>,
-    role: Role,
-    layer: Option<u32>,
-    k: u32,
-    input: Buffer,
+    (role, layer, k, input): (Role, Option<u32>, u32, Buffer),
     post_norm: Option<Role>,
     next_norm: Arg,
+    reader: (Role, Option<u32>, u32),
 ) -> Result<(), PlanError> {
     let d = &p.model.dims;
     let (h, eps, woff) = (d.hidden, d.rms_eps, p.model.behaviour.norm_weight_offset);
@@ -718,24 +803,12 @@ fn project_and_norm(
                 None,
                 Some(buf(Buffer::X)),
             )?;
-            p.launch(
-                KernelSpec::RmsNormQ8_1(RmsNormQ8_1 {
-                    hidden: h,
-                    eps,
-                    weight_offset: woff,
-                    m: 1,
-                }),
-                layer,
-                vec![
-                    ("x", buf(Buffer::X)),
-                    ("w", next_norm),
-                    ("y", buf(Buffer::Xq)),
-                ],
-            )
+            p.norm_into_xq(layer, next_norm, reader)
         }
         Some(norm) => {
             p.gemv(role, layer, h, k, input, buf(Buffer::Tmp), None, None)?;
             let rw = p.norm_weight(norm, layer)?;
+            p.folded = None;
             p.launch(
                 KernelSpec::ResidualRmsNorm(ResidualRmsNorm {
                     hidden: h,

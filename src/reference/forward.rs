@@ -192,7 +192,10 @@ enum Op<'a> {
         n: usize,
         k: usize,
         w: &'a [u8],
+        /// Q8_1 blocks, or (with `norm`) the f32 vector the prologue normalizes first.
         x: Region,
+        /// The prologue's `rmsnorm_q8_1` and its weight.
+        norm: Option<(RmsNormQ8_1, Vec<f32>)>,
         bias: Option<Vec<f32>>,
         residual: Option<Region>,
         y: Region,
@@ -808,11 +811,25 @@ impl<'a> CpuForward<'a> {
                 k,
                 w,
                 x,
+                norm,
                 bias,
                 residual,
                 y,
             } => {
-                let xb = fast::x_blocks(bytes(seq, *x));
+                let xb = match norm {
+                    // The prologue stages what `rmsnorm_q8_1` would have written.
+                    Some((nm, nw)) => {
+                        let q = super::rmsnorm_q8_1::rmsnorm_q8_1(
+                            &read(seq, *x),
+                            nw,
+                            nm.eps,
+                            nm.weight_offset,
+                        )
+                        .unwrap_or_default();
+                        fast::x_blocks(&q)
+                    }
+                    None => fast::x_blocks(bytes(seq, *x)),
+                };
                 let res = residual.map(|r| read(seq, r));
                 let out = fast::gemv(
                     *ty,
@@ -1202,7 +1219,13 @@ fn resolve_gemv_part<'a>(
         ty.name(),
         n.saturating_mul(row),
     )?;
-    let x = b.buffer("x", q8_1_bytes(k))?;
+    let (x, norm) = match &g.norm {
+        Some(nm) => (
+            b.buffer("x", k * 4)?,
+            Some((nm.rmsnorm(g.k), b.weight_f32("norm_w", k)?)),
+        ),
+        None => (b.buffer("x", q8_1_bytes(k))?, None),
+    };
     let bias = if g.bias {
         Some(b.weight_f32(&part_param("bias", i), n)?)
     } else {
@@ -1220,6 +1243,7 @@ fn resolve_gemv_part<'a>(
         k,
         w,
         x,
+        norm,
         bias,
         residual,
         y: b.buffer(&part_param("y", i), n * 4)?,

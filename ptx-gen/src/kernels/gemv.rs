@@ -6,6 +6,9 @@
 //! once and its part dotted with every vector, each vector through exactly the instructions
 //! the single-vector kernel (`m` = 1, the same generator) uses.
 //!
+//! Prologue and epilogues: RMSNorm + quantize of an f32 `x` into shared memory before the
+//! dot products (`gemv_norm`), RoPE + the KV cache write after them (`gemv_rope`).
+//!
 //! One warp per row, `WARPS` rows per block. A weight block is shared by
 //! `threads_per_block` lanes (each a fixed part of it), so one pass of the warp covers
 //! `32 / threads_per_block` blocks; passes go along the row, the last one guarded when the
@@ -19,13 +22,14 @@ use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, 
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
+use super::gemv_norm::{self, GemvNorm};
 use super::gemv_rope::{self, GemvRope, Pairing, RopeOutputs};
 use super::quantize_q8_1::{Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
 use super::reduce::warp_reduce;
 use super::rope_kv::RopeStyle;
 use super::spec::{cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
 use super::{gemv_q4_1, gemv_q4_k, gemv_q5_0, gemv_q6_k, gemv_q8_0, GeneratedKernel};
-use crate::parity::BatchDecl;
+use crate::parity::{per_vector_shared_name, BatchDecl};
 
 /// The weight formats the GEMV reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -121,8 +125,8 @@ macro_rules! block_format {
             fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
                 load(b, l, wblk)
             }
-            fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
-                load_x(b, l, xblk)
+            fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg, space: StateSpace) -> Inputs {
+                load_x(b, l, xblk, space)
             }
             fn dot($b: &mut KernelBuilder, $l: &Lane, $w: &Part, $x: &Inputs) -> Reg {
                 $dot
@@ -159,6 +163,11 @@ pub struct Gemv {
     /// K and V go into the f16 caches at `pos` (see `gemv_rope`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope: Option<GemvRope>,
+    /// RMSNorm + Q8_1 quantization folded into the prologue: `x` is the f32 vector before
+    /// the norm and `norm_w` its weight; every block stages the Q8_1 vector `rmsnorm_q8_1`
+    /// would have written in shared memory (see `gemv_norm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm: Option<GemvNorm>,
 }
 
 fn no_more_rows(r: &[u32; 2]) -> bool {
@@ -222,7 +231,7 @@ pub(crate) trait BlockFormat {
     fn lane(b: &mut KernelBuilder, part: Reg) -> Self::Lane;
     fn load(b: &mut KernelBuilder, l: &Self::Lane, wblk: Reg) -> Self::Part;
     /// The lane's inputs in the Q8_1 blocks at `xblk` (those of one weight block).
-    fn load_x(b: &mut KernelBuilder, l: &Self::Lane, xblk: Reg) -> Self::Inputs;
+    fn load_x(b: &mut KernelBuilder, l: &Self::Lane, xblk: Reg, space: StateSpace) -> Self::Inputs;
     /// The lane's partial dot product of one weight block with one vector's inputs.
     fn dot(b: &mut KernelBuilder, l: &Self::Lane, w: &Self::Part, x: &Self::Inputs) -> Reg;
 }
@@ -251,11 +260,13 @@ impl FamilySpec for Gemv {
             m: 1,
             more_rows: [0, 0],
             rope: None,
+            norm: None,
         };
         for flag in dims.iter().skip(3) {
             match flag.as_str() {
                 "bias" => spec.bias = true,
                 rope if rope.starts_with("rope=") => spec.rope = Some(rope_from_cli(&rope[5..])?),
+                norm if norm.starts_with("norm=") => spec.norm = Some(norm_from_cli(&norm[5..])?),
                 "residual" => spec.residual = true,
                 rows if rows.starts_with('+') => {
                     let n: u32 = rows[1..]
@@ -269,7 +280,7 @@ impl FamilySpec for Gemv {
                 m if m.parse::<u32>().is_ok() => spec.m = m.parse().unwrap_or(1),
                 other => {
                     return Err(format!(
-                        "unknown option `{other}` (expected M, bias, residual or +ROWS)"
+                        "unknown option `{other}` (expected M, bias, residual, +ROWS, rope=... or norm=...)"
                     ))
                 }
             }
@@ -291,6 +302,9 @@ impl FamilySpec for Gemv {
         if let Some(r) = &self.rope {
             s.push_str(&r.suffix());
         }
+        if let Some(n) = &self.norm {
+            s.push_str(&n.suffix());
+        }
         if self.m > 1 {
             s.push_str(&format!("_m{}", self.m));
         }
@@ -299,7 +313,7 @@ impl FamilySpec for Gemv {
 
     fn describe(&self) -> String {
         format!(
-            "gemv: y[{m}][{n}] = W[{n} x {k}] ({w}, {bpr} blocks of {bv} per row) * x[{m}][{k}] (Q8_1){}{}{}{}",
+            "gemv: y[{m}][{n}] = W[{n} x {k}] ({w}, {bpr} blocks of {bv} per row) * {x}{}{}{}{}",
             if self.bias { " + bias" } else { "" },
             if self.residual { " + residual" } else { "" },
             self.more_rows
@@ -331,6 +345,17 @@ impl FamilySpec for Gemv {
                     )
                 })
                 .unwrap_or_default(),
+            x = match &self.norm {
+                Some(nm) => format!(
+                    "Q8_1(rmsnorm(x[{m}][{k}] (f32), norm_w, eps = {:e} (0x{:08x}), weight offset {}))",
+                    nm.eps,
+                    nm.eps.to_bits(),
+                    nm.weight_offset,
+                    m = self.m,
+                    k = self.k
+                ),
+                None => format!("x[{}][{}] (Q8_1)", self.m, self.k),
+            },
             m = self.m,
             n = self.n,
             k = self.k,
@@ -402,6 +427,9 @@ impl FamilySpec for Gemv {
             r.check(&self.parts(), self.tile(), self.m)
                 .map_err(gemv_rope::invalid_rope)?;
         }
+        if let Some(nm) = &self.norm {
+            nm.check(self.k, self.m, self.tile().warps * 32)?;
+        }
         Ok(())
     }
 
@@ -420,7 +448,7 @@ impl FamilySpec for Gemv {
         if self.m < 2 {
             return None;
         }
-        let x_bytes = (self.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES) as u64;
+        let x_bytes = self.x_bytes() as u64;
         let y_bytes = self.n as u64 * 4;
         let parts = self.parts();
         let mut d = BatchDecl::unrolled(self.m);
@@ -428,6 +456,15 @@ impl FamilySpec for Gemv {
             d = d.shared(&part_param("w", i));
         }
         d = d.per_vector("x", x_bytes);
+        if self.norm.is_some() {
+            d = d
+                .shared("norm_w")
+                .shared_per_vector(gemv_norm::NORM_PARTIALS)
+                .shared_per_vector(gemv_norm::STAGED_X);
+        }
+        if self.tile().split > 1 {
+            d = d.shared_per_vector(PARTIALS);
+        }
         if self.bias {
             for i in 0..parts.len() {
                 d = d.shared(&part_param("bias", i));
@@ -475,6 +512,7 @@ impl FamilySpec for Gemv {
                         m: 1,
                         more_rows: [0, 0],
                         rope: None,
+                        norm: None,
                     });
                 }
             }
@@ -487,6 +525,7 @@ impl FamilySpec for Gemv {
                 m: 1,
                 more_rows: [0, 0],
                 rope: None,
+                norm: None,
             });
             for m in [2, 8, 16] {
                 out.push(Gemv {
@@ -498,6 +537,7 @@ impl FamilySpec for Gemv {
                     m,
                     more_rows: [0, 0],
                     rope: None,
+                    norm: None,
                 });
             }
         }
@@ -510,6 +550,7 @@ impl FamilySpec for Gemv {
             m: 1,
             more_rows: [0, 0],
             rope: None,
+            norm: None,
         });
         // One launch for several matrices: Q, K, V (with biases, as qwen2) and gate + up.
         for (weight, n, more, k, bias, m) in [
@@ -530,6 +571,7 @@ impl FamilySpec for Gemv {
                 m,
                 more_rows: more,
                 rope: None,
+                norm: None,
             });
         }
         // Q, K, V with RoPE + KV write in the epilogue: SmolLM2's (pairs within a thread),
@@ -626,6 +668,7 @@ impl FamilySpec for Gemv {
                 m,
                 more_rows: more,
                 rope: Some(rope),
+                norm: None,
             });
         }
         // Q and K in one launch, V in its own (llama3-8b's layers with a Q6_K V), single and
@@ -648,6 +691,73 @@ impl FamilySpec for Gemv {
                     outputs,
                     ..r(norm, 128, 128)
                 }),
+                norm: None,
+            });
+        }
+        // RMSNorm + quantize in the prologue: SmolLM2's Q, K, V (with RoPE) and gate + up,
+        // Q6_K and Q4_K at 4096 (split 4), a weight offset (Gemma-style), the largest batch
+        // at 2048.
+        let rms = |eps: f32, weight_offset: f32| GemvNorm { eps, weight_offset };
+        for (weight, n, more, k, m, rope, nm) in [
+            (
+                WeightType::Q4_1,
+                576,
+                [192, 192],
+                576,
+                1,
+                Some(r(RopeStyle::Norm, 64, 64)),
+                rms(1e-5, 0.0),
+            ),
+            (
+                WeightType::Q4_1,
+                576,
+                [192, 192],
+                576,
+                3,
+                Some(r(RopeStyle::Norm, 64, 64)),
+                rms(1e-5, 0.0),
+            ),
+            (
+                WeightType::Q4_1,
+                1536,
+                [1536, 0],
+                576,
+                1,
+                None,
+                rms(1e-5, 0.0),
+            ),
+            (
+                WeightType::Q8_0,
+                1536,
+                [1536, 0],
+                576,
+                2,
+                None,
+                rms(1e-5, 0.0),
+            ),
+            (WeightType::Q6K, 1024, [0, 0], 4096, 1, None, rms(1e-5, 0.0)),
+            (WeightType::Q4K, 1024, [0, 0], 4096, 2, None, rms(1e-6, 0.0)),
+            (WeightType::Q5_0, 640, [0, 0], 640, 1, None, rms(1e-6, 1.0)),
+            (
+                WeightType::Q8_0,
+                2048,
+                [0, 0],
+                2048,
+                16,
+                None,
+                rms(1e-5, 0.0),
+            ),
+        ] {
+            out.push(Gemv {
+                weight,
+                n,
+                k,
+                bias: false,
+                residual: false,
+                m,
+                more_rows: more,
+                rope,
+                norm: Some(nm),
             });
         }
         out
@@ -758,6 +868,34 @@ impl Gemv {
     pub fn tile(&self) -> GemvTile {
         default_tile(self.weight, self.n, self.k)
     }
+
+    /// Bytes of one vector's `x`: Q8_1 blocks, or f32 values where the prologue normalizes.
+    pub fn x_bytes(&self) -> u32 {
+        match self.norm {
+            Some(_) => self.k * 4,
+            None => self.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES,
+        }
+    }
+}
+
+/// The shared array where a row's split warps add their sums (one per vector when batched).
+const PARTIALS: &str = "gemv_partial";
+
+fn norm_from_cli(s: &str) -> Result<GemvNorm, String> {
+    let bad = || format!("norm=EPS[:WEIGHT_OFFSET] expected, got `norm={s}`");
+    let f: Vec<&str> = s.split(':').collect();
+    let num = |v: &str| v.parse::<f32>().map_err(|_| bad());
+    match f[..] {
+        [eps] => Ok(GemvNorm {
+            eps: num(eps)?,
+            weight_offset: 0.0,
+        }),
+        [eps, woff] => Ok(GemvNorm {
+            eps: num(eps)?,
+            weight_offset: num(woff)?,
+        }),
+        _ => Err(bad()),
+    }
 }
 
 /// The largest rows per warp, warps per block and lookahead a tile may have.
@@ -807,6 +945,9 @@ pub fn generate_tiled(
         r.check(&s.parts(), tile, s.m)
             .map_err(gemv_rope::invalid_rope)?;
     }
+    if let Some(nm) = &s.norm {
+        nm.check(s.k, s.m, tile.warps * 32)?;
+    }
     match s.weight {
         WeightType::Q4K => build::<gemv_q4_k::Format>(s, tile, target),
         WeightType::Q6K => build::<gemv_q6_k::Format>(s, tile, target),
@@ -850,6 +991,7 @@ fn build<F: BlockFormat>(
         .map(|i| b.param(Type::U64, &part_param("w", i)))
         .collect();
     let xp = b.param(Type::U64, "x");
+    let norm_w = s.norm.map(|_| b.param(Type::U64, "norm_w"));
     let biases: Vec<_> = if s.bias {
         (0..parts.len())
             .map(|i| b.param(Type::U64, &part_param("bias", i)))
@@ -934,7 +1076,9 @@ fn build<F: BlockFormat>(
     }
     let w_bases: Vec<Reg> = wps.iter().map(|p| b.global_ptr(p)).collect();
     let w_base = select(&mut b, Type::U64, &w_bases);
-    let x_base = b.global_ptr(&xp);
+    // Where the prologue normalizes, x is f32 and the Q8_1 inputs are staged per vector
+    // in shared memory (addresses known after the prologue).
+    let x_global = s.norm.is_none().then(|| b.global_ptr(&xp));
     let row_bytes = blocks * w.block_bytes();
     // Lane -> (block within the pass, part of that block).
     let slot = b.shr(Type::U32, glane, F::LANES.trailing_zeros());
@@ -966,7 +1110,10 @@ fn build<F: BlockFormat>(
         })
         .collect();
     let x_per_block = w.block_values() / Q8_1_BLOCK_VALUES;
-    let x_lane = b.mad_wide(Type::U32, slot, x_per_block * Q8_1_BLOCK_BYTES, x_base);
+    let x_lane_of = |b: &mut KernelBuilder, base: Reg| {
+        b.mad_wide(Type::U32, slot, x_per_block * Q8_1_BLOCK_BYTES, base)
+    };
+    let x_global = x_global.map(|base| x_lane_of(&mut b, base));
 
     let x_bytes = s.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES;
     // accs[v][r]: vector v, row r.
@@ -986,10 +1133,16 @@ fn build<F: BlockFormat>(
     };
     // Each lane sums its parts pass by pass; in a pass, each vector's inputs are loaded
     // once and dotted with every row's part.
-    let compute = |b: &mut KernelBuilder, pass: u32, parts: &[F::Part]| {
+    let compute = |b: &mut KernelBuilder, pass: u32, parts: &[F::Part], staged: &[Reg]| {
         for (v, acc_v) in accs.iter().enumerate() {
-            let xblk = b.add(Type::U64, x_lane, x_of(pass) + (v as u32 * x_bytes) as i64);
-            let inputs = F::load_x(b, &l, xblk);
+            let (xblk, space) = match x_global {
+                Some(x_lane) => (
+                    b.add(Type::U64, x_lane, x_of(pass) + (v as u32 * x_bytes) as i64),
+                    StateSpace::Global,
+                ),
+                None => (b.add(Type::U64, staged[v], x_of(pass)), StateSpace::Shared),
+            };
+            let inputs = F::load_x(b, &l, xblk, space);
             for (part, acc) in parts.iter().zip(acc_v) {
                 let partial = F::dot(b, &l, part, &inputs);
                 b.to(*acc)
@@ -1024,7 +1177,24 @@ fn build<F: BlockFormat>(
         rope.as_ref()
             .map(|(r, p, _)| gemv_rope::prologue(b, r, p, s.m, &pair_rows, rotating))
     };
+    // The norm prologue: the staged inputs' addresses, per vector, for this lane.
+    let thread = gemv_norm::Thread {
+        tid,
+        lane,
+        warp,
+        threads,
+    };
+    let norm_prologue = |b: &mut KernelBuilder| -> Vec<Reg> {
+        match (&s.norm, &norm_w) {
+            (Some(nm), Some(nw)) => {
+                let bases = gemv_norm::prologue(b, nm, (s.k, s.m), &thread, &xp, nw);
+                bases.into_iter().map(|base| x_lane_of(b, base)).collect()
+            }
+            _ => Vec::new(),
+        }
+    };
     let mut angles = None;
+    let mut staged = Vec::new();
     let mut queue = std::collections::VecDeque::new();
     let mut next = 0;
     for pass in 0..full {
@@ -1035,21 +1205,23 @@ fn build<F: BlockFormat>(
         if pass == 0 {
             b.grid_dependency_wait();
             angles = rope_prologue(&mut b);
+            staged = norm_prologue(&mut b);
         }
         if let Some(parts) = queue.pop_front() {
-            compute(&mut b, pass, &parts);
+            compute(&mut b, pass, &parts, &staged);
         }
     }
     if full == 0 {
         b.grid_dependency_wait();
         angles = rope_prologue(&mut b);
+        staged = norm_prologue(&mut b);
     }
     if rem > 0 {
         // The last pass: lanes whose block is past the row's end add nothing.
         let valid = b.setp(Cmp::Lt, Type::U32, slot, rem);
         b.if_then(valid, |b| {
             let parts = load(b, full);
-            compute(b, full, &parts);
+            compute(b, full, &parts, &staged);
         });
     }
     let mut totals: Vec<Vec<Reg>> = accs
@@ -1066,12 +1238,21 @@ fn build<F: BlockFormat>(
     let mut partner: Vec<Reg> = Vec::new();
     let first_warp = if split > 1 {
         // Each warp's sums meet in shared memory, [group][warp in group][row]; the group's
-        // first warp adds them in warp order. Vector by vector through the same slots, as the
-        // single kernel does for its one vector (a barrier before the slots are reused).
+        // first warp adds them in warp order. Batched: each vector has its own copy of the
+        // slots (per-vector shared variables), all stored before the single kernel's one
+        // barrier.
         let per_warp = tile.rows * 4;
-        let smem = b.shared("gemv_partial", Type::F32, tile.warps * tile.rows, 4);
-        let base = b.shared_base(&smem);
-        let mine = b.mad(Type::U32, FMode::NONE, warp, per_warp, base);
+        let bases: Vec<Reg> = (0..s.m)
+            .map(|v| {
+                let name = per_vector_shared_name(PARTIALS, v);
+                let smem = b.shared(&name, Type::F32, tile.warps * tile.rows, 4);
+                b.shared_base(&smem)
+            })
+            .collect();
+        let mines: Vec<Reg> = bases
+            .iter()
+            .map(|base| b.mad(Type::U32, FMode::NONE, warp, per_warp, *base))
+            .collect();
         let lane0 = b.setp(Cmp::Eq, Type::U32, lane, 0u32);
         let in_group = if split.is_power_of_two() {
             b.and(Type::B32, warp, split - 1)
@@ -1079,17 +1260,20 @@ fn build<F: BlockFormat>(
             b.bin(BinOp::Rem, Type::U32, FMode::NONE, warp, split)
         };
         let first = b.setp(Cmp::Eq, Type::U32, in_group, 0u32);
-        let group_base = b.mad(Type::U32, FMode::NONE, group, split * per_warp, base);
-        for (v, totals_v) in totals.iter_mut().enumerate() {
-            if v > 0 {
-                b.bar_sync(0);
-            }
-            b.if_then(lane0, |b| {
+        let group_bases: Vec<Reg> = bases
+            .iter()
+            .map(|base| b.mad(Type::U32, FMode::NONE, group, split * per_warp, *base))
+            .collect();
+        b.if_then(lane0, |b| {
+            for (mine, totals_v) in mines.iter().zip(&totals) {
                 for (r, t) in totals_v.iter().enumerate() {
-                    b.st_shared(Type::F32, Addr::reg_off(mine, (r * 4) as i64), *t);
+                    b.st_shared(Type::F32, Addr::reg_off(*mine, (r * 4) as i64), *t);
                 }
-            });
-            b.bar_sync(0);
+            }
+        });
+        b.bar_sync(0);
+        for (v, totals_v) in totals.iter_mut().enumerate() {
+            let (base, group_base) = (bases[v], group_bases[v]);
             for (r, t) in totals_v.iter_mut().enumerate() {
                 let off = (r * 4) as i64;
                 let mut sum = b.ld_shared(Type::F32, Addr::reg_off(group_base, off));
@@ -1279,14 +1463,35 @@ fn build<F: BlockFormat>(
             )
         })
         .collect();
-    params.push(ParamSpec::buffer(
-        "x",
-        format!("block_q8_1{m_dim}[{}]", s.k / Q8_1_BLOCK_VALUES),
-        x_bytes as u64 * s.m as u64,
-        4,
-        Access::Read,
-        "input vector, Q8_1",
-    ));
+    match s.norm {
+        None => params.push(ParamSpec::buffer(
+            "x",
+            format!("block_q8_1{m_dim}[{}]", s.k / Q8_1_BLOCK_VALUES),
+            x_bytes as u64 * s.m as u64,
+            4,
+            Access::Read,
+            "input vector, Q8_1",
+        )),
+        Some(_) => {
+            let align = gemv_norm::x_align(s.k);
+            params.push(ParamSpec::buffer(
+                "x",
+                format!("f32{m_dim}[{}]", s.k),
+                s.k as u64 * 4 * s.m as u64,
+                align,
+                Access::Read,
+                "input vector before the norm, f32",
+            ));
+            params.push(ParamSpec::buffer(
+                "norm_w",
+                format!("f32[{}]", s.k),
+                s.k as u64 * 4,
+                4,
+                Access::Read,
+                "norm weight (gamma)",
+            ));
+        }
+    }
     if s.bias {
         for (i, rows) in parts.iter().enumerate() {
             params.push(ParamSpec::buffer(

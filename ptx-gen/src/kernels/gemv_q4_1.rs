@@ -4,10 +4,10 @@
 //! `(d * d_x) * sum(q * q_x) [+ m * s_x on lane 0]`, with `s_x = d_x * sum(q_x)` the Q8_1
 //! block sum, as GGML does.
 
-use crate::ast::Type;
+use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, Cmp, FMode, KernelBuilder, Reg, Value};
 
-use super::loads::{half2_as_f32, word4};
+use super::loads::{half2_as_f32, word4, word4_in};
 
 /// Lanes sharing one block.
 const LANES: u32 = 4;
@@ -40,7 +40,7 @@ pub(crate) fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
     let lo = b.and(Type::B32, q, Value::Hex(0x0F0F_0F0F));
     let q_hi = b.shr(Type::U32, q, 4u32);
     let hi = b.and(Type::B32, q_hi, Value::Hex(0x0F0F_0F0F));
-    let (d, m) = half2_as_f32(b, Addr::reg(wblk));
+    let (d, m) = half2_as_f32(b, StateSpace::Global, Addr::reg(wblk));
     Part { lo, hi, d, m }
 }
 
@@ -52,11 +52,11 @@ pub(crate) struct Inputs {
     s: Reg,
 }
 
-pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg, space: StateSpace) -> Inputs {
     let xq = b.add(Type::U64, xblk, l.off);
-    let lo = word4(b, Addr::reg_off(xq, 4));
-    let hi = word4(b, Addr::reg_off(xq, 20));
-    let (d, s) = half2_as_f32(b, Addr::reg(xblk));
+    let lo = word4_in(b, space, Addr::reg_off(xq, 4));
+    let hi = word4_in(b, space, Addr::reg_off(xq, 20));
+    let (d, s) = half2_as_f32(b, space, Addr::reg(xblk));
     Inputs { lo, hi, d, s }
 }
 

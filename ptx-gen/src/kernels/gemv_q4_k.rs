@@ -14,7 +14,7 @@ use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Reg, Value};
 use crate::target::Feature;
 
-use super::loads::{half_as_f32, word4};
+use super::loads::{half_as_f32_in, word4_in};
 
 const NIBBLES: Value = Value::Hex(0x0F0F_0F0F);
 const ONES: Value = Value::Hex(0x0101_0101);
@@ -156,7 +156,7 @@ pub(crate) struct Inputs {
     d: [Reg; 2],
 }
 
-pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg, space: StateSpace) -> Inputs {
     let xa = b.add(Type::U64, xblk, l.x_a);
     let xq = b.add(Type::U64, xa, l.x_in);
     let mut q = [[xq; 4]; 2];
@@ -165,14 +165,14 @@ pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
     for s in 0..2 {
         let base = 36 * s as i64;
         for (i, w) in q[s].iter_mut().enumerate() {
-            *w = word4(b, Addr::reg_off(xq, base + 4 * i as i64));
+            *w = word4_in(b, space, Addr::reg_off(xq, base + 4 * i as i64));
         }
         let mut acc = b.dp4a(Type::U32, Type::S32, ONES, q[s][0], 0i32);
         for w in &q[s][1..] {
             acc = b.dp4a(Type::U32, Type::S32, ONES, *w, acc);
         }
         sum[s] = acc;
-        d[s] = half_as_f32(b, Addr::reg_off(xa, base));
+        d[s] = half_as_f32_in(b, space, Addr::reg_off(xa, base));
     }
     Inputs { q, sum, d }
 }

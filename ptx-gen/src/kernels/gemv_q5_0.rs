@@ -5,10 +5,10 @@
 //! `d * ((d_x * sum(q * q_x)) [- 16 * s_x on lane 0])`, the -16 offset through the Q8_1
 //! block sum `s_x = d_x * sum(q_x)`, as GGML does.
 
-use crate::ast::Type;
+use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, Cmp, FMode, KernelBuilder, Reg, Value};
 
-use super::loads::{half2_as_f32, half_as_f32, word2, word4};
+use super::loads::{half2_as_f32, half_as_f32, word2, word4_in};
 
 /// Lanes sharing one block.
 const LANES: u32 = 4;
@@ -72,11 +72,11 @@ pub(crate) struct Inputs {
     offset: Reg,
 }
 
-pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg, space: StateSpace) -> Inputs {
     let xq = b.add(Type::U64, xblk, l.off);
-    let lo = word4(b, Addr::reg_off(xq, 4));
-    let hi = word4(b, Addr::reg_off(xq, 20));
-    let (d, sx) = half2_as_f32(b, Addr::reg(xblk));
+    let lo = word4_in(b, space, Addr::reg_off(xq, 4));
+    let hi = word4_in(b, space, Addr::reg_off(xq, 20));
+    let (d, sx) = half2_as_f32(b, space, Addr::reg(xblk));
     let sx16 = b.bin(BinOp::Mul, Type::F32, FMode::rn(), sx, 16.0f32);
     let offset = b.selp(Type::F32, sx16, 0.0f32, l.first);
     Inputs { lo, hi, d, offset }

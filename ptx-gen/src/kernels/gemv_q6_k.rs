@@ -12,7 +12,7 @@
 use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, CacheHint, FMode, KernelBuilder, Reg, Value};
 
-use super::loads::{half_as_f32, word2, word4};
+use super::loads::{half_as_f32, half_as_f32_in, word2, word4_in};
 use super::quantize_q8_1::Q8_1_BLOCK_BYTES;
 
 const ONES: Value = Value::Hex(0x0101_0101);
@@ -130,7 +130,7 @@ pub(crate) struct Inputs {
     d: [Reg; 2],
 }
 
-pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg, space: StateSpace) -> Inputs {
     let mut out = Inputs {
         x: [xblk; 2],
         sum: [xblk; 2],
@@ -139,10 +139,10 @@ pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
     for quarter in 0..2 {
         let xb = b.add(Type::U64, xblk, l.x[quarter]);
         let xq = b.add(Type::U64, xb, l.x_in);
-        let x = word4(b, Addr::reg_off(xq, 4));
+        let x = word4_in(b, space, Addr::reg_off(xq, 4));
         out.sum[quarter] = b.dp4a(Type::U32, Type::S32, ONES, x, 0i32);
         out.x[quarter] = x;
-        out.d[quarter] = half_as_f32(b, Addr::reg(xb));
+        out.d[quarter] = half_as_f32_in(b, space, Addr::reg(xb));
     }
     out
 }

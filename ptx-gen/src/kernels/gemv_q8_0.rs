@@ -2,10 +2,10 @@
 //! aligned), value = d * q. Four lanes per block, eight values each:
 //! `(d_w * d_x) * sum(q_w * q_x)`.
 
-use crate::ast::Type;
+use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, FMode, KernelBuilder, Reg};
 
-use super::loads::{half_as_f32, word2, word4};
+use super::loads::{half_as_f32, half_as_f32_in, word2, word4_in};
 
 /// Lanes sharing one block.
 const LANES: u32 = 4;
@@ -43,13 +43,13 @@ pub(crate) struct Inputs {
     d: Reg,
 }
 
-pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg) -> Inputs {
+pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg, space: StateSpace) -> Inputs {
     let xq = b.add(Type::U64, xblk, l.off);
     let q = [
-        word4(b, Addr::reg_off(xq, 4)),
-        word4(b, Addr::reg_off(xq, 8)),
+        word4_in(b, space, Addr::reg_off(xq, 4)),
+        word4_in(b, space, Addr::reg_off(xq, 8)),
     ];
-    let d = half_as_f32(b, Addr::reg(xblk));
+    let d = half_as_f32_in(b, space, Addr::reg(xblk));
     Inputs { q, d }
 }
 

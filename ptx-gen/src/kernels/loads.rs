@@ -7,9 +7,23 @@ use crate::ir::{Addr, CacheHint, FMode, KernelBuilder, Reg};
 /// Read-only weight data: the non-coherent path.
 const RO: &[CacheHint] = &[CacheHint::NonCoherent];
 
+/// The cache hints of a read from `space`: weights and inputs in global memory take the
+/// non-coherent path.
+fn hints(space: StateSpace) -> &'static [CacheHint] {
+    match space {
+        StateSpace::Global => RO,
+        _ => &[],
+    }
+}
+
 /// A 32-bit word at an address that is 4-byte aligned.
 pub fn word4(b: &mut KernelBuilder, addr: Addr) -> Reg {
-    b.load(StateSpace::Global, Type::B32, 1, addr, RO, None)[0]
+    word4_in(b, StateSpace::Global, addr)
+}
+
+/// [`word4`] from `space` (a GEMV's inputs staged in shared memory).
+pub fn word4_in(b: &mut KernelBuilder, space: StateSpace, addr: Addr) -> Reg {
+    b.load(space, Type::B32, 1, addr, hints(space), None)[0]
 }
 
 /// A 32-bit word at an address that is only 2-byte aligned: two 16-bit loads, low first.
@@ -21,13 +35,18 @@ pub fn word2(b: &mut KernelBuilder, addr: Addr) -> Reg {
 
 /// An f16 at a 2-byte-aligned address, widened to f32 (exact).
 pub fn half_as_f32(b: &mut KernelBuilder, addr: Addr) -> Reg {
-    let h = b.load(StateSpace::Global, Type::B16, 1, addr, RO, None)[0];
+    half_as_f32_in(b, StateSpace::Global, addr)
+}
+
+/// [`half_as_f32`] from `space`.
+pub fn half_as_f32_in(b: &mut KernelBuilder, space: StateSpace, addr: Addr) -> Reg {
+    let h = b.load(space, Type::B16, 1, addr, hints(space), None)[0];
     b.cvt(Type::F32, Type::F16, FMode::NONE, h)
 }
 
-/// The two f16 halves of a 4-byte-aligned word, widened to f32: (low, high).
-pub fn half2_as_f32(b: &mut KernelBuilder, addr: Addr) -> (Reg, Reg) {
-    let w = word4(b, addr);
+/// The two f16 halves of a 4-byte-aligned word in `space`, widened to f32: (low, high).
+pub fn half2_as_f32(b: &mut KernelBuilder, space: StateSpace, addr: Addr) -> (Reg, Reg) {
+    let w = word4_in(b, space, addr);
     let parts = b.unpack(Type::B32, w, Type::B16);
     let lo = b.cvt(Type::F32, Type::F16, FMode::NONE, parts[0]);
     let hi = b.cvt(Type::F32, Type::F16, FMode::NONE, parts[1]);

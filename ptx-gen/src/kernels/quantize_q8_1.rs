@@ -288,6 +288,11 @@ fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, GenErro
 /// Quantizes the warp's 32 values (`v` in lane j is value j) into the Q8_1 block at `ya`.
 /// Shared with the fused norm + quantize kernels so both round identically.
 pub(crate) fn emit_block(b: &mut KernelBuilder, v: Reg, lane: Reg, ya: Reg) {
+    emit_block_in(b, v, lane, ya, StateSpace::Global);
+}
+
+/// [`emit_block`] into `space` (a GEMV's prologue stages its input in shared memory).
+pub(crate) fn emit_block_in(b: &mut KernelBuilder, v: Reg, lane: Reg, ya: Reg, space: StateSpace) {
     let a = b.un(UnOp::Abs, Type::F32, FMode::NONE, v);
     let amax = warp_reduce(b, BinOp::Max, Type::F32, a);
     let d = b.bin(BinOp::Div, Type::F32, FMode::rn(), amax, 127.0f32);
@@ -315,7 +320,7 @@ pub(crate) fn emit_block(b: &mut KernelBuilder, v: Reg, lane: Reg, ya: Reg) {
         let dh = b.cvt(Type::F16, Type::F32, FMode::rn(), d);
         let sh = b.cvt(Type::F16, Type::F32, FMode::rn(), s);
         b.store(
-            StateSpace::Global,
+            space,
             Type::B16,
             Addr::reg(ya),
             &[dh.into(), sh.into()],
@@ -335,7 +340,7 @@ pub(crate) fn emit_block(b: &mut KernelBuilder, v: Reg, lane: Reg, ya: Reg) {
     let quad = b.and(Type::B32, lane, 3u32);
     let first = b.setp(Cmp::Eq, Type::B32, quad, 0u32);
     b.when(first).store(
-        StateSpace::Global,
+        space,
         Type::B32,
         Addr::reg_off(qa, 4),
         &[Value::Reg(word)],

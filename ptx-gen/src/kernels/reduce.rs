@@ -38,6 +38,22 @@ pub fn block_reduce(
     if warps == 1 {
         return partial;
     }
+    let base = stash_partial(b, ty, partial, smem_name, warps, (lane, warp));
+    b.bar_sync(0);
+    total_of_partials(b, op, ty, base, warps, lane)
+}
+
+/// The first half of [`block_reduce`]: lane 0 of each warp stores the warp's `partial` in
+/// the shared array `smem_name` (`warps` slots, declared here). A `bar.sync` must come
+/// before [`total_of_partials`] reads them. Returns the array's address.
+pub fn stash_partial(
+    b: &mut KernelBuilder,
+    ty: Type,
+    partial: Reg,
+    smem_name: &str,
+    warps: u32,
+    (lane, warp): (Reg, Reg),
+) -> Reg {
     let smem: SharedVar = b.shared(smem_name, ty, warps, ty.bytes().max(4));
     let base = b.shared_base(&smem);
     let elem = ty.bytes();
@@ -51,8 +67,20 @@ pub fn block_reduce(
         &[],
         None,
     );
-    b.bar_sync(0);
-    // Each warp reduces the partials again, lanes past the last warp contributing the identity.
+    base
+}
+
+/// The second half of [`block_reduce`]: every warp reduces the `warps` partials again,
+/// lanes past the last warp contributing the identity (`base`: the array's address).
+pub fn total_of_partials(
+    b: &mut KernelBuilder,
+    op: BinOp,
+    ty: Type,
+    base: Reg,
+    warps: u32,
+    lane: Reg,
+) -> Reg {
+    let elem = ty.bytes();
     let identity = match (op, ty) {
         (BinOp::Add, Type::F32) => crate::ir::Value::f32(0.0),
         (BinOp::Max, Type::F32) => crate::ir::Value::f32(f32::NEG_INFINITY),

@@ -374,6 +374,11 @@ pub(crate) fn row_scale_in(
     (threads, lane, warp): (u32, Reg, Reg),
 ) -> Reg {
     let total = block_reduce(b, BinOp::Add, Type::F32, acc, smem, threads, lane, warp);
+    scale_of_sum(b, total, hidden, eps)
+}
+
+/// `1 / sqrt(total / hidden + eps)`, IEEE-rounded: the scale from the row's sum of squares.
+pub(crate) fn scale_of_sum(b: &mut KernelBuilder, total: Reg, hidden: u32, eps: f32) -> Reg {
     let mean = b.bin(BinOp::Div, Type::F32, FMode::rn(), total, hidden as f32);
     let var = b.bin(BinOp::Add, Type::F32, FMode::rn(), mean, eps);
     let root = b.un(UnOp::Sqrt, Type::F32, FMode::rn(), var);

@@ -68,6 +68,27 @@ impl<'a> Entry<'a> {
             Entry::Lean(e) => &e.func,
         }
     }
+
+    /// The body's variable declarations, nested scopes included.
+    pub(crate) fn decls(&self) -> Vec<&'a crate::ast::VarDecl> {
+        fn walk<'a>(body: &'a [Statement], out: &mut Vec<&'a crate::ast::VarDecl>) {
+            for s in body {
+                match s {
+                    Statement::Decl(d) => out.push(d),
+                    Statement::Block(inner) => walk(inner, out),
+                    _ => {}
+                }
+            }
+        }
+        match self {
+            Entry::Ast(f) => {
+                let mut out = Vec::new();
+                walk(f.body.as_deref().unwrap_or(&[]), &mut out);
+                out
+            }
+            Entry::Lean(e) => e.decls.iter().collect(),
+        }
+    }
 }
 
 /// Opcodes that constant folding tells apart.

@@ -38,6 +38,11 @@ pub(crate) struct Roles {
     /// `%ctaid.<axis>` when vectors go over the grid.
     pub grid: Option<Sym>,
     pub m: u32,
+    /// Per-vector shared variables: the single kernel's name -> the batched kernel's copy
+    /// for each vector.
+    pub shared_vars: FxMap<Sym, Vec<Sym>>,
+    /// The batched kernel's copies -> their vector.
+    pub vector_of_var: FxMap<Sym, i64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +111,8 @@ struct Cmp<'x> {
     /// Batched memory states some shared-memory load or atomic reads (the chain state it
     /// takes as its last operand).
     shared_reads: HashSet<NodeId, BuildHasherDefault<Fx>>,
+    /// [`Cmp::past_other_copies`] of batched memory states, for the current vector.
+    past: FxMap<NodeId, NodeId>,
 }
 
 /// What the comparison found.
@@ -164,6 +171,7 @@ impl<'x> Cmp<'x> {
         for (k, n) in g.nodes.iter().enumerate() {
             dep[k] = match n {
                 Node::Param(p) => roles.per_vector.contains_key(p) || roles.tables.contains_key(p),
+                Node::Addr(a) => roles.shared_vars.contains_key(a),
                 Node::Mu(..) | Node::Exit(..) | Node::Loop(_) => true,
                 Node::Op { args, .. } | Node::Unique { args, .. } => {
                     args.iter().any(|&a| dep[a as usize])
@@ -204,6 +212,7 @@ impl<'x> Cmp<'x> {
             v: 0,
             dep,
             shared_reads,
+            past: FxMap::default(),
             seen: HashSet::default(),
             seen_all: HashSet::default(),
             trail: Vec::new(),
@@ -216,6 +225,7 @@ impl<'x> Cmp<'x> {
     /// Moves on to vector `v`.
     fn vector(&mut self, v: i64) {
         self.v = v;
+        self.past.clear();
         self.seen.clear();
         self.trail.clear();
     }
@@ -278,10 +288,74 @@ impl<'x> Cmp<'x> {
         }
     }
 
+    /// The batched kernel's copy of a per-vector shared variable that `addr` (an address
+    /// value) points into, and its vector: `addr` is the variable's address plus offsets.
+    fn copy_of(&self, addr: NodeId) -> Option<i64> {
+        let g = self.b.g;
+        let sym = match g.node(addr) {
+            Node::Addr(s) => Some(*s),
+            Node::Affine { terms, .. } => {
+                let mut syms = terms.iter().filter_map(|(n, k)| match g.node(*n) {
+                    Node::Addr(s) => Some((*s, *k)),
+                    _ => None,
+                });
+                match (syms.next(), syms.next()) {
+                    (Some((s, 1)), None) => Some(s),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        sym.and_then(|s| self.roles.vector_of_var.get(&s).copied())
+    }
+
+    /// The batched memory state `n` with the stores into other vectors' copies of
+    /// per-vector shared variables passed over: a store's state before it, and a state
+    /// merged under a branch whose two sides are then one state (a branch that only wrote
+    /// other vectors' copies).
+    /// Memoised per vector (a chain of branches would otherwise be walked once per path).
+    fn past_other_copies(&mut self, n: NodeId) -> NodeId {
+        if self.roles.vector_of_var.is_empty() {
+            return n;
+        }
+        if let Some(&p) = self.past.get(&n) {
+            return p;
+        }
+        let mut at = n;
+        let out = loop {
+            match self.b.g.node(at) {
+                Node::MemStore { prev, addr, .. }
+                    if self.copy_of(*addr).is_some_and(|u| u != self.v) =>
+                {
+                    at = *prev;
+                }
+                Node::Gate(_, t, e) => {
+                    let (t, e) = (*t, *e);
+                    let (t, e) = (self.past_other_copies(t), self.past_other_copies(e));
+                    if t != e {
+                        break at;
+                    }
+                    at = t;
+                }
+                _ => break at,
+            }
+        };
+        self.past.insert(n, out);
+        out
+    }
+
     fn local(&mut self, at: usize) -> Result<(), Reason> {
         let vi = self.trail[at];
         let (sg, bg) = (self.s.g, self.b.g);
         let (ns, nb) = (sg.node(vi.s), bg.node(vi.b));
+        // A batched store into another vector's copy of a per-vector shared variable
+        // cannot change what this vector reads (its own copy is another variable): the
+        // memory state before it stands for the state after it.
+        let past = self.past_other_copies(vi.b);
+        if past != vi.b {
+            self.push_all(at, &[(vi.s, past, false)]);
+            return Ok(());
+        }
         if let Node::Param(p) = ns {
             if let Some(t) = self.roles.tables.get(p) {
                 return self.table(vi.b, t);
@@ -297,7 +371,13 @@ impl<'x> Cmp<'x> {
             (Node::Float(x), Node::Float(y)) => (x == y).then_some(()).ok_or(Reason::Imm),
             (Node::Bool(x), Node::Bool(y)) => (x == y).then_some(()).ok_or(Reason::Imm),
             (Node::Param(x), Node::Param(y)) => (x == y).then_some(()).ok_or(Reason::Param),
-            (Node::Addr(x), Node::Addr(y)) => (x == y).then_some(()).ok_or(Reason::Symbol),
+            (Node::Addr(x), Node::Addr(y)) => {
+                let same = match self.roles.shared_vars.get(x) {
+                    Some(copies) => copies.get(self.v as usize) == Some(y),
+                    None => x == y,
+                };
+                same.then_some(()).ok_or(Reason::Symbol)
+            }
             (Node::Special(x), Node::Special(y)) => (x == y).then_some(()).ok_or(Reason::Special),
             (Node::Undef(_), Node::Undef(_)) => Ok(()),
             (Node::Op { key: k1, args: a1 }, Node::Op { key: k2, args: a2 })

@@ -74,6 +74,24 @@ pub struct BatchDecl {
     pub index: VectorIndex,
     /// Every parameter of the batched kernel, in any order.
     pub params: Vec<ParamBatching>,
+    /// Shared-memory variables with one copy per vector: the single kernel declares `base`,
+    /// the batched kernel `base` for vector 0 and [`per_vector_shared_name`]`(base, v)` for
+    /// each later vector, every copy declared as the single kernel's. Vector v's computation
+    /// must use its own copy exactly as the single kernel uses `base`, so the M copies can
+    /// all be live at once (a staged input) where one variable reused vector after vector
+    /// would need a barrier between uses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_vector_shared: Vec<String>,
+}
+
+/// The name of vector `v`'s copy of the per-vector shared variable `base`: `base` itself
+/// for vector 0, `base_v<v>` after.
+pub fn per_vector_shared_name(base: &str, v: u32) -> String {
+    if v == 0 {
+        base.to_string()
+    } else {
+        format!("{base}_v{v}")
+    }
 }
 
 impl BatchDecl {
@@ -83,6 +101,7 @@ impl BatchDecl {
             m,
             index: VectorIndex::Unrolled,
             params: Vec::new(),
+            per_vector_shared: Vec::new(),
         }
     }
 
@@ -92,6 +111,7 @@ impl BatchDecl {
             m,
             index: VectorIndex::Grid { axis },
             params: Vec::new(),
+            per_vector_shared: Vec::new(),
         }
     }
 
@@ -118,6 +138,13 @@ impl BatchDecl {
             name: name.to_string(),
             role,
         });
+        self
+    }
+
+    /// Declares the shared-memory variable `base` per-vector (see
+    /// [`BatchDecl::per_vector_shared`]).
+    pub fn shared_per_vector(mut self, base: &str) -> BatchDecl {
+        self.per_vector_shared.push(base.to_string());
         self
     }
 

@@ -61,7 +61,17 @@
 //!    shared-memory load agrees only if the chains of shared stores (address, values, path
 //!    condition) and barriers before it agree. Differences found at a shuffle, at the
 //!    operation combining a shuffle's result, or in shared memory are reported as this
-//!    check.
+//!    check. **Per-vector shared variables** (an `Unrolled` claim's `per_vector_shared`):
+//!    the single kernel's variable `base` stands, for vector v, for the batched kernel's
+//!    copy `base` (v = 0) or `base_v<v>`, so vector v must address its own copy exactly as
+//!    the single kernel addresses `base`; on the batched side of a chain, a store into
+//!    another vector's copy (an address that is such a copy's address plus offsets) is
+//!    passed over, and so is a branch whose two sides are one state once such stores are
+//!    passed over. The M copies can then be live at once (a GEMV's staged inputs, or its
+//!    split warps' sums, all stored before one barrier), with the single kernel's barriers.
+//!    Rule 1 checks the declarations: the single kernel declares `base` and no copy, the
+//!    batched kernel a copy per vector, each declared exactly as `base` (alignment, type,
+//!    array shape).
 //! 4. **Control** and **Outputs** — each output's path condition (branches taken to reach
 //!    it, guards, early returns, loop conditions) is part of its slice, and so is every
 //!    gate a value passed through: a bounds check, tail guard or loop test that differs is
@@ -102,7 +112,10 @@
 //!   kernel's own global stores. (The GEMV reads a residual that may alias `y` before it
 //!   writes that element; this order is not checked here but by the GPU bit-exactness test.)
 //! - A batched kernel that interleaves several vectors' shared-memory traffic in one block
-//!   fails rule 3 (the chains differ); batch such kernels over the grid.
+//!   fails rule 3 (the chains differ) unless each vector has its own copy of the variables
+//!   (per-vector shared variables); else batch such kernels over the grid. Distinct
+//!   variables are taken not to overlap: a kernel that indexes one out of its bounds is
+//!   wrong single or batched, which the GPU tests against the CPU mirrors catch.
 //! - `call`, indirect branches, irreducible control flow and loops with several exit
 //!   targets are refused (`analysis`), as are kernels needing more than 8 M evaluation
 //!   steps or nesting branches and loops more than 256 deep.
@@ -144,7 +157,9 @@ mod graph;
 mod report;
 mod signature;
 
-pub use decl::{BatchDecl, GridAxis, ParamBatching, ParamRole, VectorIndex};
+pub use decl::{
+    per_vector_shared_name, BatchDecl, GridAxis, ParamBatching, ParamRole, VectorIndex,
+};
 pub use report::{CheckKind, CheckResult, CheckStatus, Finding, PairReport, ParityReport};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -306,8 +321,8 @@ fn condense(findings: Vec<Finding>) -> Vec<Finding> {
 enum Parsed<'t> {
     Tree(&'t Module),
     Owned(Module),
-    /// The fast path for a module of one entry (`parse::fast`).
-    Lean(crate::parse::fast::LeanEntry<'t>),
+    /// The fast path for a module of one entry (`parse::fast`), boxed: it is the largest.
+    Lean(Box<crate::parse::fast::LeanEntry<'t>>),
 }
 
 impl Parsed<'_> {
@@ -315,7 +330,7 @@ impl Parsed<'_> {
         match self {
             Parsed::Tree(m) => cfg::find_entry(m, name).map(cfg::Entry::Ast),
             Parsed::Owned(m) => cfg::find_entry(m, name).map(cfg::Entry::Ast),
-            Parsed::Lean(e) if e.func.name == name => Ok(cfg::Entry::Lean(e)),
+            Parsed::Lean(e) if e.func.name == name => Ok(cfg::Entry::Lean(e.as_ref())),
             // The module's only entry is another one.
             Parsed::Lean(e) => Err(format!(
                 "no `.entry {name}` in the PTX (entries: {})",
@@ -330,7 +345,7 @@ fn parse<'t>(ptx: Ptx<'t>, which: &str) -> Result<Parsed<'t>, String> {
         Ptx::Parsed(m) => Ok(Parsed::Tree(m)),
         Ptx::Text(t) => {
             if let Some(e) = crate::parse::fast::parse_entry(t) {
-                return Ok(Parsed::Lean(e));
+                return Ok(Parsed::Lean(Box::new(e)));
             }
             crate::parse::parse_module(t)
                 .map(Parsed::Owned)
@@ -364,6 +379,7 @@ fn prelude(decl: &BatchDecl) -> Vec<String> {
         out.push(format!("%ctaid.{}", axis.suffix()));
         out.push(format!("%nctaid.{}", axis.suffix()));
     }
+    out.extend(decl.per_vector_shared.iter().cloned());
     out
 }
 
@@ -377,7 +393,20 @@ fn roles(decl: &BatchDecl, sf: &Function, names: &mut Names) -> (Roles, Subst, S
         tables: FxMap::default(),
         grid: None,
         m: decl.m,
+        shared_vars: FxMap::default(),
+        vector_of_var: FxMap::default(),
     };
+    // The names of the later vectors' copies are interned here, after the single kernel's
+    // prelude: the single kernel never names them.
+    for base in &decl.per_vector_shared {
+        let copies: Vec<graph::Sym> = (0..decl.m)
+            .map(|v| names.id(&per_vector_shared_name(base, v)))
+            .collect();
+        for (v, c) in copies.iter().enumerate() {
+            roles.vector_of_var.insert(*c, v as i64);
+        }
+        roles.shared_vars.insert(copies[0], copies);
+    }
     for p in &decl.params {
         match &p.role {
             ParamRole::Shared => {}
@@ -504,6 +533,8 @@ fn validate_parsed(
         single.params,
         batched.params,
     );
+    let mut params = params;
+    params.extend(signature::check_shared_vars(&sf.decls(), &bf.decls(), decl));
     let launch = signature::check_launch(single.launch, batched.launch, decl);
 
     // Evaluate both kernels with the batching claim resolved to interned names.

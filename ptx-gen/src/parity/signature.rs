@@ -1,10 +1,10 @@
 //! Rule 1 (parameters and performance directives) and the launch shapes.
 
-use crate::ast::{Function, ParamDecl};
+use crate::ast::{DeclSuffix, Function, ParamDecl, StateSpace, Type, VarDecl};
 use crate::kernels::{ParamKind, ParamSpec};
 use crate::launch::{Extent, LaunchSpec};
 
-use super::decl::{BatchDecl, ParamRole, VectorIndex};
+use super::decl::{per_vector_shared_name, BatchDecl, ParamRole, VectorIndex};
 use super::report::{CheckKind, Finding};
 
 fn finding(check: CheckKind, message: String) -> Finding {
@@ -308,4 +308,74 @@ pub(crate) fn check_launch(
         ));
     }
     Some(out)
+}
+
+/// The shared-memory variable `name` among `decls`: its declaration without the name (space,
+/// alignment, type, array shape), or `None` when no such variable is declared.
+fn shared_var(
+    decls: &[&VarDecl],
+    name: &str,
+) -> Option<(Option<u32>, Option<u32>, Type, DeclSuffix)> {
+    decls
+        .iter()
+        .filter(|d| d.space == StateSpace::Shared)
+        .find_map(|d| {
+            d.names
+                .iter()
+                .find(|n| n.name == name)
+                .map(|n| (d.align, d.vector, d.ty, n.suffix.clone()))
+        })
+}
+
+/// Per-vector shared variables: only for a batch unrolled in every thread; the single
+/// kernel declares `base` and no later vector's copy, the batched kernel declares a copy
+/// for each of its M vectors, each exactly as the single kernel declares `base`.
+pub(crate) fn check_shared_vars(
+    s_decls: &[&VarDecl],
+    b_decls: &[&VarDecl],
+    decl: &BatchDecl,
+) -> Vec<Finding> {
+    let p = CheckKind::Params;
+    let mut out = Vec::new();
+    if !decl.per_vector_shared.is_empty() && decl.index != VectorIndex::Unrolled {
+        out.push(finding(
+            p,
+            "per-vector shared variables need a batch unrolled in every thread (one vector per block has one copy)".to_string(),
+        ));
+    }
+    for base in &decl.per_vector_shared {
+        let Some(single) = shared_var(s_decls, base) else {
+            out.push(finding(
+                p,
+                format!("per-vector shared variable `{base}` is not declared in the single kernel"),
+            ));
+            continue;
+        };
+        for v in 1..decl.m.max(2) {
+            let name = per_vector_shared_name(base, v);
+            if shared_var(s_decls, &name).is_some() {
+                out.push(finding(
+                    p,
+                    format!(
+                        "the single kernel declares `{name}`, a later vector's copy of `{base}`"
+                    ),
+                ));
+            }
+        }
+        for v in 0..decl.m {
+            let name = per_vector_shared_name(base, v);
+            match shared_var(b_decls, &name) {
+                None => out.push(finding(
+                    p,
+                    format!("the batched kernel does not declare `{name}`, vector {v}'s copy of `{base}`"),
+                )),
+                Some(b) if b != single => out.push(finding(
+                    p,
+                    format!("`{name}` is declared unlike the single kernel's `{base}`: {b:?} against {single:?}"),
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    out
 }

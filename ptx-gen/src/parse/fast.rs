@@ -26,7 +26,7 @@
 
 use crate::ast::{
     AddrBase, Address, FnKind, Function, Guard, Instruction, IntLit, Item, Operand, Radix,
-    Statement,
+    Statement, VarDecl,
 };
 
 use super::body::statement;
@@ -83,6 +83,8 @@ pub(crate) struct LeanEntry<'t> {
     pub ops: Vec<FOp<'t>>,
     pub owned: Vec<Instruction>,
     pub owned_labels: Vec<String>,
+    /// The body's variable declarations (`.shared`, `.local`, `.reg`), in order.
+    pub decls: Vec<VarDecl>,
 }
 
 /// Parses a module holding exactly one `.entry` with a body, or returns `None` (the caller
@@ -109,6 +111,7 @@ pub(crate) fn parse_entry(text: &str) -> Option<LeanEntry<'_>> {
         ops: Vec::with_capacity(estimate * 3),
         owned: Vec::new(),
         owned_labels: Vec::new(),
+        decls: Vec::new(),
     };
     let mut top: Vec<FOp<'_>> = Vec::with_capacity(8);
     let mut rest = body;
@@ -255,6 +258,7 @@ fn keep(e: &mut LeanEntry<'_>, stmts: Vec<Statement>) {
                 e.owned.push(i);
             }
             Statement::Block(inner) => keep(e, inner),
+            Statement::Decl(d) => e.decls.push(d),
             _ => {}
         }
     }

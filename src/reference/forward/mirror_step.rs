@@ -74,14 +74,26 @@ impl CpuForward<'_> {
                 spec,
                 w,
                 x,
+                norm,
                 bias,
                 residual,
                 y,
                 ..
             } => {
                 let res = residual.map(|r| read(seq, r));
-                let out =
-                    mirror::gemv::gemv(spec, w, bytes(seq, *x), bias.as_deref(), res.as_deref())?;
+                // The prologue computes the `rmsnorm_q8_1` kernel's bits into shared memory.
+                let staged = match norm {
+                    Some((nm, nw)) => {
+                        Some(mirror::rmsnorm_q8_1::rmsnorm_q8_1(nm, &read(seq, *x), nw)?)
+                    }
+                    None => None,
+                };
+                let xq = staged.as_deref().unwrap_or_else(|| bytes(seq, *x));
+                let plain = ptx_gen::kernels::Gemv {
+                    norm: None,
+                    ..*spec
+                };
+                let out = mirror::gemv::gemv(&plain, w, xq, bias.as_deref(), res.as_deref())?;
                 put_f32s(bytes_mut(seq, *y), &out);
             }
             Op::RopeKv {
