@@ -86,7 +86,7 @@ fn run_case(dev: &Device, rng: &mut Rng, c: &Case, m: u32, single: Option<&Loade
         m,
         more_rows: [0, 0],
         rope: None,
-        norm: None,
+        prologue: None,
     };
     let kernel = generate(&KernelSpec::Gemv(spec), Target::dp4a_default()).expect("generating");
     let loaded = LoadedKernel::load_unchecked(dev, &kernel).expect("loading");
@@ -302,7 +302,7 @@ fn batched_gemv_matches_the_reference_and_the_single_kernel_bit_for_bit() {
             m: 1,
             more_rows: [0, 0],
             rope: None,
-            norm: None,
+            prologue: None,
         };
         let single = generate(&KernelSpec::Gemv(single), Target::dp4a_default()).unwrap();
         let single = LoadedKernel::load_unchecked(&dev, &single).unwrap();
@@ -325,7 +325,7 @@ fn batched_gemv_matches_the_reference_and_the_single_kernel_bit_for_bit() {
             m: 1,
             more_rows: [0, 0],
             rope: None,
-            norm: None,
+            prologue: None,
         };
         let single = generate(&KernelSpec::Gemv(single), Target::dp4a_default()).unwrap();
         let single = LoadedKernel::load_unchecked(&dev, &single).unwrap();
@@ -366,7 +366,7 @@ fn other_tiles_equal_their_mirror_bit_for_bit() {
                 m,
                 more_rows: [0, 0],
                 rope: None,
-                norm: None,
+                prologue: None,
             };
             let kernel = generate_tiled(&spec, tile, Target::dp4a_default()).unwrap();
             let loaded = LoadedKernel::load_unchecked(&dev, &kernel).unwrap();
@@ -430,7 +430,7 @@ fn several_matrices_in_one_launch_equal_their_own_gemvs_bit_for_bit() {
                 m,
                 more_rows,
                 rope: None,
-                norm: None,
+                prologue: None,
             };
             let fused = generate(&KernelSpec::Gemv(spec), Target::dp4a_default()).unwrap();
             let fused_k = LoadedKernel::load_unchecked(&dev, &fused).unwrap();

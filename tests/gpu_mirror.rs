@@ -20,9 +20,9 @@ use common::{gpu_or_skip, poisoned, read_checked, Rng, GUARD, POISON};
 use half::f16;
 use ptx_gen::kernels::{
     generate, Access, Argmax, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable,
-    Gemv, GemvNorm, GemvRope, Glu, GluAct, HeadRmsNorm, KernelSpec, OutFormat, ParamKind,
-    QuantizeQ8_1, ResidualAdd, ResidualRmsNorm, RmsNorm, RmsNormQ8_1, RopeKv, RopeOutputs,
-    RopeStyle, WeightType,
+    Gemv, GemvNorm, GemvPrologue, GemvRope, Glu, GluAct, HeadRmsNorm, KernelSpec, OutFormat,
+    ParamKind, QuantizeQ8_1, ResidualAdd, ResidualRmsNorm, RmsNorm, RmsNormQ8_1, RopeKv,
+    RopeOutputs, RopeStyle, WeightType,
 };
 use ptx_gen::Target;
 use ptxforge::reference::mirror;
@@ -832,7 +832,7 @@ fn gemv_rope_split(dev: Option<&Device>) {
                 m,
                 more_rows: [kn, 0],
                 rope: Some(rope(RopeOutputs::Qk)),
-                norm: None,
+                prologue: None,
             };
             let v_spec = Gemv {
                 weight: WeightType::Q6K,
@@ -983,7 +983,7 @@ fn gemv_rope(dev: Option<&Device>) {
                 m,
                 more_rows: [kn, kn],
                 rope: Some(epilogue),
-                norm: None,
+                prologue: None,
             };
             let parts = spec.parts();
             let ws: Vec<Vec<u8>> = parts
@@ -1146,7 +1146,7 @@ fn gemv_norm(dev: Option<&Device>) {
                 m,
                 more_rows: more,
                 rope,
-                norm: Some(norm),
+                prologue: Some(GemvPrologue::Norm(norm)),
             };
             let parts = spec.parts();
             let ws: Vec<Vec<u8>> = parts
@@ -1189,7 +1189,7 @@ fn gemv_norm(dev: Option<&Device>) {
                 .flat_map(|x| mirror::rmsnorm_q8_1::rmsnorm_q8_1(&rms, x, &nw).unwrap())
                 .collect();
             let plain = Gemv {
-                norm: None,
+                prologue: None,
                 rope: None,
                 ..spec
             };
@@ -1224,6 +1224,97 @@ fn gemv_norm(dev: Option<&Device>) {
     }
 }
 
+#[test]
+fn gemv_glu_equals_glu_then_gemv() {
+    if let Some(dev) = gpu_or_skip("gemv_glu_equals_glu_then_gemv") {
+        gemv_glu(Some(&dev));
+    }
+}
+
+/// The GEMV with the gated activation + quantize in its prologue against the mirrors of
+/// `glu` (Q8_1 output, per vector) and of the plain GEMV on its output, bit for bit.
+fn gemv_glu(dev: Option<&Device>) {
+    use ptxforge::quant::{quantize, GgmlType};
+    let mut rng = Rng::fresh("gemv glu");
+    // SmolLM2's down (Q8_0, with the residual), Gemma3's (GeGLU, Q6_K), a ragged grid.
+    let cases = [
+        (
+            WeightType::Q8_0,
+            GgmlType::Q8_0,
+            576,
+            1536,
+            GluAct::Swiglu,
+            true,
+        ),
+        (
+            WeightType::Q6K,
+            GgmlType::Q6K,
+            640,
+            2048,
+            GluAct::Geglu,
+            true,
+        ),
+        (
+            WeightType::Q4_1,
+            GgmlType::Q4_1,
+            100,
+            1056,
+            GluAct::Swiglu,
+            false,
+        ),
+    ];
+    for (weight, ty, n, k, act, residual) in cases {
+        for m in [1u32, 3] {
+            let spec = Gemv {
+                weight,
+                n,
+                k,
+                bias: false,
+                residual,
+                m,
+                more_rows: [0, 0],
+                rope: None,
+                prologue: Some(GemvPrologue::Glu(act)),
+            };
+            let w = quantize(ty, &values(&mut rng, (n * k) as usize, 0.05)).unwrap();
+            let gates: Vec<Vec<f32>> = (0..m).map(|_| values(&mut rng, k as usize, 2.0)).collect();
+            let ups: Vec<Vec<f32>> = (0..m).map(|_| values(&mut rng, k as usize, 1.0)).collect();
+            let res: Vec<f32> = values(&mut rng, (n * m) as usize, 1.0);
+            let mut inputs: Vec<(&str, Vec<u8>)> = vec![
+                ("w", w.clone()),
+                ("x", gates.iter().flat_map(|g| f32_bytes(g)).collect()),
+                ("up", ups.iter().flat_map(|u| f32_bytes(u)).collect()),
+            ];
+            if residual {
+                inputs.push(("residual", f32_bytes(&res)));
+            }
+            let out = run(dev, &KernelSpec::Gemv(spec), &inputs);
+            let glu = Glu {
+                act,
+                ffn: k,
+                out: OutFormat::Q8_1,
+                m: 1,
+            };
+            let xq: Vec<u8> = gates
+                .iter()
+                .zip(&ups)
+                .flat_map(|(g, u)| mirror::glu::glu(&glu, g, u).unwrap())
+                .collect();
+            let plain = Gemv {
+                prologue: None,
+                ..spec
+            };
+            let r = residual.then_some(&res[..]);
+            let y = mirror::gemv::gemv(&plain, &w, &xq, None, r).unwrap();
+            let what = format!("{} m {m}", KernelSpec::Gemv(spec).name());
+            out.check("y", &f32_bytes(&y), 4, &what);
+            if dev.is_some() {
+                println!("{what}: bit-identical to glu + GEMV");
+            }
+        }
+    }
+}
+
 /// Without a GPU: every case above is a valid spec with inputs of the sizes its kernel
 /// declares, and the mirrors accept them (so a GPU run fails only on a difference in bits).
 #[test]
@@ -1235,4 +1326,5 @@ fn every_case_is_valid_without_a_gpu() {
     gemv_rope(None);
     gemv_rope_split(None);
     gemv_norm(None);
+    gemv_glu(None);
 }

@@ -49,7 +49,7 @@ fn gemv_tiles_of_the_search_pass_the_static_checks() {
             m: 2,
             more_rows: [0, 0],
             rope: None,
-            norm: None,
+            prologue: None,
         };
         let k = generate_tiled(&spec, tile.parse().unwrap(), Target::sm(90))
             .unwrap_or_else(|e| panic!("{:?} {tile}: {e}", KernelSpec::Gemv(spec)));

@@ -1,9 +1,9 @@
-//! A GEMV over several matrices in one launch (`Gemv::more_rows`): its typed errors, its
+//! A GEMV over several matrices in one launch (`Gemv::more_rows`) and its prologues: typed errors,
 //! parameters, and that its grid and every matrix's rows are the separate GEMVs' own.
 
 use ptx_gen::kernels::{
-    generate, generate_tiled, FamilySpec, Gemv, GemvNorm, GemvRope, GenError, KernelSpec,
-    ParamKind, RopeOutputs, RopeStyle, WeightType,
+    generate, generate_tiled, FamilySpec, Gemv, GemvNorm, GemvPrologue, GemvRope, GenError, GluAct,
+    KernelSpec, ParamKind, RopeOutputs, RopeStyle, WeightType,
 };
 use ptx_gen::launch::Extent;
 use ptx_gen::Target;
@@ -32,7 +32,7 @@ fn qkv(m: u32) -> Gemv {
         m,
         more_rows: [128, 128],
         rope: None,
-        norm: None,
+        prologue: None,
     }
 }
 
@@ -228,23 +228,23 @@ fn bad_norm_prologues_are_typed_errors() {
         m: 1,
         more_rows: [0, 0],
         rope: None,
-        norm: Some(norm),
+        prologue: Some(GemvPrologue::Norm(norm)),
     };
     assert!(s.validate().is_ok());
     assert!(Gemv { m: 16, ..s }.validate().is_ok());
     // eps must be positive and finite; the weight offset finite.
     for eps in [0.0, -1e-5, f32::NAN, f32::INFINITY] {
         let bad = Gemv {
-            norm: Some(GemvNorm { eps, ..norm }),
+            prologue: Some(GemvPrologue::Norm(GemvNorm { eps, ..norm })),
             ..s
         };
         assert_eq!(field(bad), "eps", "eps {eps}");
     }
     let bad = Gemv {
-        norm: Some(GemvNorm {
+        prologue: Some(GemvPrologue::Norm(GemvNorm {
             weight_offset: f32::NAN,
             ..norm
-        }),
+        })),
         ..s
     };
     assert_eq!(field(bad), "weight_offset");
@@ -258,7 +258,7 @@ fn bad_norm_prologues_are_typed_errors() {
             m: 16,
             ..s
         }),
-        "norm"
+        "prologue"
     );
     assert!(Gemv { k: 4096, m: 8, ..s }.validate().is_ok());
     // The generator refuses what validation refuses.
@@ -282,10 +282,10 @@ fn a_norm_prologue_reads_f32_x_and_the_norm_weight() {
         m: 3,
         more_rows: [1536, 0],
         rope: None,
-        norm: Some(GemvNorm {
+        prologue: Some(GemvPrologue::Norm(GemvNorm {
             eps: 1e-5,
             weight_offset: 0.0,
-        }),
+        })),
     };
     let k = generate(&KernelSpec::Gemv(s), Target::dp4a_default()).expect("generates");
     // x: 3 vectors of 576 f32 values; norm_w: one of 576, shared.
@@ -295,9 +295,42 @@ fn a_norm_prologue_reads_f32_x_and_the_norm_weight() {
     assert_eq!(names, ["w", "w1", "x", "norm_w", "y", "y1"]);
     // The same grid as the GEMV without the prologue.
     let plain = generate(
-        &KernelSpec::Gemv(Gemv { norm: None, ..s }),
+        &KernelSpec::Gemv(Gemv {
+            prologue: None,
+            ..s
+        }),
         Target::dp4a_default(),
     )
     .expect("generates");
     assert_eq!(grid_x(&k), grid_x(&plain));
+}
+
+#[test]
+fn a_glu_prologue_reads_the_gate_and_up_and_fits_its_shared_memory() {
+    let s = Gemv {
+        weight: WeightType::Q8_0,
+        n: 576,
+        k: 1536,
+        bias: false,
+        residual: true,
+        m: 2,
+        more_rows: [0, 0],
+        rope: None,
+        prologue: Some(GemvPrologue::Glu(GluAct::Swiglu)),
+    };
+    let k = generate(&KernelSpec::Gemv(s), Target::dp4a_default()).expect("generates");
+    let names: Vec<&str> = k.params.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["w", "x", "up", "residual", "y"]);
+    assert_eq!(bytes(&k, "x"), 2 * 1536 * 4);
+    assert_eq!(bytes(&k, "up"), 2 * 1536 * 4);
+    assert!(k.name.ends_with("_glu_swiglu_m2"), "{}", k.name);
+    // 16 vectors of 4864 values staged: 87 KiB.
+    assert_eq!(
+        field(Gemv {
+            k: 4864,
+            m: 16,
+            ..s
+        }),
+        "prologue"
+    );
 }

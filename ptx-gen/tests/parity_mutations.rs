@@ -60,7 +60,7 @@ fn pair(weight: WeightType, n: u32, blocks: u32, bias: bool, residual: bool, m: 
         m,
         more_rows: [0, 0],
         rope: None,
-        norm: None,
+        prologue: None,
     };
     Pair {
         spec,
@@ -331,7 +331,7 @@ fn every_real_gemv_pair_passes() {
                     m: 1,
                     more_rows: [0, 0],
                     rope: None,
-                    norm: None,
+                    prologue: None,
                 });
                 for m in 2..=16 {
                     let spec = Gemv {
@@ -343,7 +343,7 @@ fn every_real_gemv_pair_passes() {
                         m,
                         more_rows: [0, 0],
                         rope: None,
-                        norm: None,
+                        prologue: None,
                     };
                     let batched = kernel(spec);
                     let r = validate_pair((&single).into(), (&batched).into(), &gemv_decl(&spec));
@@ -373,7 +373,7 @@ fn reference_shaped_pairs_pass() {
                 m: 8,
                 more_rows: [0, 0],
                 rope: None,
-                norm: None,
+                prologue: None,
             };
             let r = validate_pair(
                 (&kernel(Gemv { m: 1, ..spec })).into(),

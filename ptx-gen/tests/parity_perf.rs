@@ -61,7 +61,7 @@ fn set(m: u32) -> Set {
             m,
             more_rows: [0, 0],
             rope: None,
-            norm: None,
+            prologue: None,
         };
         s.singles.push(kernel(Gemv { m: 1, ..spec }));
         s.batched.push(kernel(spec));

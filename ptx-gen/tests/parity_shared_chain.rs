@@ -7,7 +7,9 @@
 //! walk passes over it; a vector that reads another's copy, a missing store or barrier, or
 //! copies declared unlike the single kernel's variable fail.
 
-use ptx_gen::kernels::{Gemv, GemvNorm, WeightType, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
+use ptx_gen::kernels::{
+    Gemv, GemvNorm, GemvPrologue, WeightType, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES,
+};
 use ptx_gen::parity::{validate_pair, BatchDecl, CheckKind, CheckStatus, KernelSource, PairReport};
 use ptx_gen::{generate, GeneratedKernel, KernelSpec, Target};
 
@@ -23,7 +25,7 @@ fn spec(m: u32) -> Gemv {
         m,
         more_rows: [0, 0],
         rope: None,
-        norm: None,
+        prologue: None,
     }
 }
 
@@ -195,10 +197,10 @@ fn normed(m: u32) -> Gemv {
         m,
         more_rows: [1536, 0],
         rope: None,
-        norm: Some(GemvNorm {
+        prologue: Some(GemvPrologue::Norm(GemvNorm {
             eps: 1e-5,
             weight_offset: 0.0,
-        }),
+        })),
     }
 }
 

@@ -117,7 +117,7 @@ pub fn gemv(
                     m,
                     more_rows: [0, 0],
                     rope: None,
-                    norm: None,
+                    prologue: None,
                 };
                 let x_bytes = (k as u64 / 32) * 36 * m as u64;
                 let y_bytes = n as u64 * 4 * m as u64;

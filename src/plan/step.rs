@@ -12,8 +12,8 @@
 
 use ptx_gen::kernels::{
     default_tile, Argmax, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable, Gemv,
-    GemvNorm, GemvRope, Glu, GluAct, HeadRmsNorm, KernelSpec, OutFormat, QuantizeQ8_1,
-    ResidualRmsNorm, RopeOutputs, RopeStyle as KRopeStyle,
+    GemvNorm, GemvPrologue, GemvRope, Glu, GluAct, HeadRmsNorm, KernelSpec, OutFormat,
+    QuantizeQ8_1, ResidualRmsNorm, RopeOutputs, RopeStyle as KRopeStyle, GEMV_MAX_BATCH,
 };
 
 use crate::contract::{Activation, EmbeddingScale, ModelSpec, QkNorm, Role, RopeStyle};
@@ -43,40 +43,59 @@ fn weight(role: Role, layer: Option<u32>) -> Arg {
 struct Planner<'a> {
     model: &'a ModelSpec,
     rec: Recorder,
-    /// A norm + quantize into `xq` folded into the prologue of the GEMVs that read `xq`
-    /// (they read `x` and the norm weight instead), or `None` where `xq` was written.
-    folded: Option<(GemvNorm, Arg)>,
+    /// Kernels whose Q8_1 output (`xq`, `act_q8`) the GEMVs reading it compute in their
+    /// prologue instead (see [`Folded`]); a buffer written by a launch has no entry.
+    folded: Vec<Folded>,
 }
 
-/// Hidden sizes up to this fold their norm + quantize into the next GEMVs' prologue: each
-/// thread block normalizes the whole vector itself, which costs less than a launch only
-/// where the vector is short.
-const NORM_FOLD_MAX_HIDDEN: u32 = 2048;
+/// A kernel folded into the prologue of the GEMVs that read its Q8_1 output `into`: they
+/// bind `x` and `second` instead and compute what it would have written.
+#[derive(Clone)]
+struct Folded {
+    into: Buffer,
+    prologue: GemvPrologue,
+    x: Arg,
+    second: Arg,
+}
+
+/// A GEMV's prologue with its second input's parameter and binding.
+type PrologueArgs = (GemvPrologue, (&'static str, Arg));
+
+/// Inputs up to this many values fold into the next GEMVs' prologue: each thread block
+/// computes the whole Q8_1 vector itself, which costs less than a launch only where the
+/// vector is short.
+const FOLD_MAX_K: u32 = 2048;
 
 /// ... and only where those GEMVs fit in one wave of thread blocks (8 per SM on a 132-SM
 /// H100): past that every further wave pays the prologue again (an LM head of 49152 rows
 /// would run 6 of them).
-const NORM_FOLD_MAX_BLOCKS: u32 = 1024;
+const FOLD_MAX_BLOCKS: u32 = 1024;
 
 impl Planner<'_> {
     /// `RMSNorm(x) -> xq` with weight `w`, read next by the GEMV(s) of `rows` rows of
-    /// `consumer`: folded into their prologue where [`Planner::folds`], else launched.
+    /// `reader`: folded into their prologue where [`Planner::folds`], else launched.
     fn norm_into_xq(
         &mut self,
         layer: Option<u32>,
         w: Arg,
-        consumer: (Role, Option<u32>, u32),
+        reader: (Role, Option<u32>, u32),
     ) -> Result<(), PlanError> {
         let d = &self.model.dims;
         let norm = GemvNorm {
             eps: d.rms_eps,
             weight_offset: self.model.behaviour.norm_weight_offset,
         };
-        if self.folds(consumer)? {
-            self.folded = Some((norm, w));
+        let prologue = GemvPrologue::Norm(norm);
+        if self.folds(prologue, reader, d.hidden)? {
+            self.fold(Folded {
+                into: Buffer::Xq,
+                prologue,
+                x: buf(Buffer::X),
+                second: w,
+            });
             return Ok(());
         }
-        self.folded = None;
+        self.written(Buffer::Xq);
         self.launch(
             KernelSpec::RmsNormQ8_1(norm.rmsnorm(d.hidden)),
             layer,
@@ -84,27 +103,61 @@ impl Planner<'_> {
         )
     }
 
-    /// Whether a norm read by `rows` rows of `role` folds into their prologue (see
-    /// [`NORM_FOLD_MAX_HIDDEN`] and [`NORM_FOLD_MAX_BLOCKS`]).
-    fn folds(&self, (role, layer, rows): (Role, Option<u32>, u32)) -> Result<bool, PlanError> {
-        let h = self.model.dims.hidden;
+    /// Records a folded kernel (replacing an earlier one into the same buffer).
+    fn fold(&mut self, f: Folded) {
+        self.written(f.into);
+        self.folded.push(f);
+    }
+
+    /// A launch writes `buffer`: GEMVs reading it read it.
+    fn written(&mut self, buffer: Buffer) {
+        self.folded.retain(|f| f.into != buffer);
+    }
+
+    /// Whether `prologue` over `k` values, read by `rows` rows of `role`, folds into their
+    /// prologue: `k` at most [`FOLD_MAX_K`], their grid at most [`FOLD_MAX_BLOCKS`], and
+    /// the prologue valid for the largest batch (every batched twin exists).
+    fn folds(
+        &self,
+        prologue: GemvPrologue,
+        (role, layer, rows): (Role, Option<u32>, u32),
+        k: u32,
+    ) -> Result<bool, PlanError> {
         let Some(w) = gemv_weight(self.ty(role, layer)?) else {
             return Ok(false);
         };
-        if h > NORM_FOLD_MAX_HIDDEN || h % w.block_values() != 0 {
+        if k > FOLD_MAX_K || k % w.block_values() != 0 {
             return Ok(false);
         }
-        let tile = default_tile(w, rows, h);
+        let tile = default_tile(w, rows, k);
         let per_block = tile.rows * tile.warps / tile.split;
-        Ok(rows.div_ceil(per_block) <= NORM_FOLD_MAX_BLOCKS)
+        let spec = Gemv {
+            weight: w,
+            n: rows,
+            k,
+            bias: false,
+            residual: false,
+            m: GEMV_MAX_BATCH,
+            more_rows: [0, 0],
+            rope: None,
+            prologue: Some(prologue),
+        };
+        Ok(
+            rows.div_ceil(per_block) <= FOLD_MAX_BLOCKS
+                && KernelSpec::Gemv(spec).validate().is_ok(),
+        )
     }
 
-    /// The buffer a GEMV reading `x` binds, and the norm its prologue applies: where `x` is
-    /// `xq` and the norm writing it was folded, the GEMV reads `x` and normalizes it.
-    fn gemv_input(&self, x: Buffer) -> (Buffer, Option<(GemvNorm, Arg)>) {
-        match (&self.folded, x) {
-            (Some(f), Buffer::Xq) => (Buffer::X, Some(f.clone())),
-            _ => (x, None),
+    /// The binding of a GEMV's `x` where it reads `x`, and the prologue it applies with
+    /// its second input's parameter and binding: where `x` is a folded kernel's output,
+    /// the GEMV reads that kernel's inputs.
+    fn gemv_input(&self, x: Buffer) -> (Arg, Option<PrologueArgs>) {
+        match self.folded.iter().find(|f| f.into == x) {
+            Some(f) => (
+                f.x.clone(),
+                Some((f.prologue, (f.prologue.second_input(), f.second.clone()))),
+            ),
+            None => (buf(x), None),
         }
     }
 
@@ -202,7 +255,7 @@ impl Planner<'_> {
         for (slot, p) in more_rows.iter_mut().zip(&parts[1..]) {
             *slot = p.2;
         }
-        let (x, norm) = self.gemv_input(x);
+        let (x, prologue) = self.gemv_input(x);
         let spec = Gemv {
             weight: w,
             n: parts[0].2,
@@ -212,7 +265,7 @@ impl Planner<'_> {
             m: 1,
             more_rows,
             rope: rope.as_ref().map(|r| r.0),
-            norm: norm.as_ref().map(|n| n.0),
+            prologue: prologue.as_ref().map(|p| p.0),
         };
         if KernelSpec::Gemv(spec).validate().is_err() {
             return Ok(false);
@@ -229,8 +282,8 @@ impl Planner<'_> {
                 },
             ));
         }
-        args.push(("x", buf(x)));
-        args.extend(norm.map(|n| ("norm_w", n.1)));
+        args.push(("x", x));
+        args.extend(prologue.map(|p| p.1));
         for (i, p) in parts.iter().enumerate() {
             if let Some(b) = p.4 {
                 if self.ty(b, layer)? != GgmlType::F32 {
@@ -273,8 +326,8 @@ impl Planner<'_> {
             (bias.is_some(), residual.is_some()),
             rope.as_ref().map(|r| r.0),
         )?;
-        let (x, norm) = self.gemv_input(x);
-        spec.norm = norm.as_ref().map(|n| n.0);
+        let (x, prologue) = self.gemv_input(x);
+        spec.prologue = prologue.as_ref().map(|p| p.0);
         let ty = self.ty(role, layer)?;
         let row_bytes = ty.row_bytes(k as u64).unwrap_or(0);
         let w_arg = Arg::Weight {
@@ -282,8 +335,8 @@ impl Planner<'_> {
             layer,
             offset: first_row as u64 * row_bytes,
         };
-        let mut args = vec![("w", w_arg), ("x", buf(x))];
-        args.extend(norm.map(|n| ("norm_w", n.1)));
+        let mut args = vec![("w", w_arg), ("x", x)];
+        args.extend(prologue.map(|p| p.1));
         if let Some(b) = bias {
             if self.ty(b, layer)? != GgmlType::F32 {
                 return Err(PlanError::Tensor {
@@ -331,7 +384,7 @@ impl Planner<'_> {
             m: 1,
             more_rows: [0, 0],
             rope,
-            norm: None,
+            prologue: None,
         })
     }
 }
@@ -357,7 +410,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
     let mut p = Planner {
         model,
         rec: Recorder::new(),
-        folded: None,
+        folded: Vec::new(),
     };
 
     // Rope tables, one per distinct (theta, scaling) over the layers.
@@ -683,20 +736,32 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
             Activation::Silu => GluAct::Swiglu,
             Activation::GeluTanh => GluAct::Geglu,
         };
-        p.launch(
-            KernelSpec::Glu(Glu {
-                act,
-                ffn,
-                out: OutFormat::Q8_1,
-                m: 1,
-            }),
-            l,
-            vec![
-                ("gate", buf(Buffer::GateUp)),
-                ("up", buf_at(Buffer::GateUp, f32_bytes(ffn))),
-                ("y", buf(Buffer::ActQ8)),
-            ],
-        )?;
+        // The activation + quantize, or the down GEMV's prologue.
+        let glu = GemvPrologue::Glu(act);
+        if p.folds(glu, (Role::FfnDown, l, h), ffn)? {
+            p.fold(Folded {
+                into: Buffer::ActQ8,
+                prologue: glu,
+                x: buf(Buffer::GateUp),
+                second: buf_at(Buffer::GateUp, f32_bytes(ffn)),
+            });
+        } else {
+            p.written(Buffer::ActQ8);
+            p.launch(
+                KernelSpec::Glu(Glu {
+                    act,
+                    ffn,
+                    out: OutFormat::Q8_1,
+                    m: 1,
+                }),
+                l,
+                vec![
+                    ("gate", buf(Buffer::GateUp)),
+                    ("up", buf_at(Buffer::GateUp, f32_bytes(ffn))),
+                    ("y", buf(Buffer::ActQ8)),
+                ],
+            )?;
+        }
         let (next_norm, reader) = if layer + 1 < d.layers {
             let next = Some(layer + 1);
             (
@@ -808,7 +873,7 @@ fn project_and_norm(
         Some(norm) => {
             p.gemv(role, layer, h, k, input, buf(Buffer::Tmp), None, None)?;
             let rw = p.norm_weight(norm, layer)?;
-            p.folded = None;
+            p.written(Buffer::Xq);
             p.launch(
                 KernelSpec::ResidualRmsNorm(ResidualRmsNorm {
                     hidden: h,

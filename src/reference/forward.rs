@@ -36,9 +36,9 @@
 
 use half::f16;
 use ptx_gen::kernels::{
-    part_param, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable, Gemv, Glu,
-    HeadRmsNorm, KernelSpec, OutFormat, QuantizeQ8_1, ResidualAdd, ResidualRmsNorm, RmsNorm,
-    RmsNormQ8_1, RopeKv, RopeRole, WeightType, ARGMAX_BLOCK_VALUES,
+    part_param, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable, Gemv,
+    GemvPrologue, Glu, HeadRmsNorm, KernelSpec, OutFormat, QuantizeQ8_1, ResidualAdd,
+    ResidualRmsNorm, RmsNorm, RmsNormQ8_1, RopeKv, RopeRole, WeightType, ARGMAX_BLOCK_VALUES,
 };
 
 use crate::model::ModelWeights;
@@ -144,6 +144,14 @@ struct Region {
     len: usize,
 }
 
+/// A GEMV's prologue: the kernel before it, computed on its inputs.
+enum Prologue {
+    /// `rmsnorm_q8_1` with its weight.
+    Norm(RmsNormQ8_1, Vec<f32>),
+    /// `glu` (Q8_1 output) with its `up` region (`x` is the gate).
+    Glu(Glu, Region),
+}
+
 /// A resolved launch.
 enum Op<'a> {
     /// One launch that computes several ops in order (a GEMV over several matrices).
@@ -192,10 +200,9 @@ enum Op<'a> {
         n: usize,
         k: usize,
         w: &'a [u8],
-        /// Q8_1 blocks, or (with `norm`) the f32 vector the prologue normalizes first.
+        /// Q8_1 blocks, or (with a prologue) the f32 vector it quantizes first.
         x: Region,
-        /// The prologue's `rmsnorm_q8_1` and its weight.
-        norm: Option<(RmsNormQ8_1, Vec<f32>)>,
+        prologue: Option<Prologue>,
         bias: Option<Vec<f32>>,
         residual: Option<Region>,
         y: Region,
@@ -811,14 +818,14 @@ impl<'a> CpuForward<'a> {
                 k,
                 w,
                 x,
-                norm,
+                prologue,
                 bias,
                 residual,
                 y,
             } => {
-                let xb = match norm {
-                    // The prologue stages what `rmsnorm_q8_1` would have written.
-                    Some((nm, nw)) => {
+                // The prologue stages what the kernel before would have written.
+                let xb = match prologue {
+                    Some(Prologue::Norm(nm, nw)) => {
                         let q = super::rmsnorm_q8_1::rmsnorm_q8_1(
                             &read(seq, *x),
                             nw,
@@ -826,6 +833,12 @@ impl<'a> CpuForward<'a> {
                             nm.weight_offset,
                         )
                         .unwrap_or_default();
+                        fast::x_blocks(&q)
+                    }
+                    Some(Prologue::Glu(glu, up)) => {
+                        let v = super::glu::glu(glu.act, &read(seq, *x), &read(seq, *up));
+                        let mut q = vec![0u8; q8_1_bytes(v.len())];
+                        write_out(&mut q, OutFormat::Q8_1, &v);
                         fast::x_blocks(&q)
                     }
                     None => fast::x_blocks(bytes(seq, *x)),
@@ -1219,11 +1232,23 @@ fn resolve_gemv_part<'a>(
         ty.name(),
         n.saturating_mul(row),
     )?;
-    let (x, norm) = match &g.norm {
-        Some(nm) => (
+    let (x, prologue) = match &g.prologue {
+        Some(GemvPrologue::Norm(nm)) => (
             b.buffer("x", k * 4)?,
-            Some((nm.rmsnorm(g.k), b.weight_f32("norm_w", k)?)),
+            Some(Prologue::Norm(nm.rmsnorm(g.k), b.weight_f32("norm_w", k)?)),
         ),
+        Some(GemvPrologue::Glu(act)) => {
+            let glu = Glu {
+                act: *act,
+                ffn: g.k,
+                out: OutFormat::Q8_1,
+                m: 1,
+            };
+            (
+                b.buffer("x", k * 4)?,
+                Some(Prologue::Glu(glu, b.buffer("up", k * 4)?)),
+            )
+        }
         None => (b.buffer("x", q8_1_bytes(k))?, None),
     };
     let bias = if g.bias {
@@ -1243,7 +1268,7 @@ fn resolve_gemv_part<'a>(
         k,
         w,
         x,
-        norm,
+        prologue,
         bias,
         residual,
         y: b.buffer(&part_param("y", i), n * 4)?,

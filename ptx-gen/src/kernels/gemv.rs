@@ -22,8 +22,9 @@ use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, 
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
-use super::gemv_norm::{self, GemvNorm};
+use super::gemv_prologue::{self, GemvNorm, GemvPrologue};
 use super::gemv_rope::{self, GemvRope, Pairing, RopeOutputs};
+use super::glu::GluAct;
 use super::quantize_q8_1::{Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
 use super::reduce::warp_reduce;
 use super::rope_kv::RopeStyle;
@@ -163,11 +164,12 @@ pub struct Gemv {
     /// K and V go into the f16 caches at `pos` (see `gemv_rope`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope: Option<GemvRope>,
-    /// RMSNorm + Q8_1 quantization folded into the prologue: `x` is the f32 vector before
-    /// the norm and `norm_w` its weight; every block stages the Q8_1 vector `rmsnorm_q8_1`
-    /// would have written in shared memory (see `gemv_norm`).
+    /// The kernel before the GEMV folded into its prologue: RMSNorm + quantize (`x` the f32
+    /// vector before the norm, `norm_w` its weight) or the gated activation + quantize (`x`
+    /// the f32 gate, `up`); every block stages the Q8_1 vector that kernel would have
+    /// written in shared memory (see `gemv_prologue`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub norm: Option<GemvNorm>,
+    pub prologue: Option<GemvPrologue>,
 }
 
 fn no_more_rows(r: &[u32; 2]) -> bool {
@@ -260,13 +262,18 @@ impl FamilySpec for Gemv {
             m: 1,
             more_rows: [0, 0],
             rope: None,
-            norm: None,
+            prologue: None,
         };
         for flag in dims.iter().skip(3) {
             match flag.as_str() {
                 "bias" => spec.bias = true,
                 rope if rope.starts_with("rope=") => spec.rope = Some(rope_from_cli(&rope[5..])?),
-                norm if norm.starts_with("norm=") => spec.norm = Some(norm_from_cli(&norm[5..])?),
+                norm if norm.starts_with("norm=") => {
+                    spec.prologue = Some(GemvPrologue::Norm(norm_from_cli(&norm[5..])?))
+                }
+                glu if glu.starts_with("glu=") => {
+                    spec.prologue = Some(GemvPrologue::Glu(GluAct::parse(&glu[4..])?))
+                }
                 "residual" => spec.residual = true,
                 rows if rows.starts_with('+') => {
                     let n: u32 = rows[1..]
@@ -280,7 +287,7 @@ impl FamilySpec for Gemv {
                 m if m.parse::<u32>().is_ok() => spec.m = m.parse().unwrap_or(1),
                 other => {
                     return Err(format!(
-                        "unknown option `{other}` (expected M, bias, residual, +ROWS, rope=... or norm=...)"
+                        "unknown option `{other}` (expected M, bias, residual, +ROWS, rope=..., norm=... or glu=...)"
                     ))
                 }
             }
@@ -302,8 +309,8 @@ impl FamilySpec for Gemv {
         if let Some(r) = &self.rope {
             s.push_str(&r.suffix());
         }
-        if let Some(n) = &self.norm {
-            s.push_str(&n.suffix());
+        if let Some(p) = &self.prologue {
+            s.push_str(&p.suffix());
         }
         if self.m > 1 {
             s.push_str(&format!("_m{}", self.m));
@@ -345,8 +352,14 @@ impl FamilySpec for Gemv {
                     )
                 })
                 .unwrap_or_default(),
-            x = match &self.norm {
-                Some(nm) => format!(
+            x = match &self.prologue {
+                Some(GemvPrologue::Glu(a)) => format!(
+                    "Q8_1({}(x[{m}][{k}] (f32 gate)) * up[{m}][{k}])",
+                    a.tag(),
+                    m = self.m,
+                    k = self.k
+                ),
+                Some(GemvPrologue::Norm(nm)) => format!(
                     "Q8_1(rmsnorm(x[{m}][{k}] (f32), norm_w, eps = {:e} (0x{:08x}), weight offset {}))",
                     nm.eps,
                     nm.eps.to_bits(),
@@ -427,8 +440,8 @@ impl FamilySpec for Gemv {
             r.check(&self.parts(), self.tile(), self.m)
                 .map_err(gemv_rope::invalid_rope)?;
         }
-        if let Some(nm) = &self.norm {
-            nm.check(self.k, self.m, self.tile().warps * 32)?;
+        if let Some(p) = &self.prologue {
+            p.check(self.k, self.m, self.tile().warps * 32)?;
         }
         Ok(())
     }
@@ -456,11 +469,19 @@ impl FamilySpec for Gemv {
             d = d.shared(&part_param("w", i));
         }
         d = d.per_vector("x", x_bytes);
-        if self.norm.is_some() {
-            d = d
-                .shared("norm_w")
-                .shared_per_vector(gemv_norm::NORM_PARTIALS)
-                .shared_per_vector(gemv_norm::STAGED_X);
+        match self.prologue {
+            Some(GemvPrologue::Norm(_)) => {
+                d = d
+                    .shared("norm_w")
+                    .shared_per_vector(gemv_prologue::NORM_PARTIALS)
+                    .shared_per_vector(gemv_prologue::STAGED_X);
+            }
+            Some(GemvPrologue::Glu(_)) => {
+                d = d
+                    .per_vector("up", x_bytes)
+                    .shared_per_vector(gemv_prologue::STAGED_X);
+            }
+            None => {}
         }
         if self.tile().split > 1 {
             d = d.shared_per_vector(PARTIALS);
@@ -512,7 +533,7 @@ impl FamilySpec for Gemv {
                         m: 1,
                         more_rows: [0, 0],
                         rope: None,
-                        norm: None,
+                        prologue: None,
                     });
                 }
             }
@@ -525,7 +546,7 @@ impl FamilySpec for Gemv {
                 m: 1,
                 more_rows: [0, 0],
                 rope: None,
-                norm: None,
+                prologue: None,
             });
             for m in [2, 8, 16] {
                 out.push(Gemv {
@@ -537,7 +558,7 @@ impl FamilySpec for Gemv {
                     m,
                     more_rows: [0, 0],
                     rope: None,
-                    norm: None,
+                    prologue: None,
                 });
             }
         }
@@ -550,7 +571,7 @@ impl FamilySpec for Gemv {
             m: 1,
             more_rows: [0, 0],
             rope: None,
-            norm: None,
+            prologue: None,
         });
         // One launch for several matrices: Q, K, V (with biases, as qwen2) and gate + up.
         for (weight, n, more, k, bias, m) in [
@@ -571,7 +592,7 @@ impl FamilySpec for Gemv {
                 m,
                 more_rows: more,
                 rope: None,
-                norm: None,
+                prologue: None,
             });
         }
         // Q, K, V with RoPE + KV write in the epilogue: SmolLM2's (pairs within a thread),
@@ -668,7 +689,7 @@ impl FamilySpec for Gemv {
                 m,
                 more_rows: more,
                 rope: Some(rope),
-                norm: None,
+                prologue: None,
             });
         }
         // Q and K in one launch, V in its own (llama3-8b's layers with a Q6_K V), single and
@@ -691,7 +712,7 @@ impl FamilySpec for Gemv {
                     outputs,
                     ..r(norm, 128, 128)
                 }),
-                norm: None,
+                prologue: None,
             });
         }
         // RMSNorm + quantize in the prologue: SmolLM2's Q, K, V (with RoPE) and gate + up,
@@ -757,7 +778,27 @@ impl FamilySpec for Gemv {
                 m,
                 more_rows: more,
                 rope,
-                norm: Some(nm),
+                prologue: Some(GemvPrologue::Norm(nm)),
+            });
+        }
+        // The gated activation + quantize in the prologue: SmolLM2's down (with its
+        // residual), Gemma3's (GeGLU), batches.
+        for (weight, n, k, m, act) in [
+            (WeightType::Q8_0, 576, 1536, 1, GluAct::Swiglu),
+            (WeightType::Q4_1, 576, 1536, 4, GluAct::Swiglu),
+            (WeightType::Q6K, 640, 2048, 1, GluAct::Geglu),
+            (WeightType::Q6K, 640, 2048, 3, GluAct::Geglu),
+        ] {
+            out.push(Gemv {
+                weight,
+                n,
+                k,
+                bias: false,
+                residual: true,
+                m,
+                more_rows: [0, 0],
+                rope: None,
+                prologue: Some(GemvPrologue::Glu(act)),
             });
         }
         out
@@ -871,7 +912,7 @@ impl Gemv {
 
     /// Bytes of one vector's `x`: Q8_1 blocks, or f32 values where the prologue normalizes.
     pub fn x_bytes(&self) -> u32 {
-        match self.norm {
+        match self.prologue {
             Some(_) => self.k * 4,
             None => self.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES,
         }
@@ -945,8 +986,8 @@ pub fn generate_tiled(
         r.check(&s.parts(), tile, s.m)
             .map_err(gemv_rope::invalid_rope)?;
     }
-    if let Some(nm) = &s.norm {
-        nm.check(s.k, s.m, tile.warps * 32)?;
+    if let Some(p) = &s.prologue {
+        p.check(s.k, s.m, tile.warps * 32)?;
     }
     match s.weight {
         WeightType::Q4K => build::<gemv_q4_k::Format>(s, tile, target),
@@ -991,7 +1032,7 @@ fn build<F: BlockFormat>(
         .map(|i| b.param(Type::U64, &part_param("w", i)))
         .collect();
     let xp = b.param(Type::U64, "x");
-    let norm_w = s.norm.map(|_| b.param(Type::U64, "norm_w"));
+    let second = s.prologue.map(|p| b.param(Type::U64, p.second_input()));
     let biases: Vec<_> = if s.bias {
         (0..parts.len())
             .map(|i| b.param(Type::U64, &part_param("bias", i)))
@@ -1078,7 +1119,7 @@ fn build<F: BlockFormat>(
     let w_base = select(&mut b, Type::U64, &w_bases);
     // Where the prologue normalizes, x is f32 and the Q8_1 inputs are staged per vector
     // in shared memory (addresses known after the prologue).
-    let x_global = s.norm.is_none().then(|| b.global_ptr(&xp));
+    let x_global = s.prologue.is_none().then(|| b.global_ptr(&xp));
     let row_bytes = blocks * w.block_bytes();
     // Lane -> (block within the pass, part of that block).
     let slot = b.shr(Type::U32, glane, F::LANES.trailing_zeros());
@@ -1178,16 +1219,16 @@ fn build<F: BlockFormat>(
             .map(|(r, p, _)| gemv_rope::prologue(b, r, p, s.m, &pair_rows, rotating))
     };
     // The norm prologue: the staged inputs' addresses, per vector, for this lane.
-    let thread = gemv_norm::Thread {
+    let thread = gemv_prologue::Thread {
         tid,
         lane,
         warp,
         threads,
     };
     let norm_prologue = |b: &mut KernelBuilder| -> Vec<Reg> {
-        match (&s.norm, &norm_w) {
-            (Some(nm), Some(nw)) => {
-                let bases = gemv_norm::prologue(b, nm, (s.k, s.m), &thread, &xp, nw);
+        match (&s.prologue, &second) {
+            (Some(p), Some(second)) => {
+                let bases = gemv_prologue::prologue(b, p, (s.k, s.m), &thread, &xp, second);
                 bases.into_iter().map(|base| x_lane_of(b, base)).collect()
             }
             _ => Vec::new(),
@@ -1463,7 +1504,7 @@ fn build<F: BlockFormat>(
             )
         })
         .collect();
-    match s.norm {
+    match s.prologue {
         None => params.push(ParamSpec::buffer(
             "x",
             format!("block_q8_1{m_dim}[{}]", s.k / Q8_1_BLOCK_VALUES),
@@ -1472,8 +1513,20 @@ fn build<F: BlockFormat>(
             Access::Read,
             "input vector, Q8_1",
         )),
-        Some(_) => {
-            let align = gemv_norm::x_align(s.k);
+        Some(GemvPrologue::Glu(_)) => {
+            for (name, what) in [("x", "gate (f32)"), ("up", "up (f32)")] {
+                params.push(ParamSpec::buffer(
+                    name,
+                    format!("f32{m_dim}[{}]", s.k),
+                    s.k as u64 * 4 * s.m as u64,
+                    4,
+                    Access::Read,
+                    what,
+                ));
+            }
+        }
+        Some(GemvPrologue::Norm(_)) => {
+            let align = gemv_prologue::x_align(s.k);
             params.push(ParamSpec::buffer(
                 "x",
                 format!("f32{m_dim}[{}]", s.k),

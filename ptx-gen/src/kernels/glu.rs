@@ -371,7 +371,7 @@ fn generate(s: &Glu, target: Target) -> Result<GeneratedKernel, GenError> {
 }
 
 /// `act(g) * u` for one value, as described in the module documentation.
-fn emit_glu(b: &mut KernelBuilder, act: GluAct, g: Reg, u: Reg) -> Reg {
+pub(crate) fn emit_glu(b: &mut KernelBuilder, act: GluAct, g: Reg, u: Reg) -> Reg {
     let rn = FMode::rn();
     let f64_of = |b: &mut KernelBuilder, v: Reg| b.cvt(Type::F64, Type::F32, FMode::NONE, v);
     let g64 = f64_of(b, g);

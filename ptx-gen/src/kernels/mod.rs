@@ -7,7 +7,7 @@ mod attention_combine;
 mod embed;
 mod exp2;
 mod gemv;
-mod gemv_norm;
+mod gemv_prologue;
 mod gemv_q4_1;
 mod gemv_q4_k;
 mod gemv_q5_0;
@@ -40,7 +40,7 @@ pub use gemv::{
     default_tile, generate_tiled, part_param, Gemv, GemvTile, WeightType, GEMV_MAX_BATCH,
     GEMV_MAX_TILE,
 };
-pub use gemv_norm::GemvNorm;
+pub use gemv_prologue::{GemvNorm, GemvPrologue};
 pub use gemv_rope::{GemvRope, RopeOutputs, RopeRole};
 pub use glu::{Glu, GluAct, GELU_COEF_A};
 pub use head_rmsnorm::{HeadRmsNorm, HEAD_RMSNORM_MAX_HEAD_DIM};

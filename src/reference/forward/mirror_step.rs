@@ -4,7 +4,8 @@
 //! attended position leaves its `o` untouched, as on the GPU).
 
 use super::{
-    bytes, bytes_mut, f32s, put_f32s, put_u32, u32_at, CpuForward, ForwardError, Op, Sequence,
+    bytes, bytes_mut, f32s, put_f32s, put_u32, u32_at, CpuForward, ForwardError, Op, Prologue,
+    Sequence,
 };
 use crate::reference::mirror;
 use ptx_gen::kernels::OutFormat;
@@ -74,23 +75,26 @@ impl CpuForward<'_> {
                 spec,
                 w,
                 x,
-                norm,
+                prologue,
                 bias,
                 residual,
                 y,
                 ..
             } => {
                 let res = residual.map(|r| read(seq, r));
-                // The prologue computes the `rmsnorm_q8_1` kernel's bits into shared memory.
-                let staged = match norm {
-                    Some((nm, nw)) => {
+                // The prologue computes the bits of the kernel before into shared memory.
+                let staged = match prologue {
+                    Some(Prologue::Norm(nm, nw)) => {
                         Some(mirror::rmsnorm_q8_1::rmsnorm_q8_1(nm, &read(seq, *x), nw)?)
+                    }
+                    Some(Prologue::Glu(glu, up)) => {
+                        Some(mirror::glu::glu(glu, &read(seq, *x), &read(seq, *up))?)
                     }
                     None => None,
                 };
                 let xq = staged.as_deref().unwrap_or_else(|| bytes(seq, *x));
                 let plain = ptx_gen::kernels::Gemv {
-                    norm: None,
+                    prologue: None,
                     ..*spec
                 };
                 let out = mirror::gemv::gemv(&plain, w, xq, bias.as_deref(), res.as_deref())?;

@@ -272,7 +272,7 @@ mod tests {
                     m: 2,
                     more_rows: [0, 0],
                     rope: None,
-                    norm: None,
+                    prologue: None,
                 };
                 let w = weights(wt, n as usize, blocks as usize, u64::from(k));
                 let vals: Vec<f32> = noise(2 * k as usize, 9)
@@ -327,7 +327,7 @@ mod tests {
             m: 1,
             more_rows: [0, 0],
             rope: None,
-            norm: None,
+            prologue: None,
         };
         let e = gemv(&spec, &[0; 67], &[0; 36], None, None).unwrap_err();
         assert_eq!(
