@@ -116,13 +116,8 @@ impl KernelSet {
     /// Plans `model`, generates every kernel and checks every launch binds exactly the
     /// kernel's parameters in order.
     pub fn generate(model: &ModelSpec, options: SetOptions) -> Result<KernelSet, SetError> {
-        let plan = KernelPlan::build(
-            model,
-            PlanOptions {
-                max_context: options.max_context,
-            },
-        )
-        .map_err(Box::new)?;
+        let plan =
+            KernelPlan::build(model, PlanOptions::new(options.max_context)).map_err(Box::new)?;
         let kernels = par_map(&plan.kernels, |s| gen(s, options.target))
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;

@@ -25,7 +25,7 @@ use ptxforge::model::{
     open_checked, tiny_spec, ModelWeights, SupportedTypes, WeightQuant, WeightsError,
     TINY_CONTRACTS,
 };
-use ptxforge::plan::{Arg, Buffer, KernelPlan, PlanOptions};
+use ptxforge::plan::{Arg, Buffer, Folds, KernelPlan, PlanOptions};
 use ptxforge::quant::{dequantize, GgmlType};
 use ptxforge::reference::forward::{Arithmetic, CpuForward, ForwardError};
 
@@ -33,8 +33,7 @@ const STEPS: usize = 8;
 const TOKENS: [u32; STEPS] = [1, 17, 1023, 5, 512, 17, 300, 2];
 
 fn plan(spec: &ModelSpec) -> KernelPlan {
-    KernelPlan::build(spec, PlanOptions { max_context: 64 })
-        .unwrap_or_else(|e| panic!("{}: {e}", spec.name))
+    KernelPlan::build(spec, PlanOptions::new(64)).unwrap_or_else(|e| panic!("{}: {e}", spec.name))
 }
 
 fn run(fwd: &CpuForward<'_>) -> Vec<(u32, Vec<f32>)> {
@@ -126,6 +125,53 @@ fn every_tiny_contract_plans_and_runs_deterministically() {
             "{name}"
         );
     }
+}
+
+/// Folding the norms and the activation into the next GEMVs' prologue changes the launches,
+/// not the numbers: the folded plan's logits are the default plan's, bit for bit, in the
+/// reference and the mirror arithmetic, for every tiny contract (at least one of which
+/// folds each kind).
+#[test]
+fn folded_plans_compute_the_default_plans_bits() {
+    let (mut norms, mut glus) = (0, 0);
+    for name in TINY_CONTRACTS {
+        let spec = tiny_spec(name).unwrap();
+        let weights = ModelWeights::random(&spec, 7).unwrap();
+        let base = plan(weights.spec());
+        let mut options = PlanOptions::new(64);
+        options.folds = Folds {
+            norm: true,
+            glu: true,
+        };
+        let folded = KernelPlan::build(weights.spec(), options).unwrap();
+        let count = |p: &KernelPlan, family: &str| {
+            p.step
+                .iter()
+                .filter(|l| l.kernel.starts_with(family))
+                .count()
+        };
+        let fewer = |family: &str| count(&base, family) - count(&folded, family);
+        norms += fewer("rmsnorm_q8_1_");
+        glus += fewer("glu_");
+        assert_eq!(
+            base.step.len() - folded.step.len(),
+            fewer("rmsnorm_q8_1_") + fewer("glu_"),
+            "{name}: only the folded kernels' launches go"
+        );
+        for arithmetic in [Arithmetic::Reference, Arithmetic::Mirror] {
+            let a = run(&CpuForward::new(&weights, &base)
+                .unwrap()
+                .with_arithmetic(arithmetic));
+            let b = run(&CpuForward::new(&weights, &folded)
+                .unwrap()
+                .with_arithmetic(arithmetic));
+            assert_eq!(bits(&a), bits(&b), "{name}: {arithmetic:?}");
+        }
+    }
+    assert!(
+        norms > 0 && glus > 0,
+        "norms {norms}, activations {glus} folded"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -530,7 +576,7 @@ fn bindings_that_do_not_fit_are_typed_errors() {
     );
 
     // A full cache, and a sequence of another plan.
-    let small = KernelPlan::build(&spec, PlanOptions { max_context: 2 }).unwrap();
+    let small = KernelPlan::build(&spec, PlanOptions::new(2)).unwrap();
     let fwd = CpuForward::new(&weights, &small).unwrap();
     let mut seq = fwd.sequence();
     fwd.step(&mut seq, 1).unwrap();

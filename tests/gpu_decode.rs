@@ -67,13 +67,7 @@ fn gpu_decode_matches_the_cpu_mirror_forward_for_every_contract() {
             },
         )
         .unwrap();
-        let plan = KernelPlan::build(
-            weights.spec(),
-            PlanOptions {
-                max_context: MAX_CONTEXT,
-            },
-        )
-        .unwrap();
+        let plan = KernelPlan::build(weights.spec(), PlanOptions::new(MAX_CONTEXT)).unwrap();
         let cpu = CpuForward::mirror(&weights, &plan).unwrap();
         let vocab = spec.dims.vocab as u64;
         let mut worst: f64 = 0.0;

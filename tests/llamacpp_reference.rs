@@ -154,7 +154,7 @@ fn check_model(var: &str, test: &str, file: &str, tol: Tolerance, arithmetic: Ar
         .max()
         .unwrap_or(1);
     let max_context = (longest as u32).next_multiple_of(64);
-    let plan = KernelPlan::build(weights.spec(), PlanOptions { max_context })
+    let plan = KernelPlan::build(weights.spec(), PlanOptions::new(max_context))
         .unwrap_or_else(|e| panic!("{e}"));
     let fwd = CpuForward::new(&weights, &plan)
         .unwrap_or_else(|e| panic!("{e}"))

@@ -8,11 +8,7 @@ use ptxforge::Registry;
 
 fn plan(name: &str) -> KernelPlan {
     let r = Registry::builtin().unwrap();
-    KernelPlan::build(
-        r.preset_spec(name).unwrap(),
-        PlanOptions { max_context: 512 },
-    )
-    .unwrap()
+    KernelPlan::build(r.preset_spec(name).unwrap(), PlanOptions::new(512)).unwrap()
 }
 
 #[test]

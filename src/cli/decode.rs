@@ -176,7 +176,7 @@ impl Backend {
             DeviceChoice::Cpu => Backend::Cpu(Box::new(
                 crate::plan::KernelPlan::build(
                     weights.spec(),
-                    crate::plan::PlanOptions { max_context },
+                    crate::plan::PlanOptions::new(max_context),
                 )
                 .map_err(|e| CliError::usage(e.to_string()))?,
             )),

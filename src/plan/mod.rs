@@ -25,6 +25,32 @@ pub use buffers::{q8_1_bytes, workspace, Buffer, BufferDecl};
 pub struct PlanOptions {
     /// KV-cache capacity in positions (baked into rope and attention kernels).
     pub max_context: u32,
+    /// Kernels folded into the prologue of the GEMVs that read their output.
+    pub folds: Folds,
+}
+
+impl PlanOptions {
+    /// The default plan for a KV cache of `max_context` positions.
+    pub fn new(max_context: u32) -> PlanOptions {
+        PlanOptions {
+            max_context,
+            folds: Folds::default(),
+        }
+    }
+}
+
+/// Which kernels the plan folds into the next GEMVs' prologue (`GemvPrologue`), where it
+/// can: short vectors (up to 2048 values) read by GEMVs of one wave of thread blocks. Off by
+/// default: on an H100 (docs/performance.md, eighth session) SmolLM2's step went from 0.560
+/// to 0.615 ms with both folded (275 -> 185 launches) and its batch of 8 from 0.85 to 2.1 ms:
+/// every thread block recomputes the vector, vector after vector, which costs more than
+/// the launch it saves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Folds {
+    /// RMSNorm + quantize into the Q, K, V (or gate + up, or LM head) GEMVs.
+    pub norm: bool,
+    /// The gated activation + quantize into the down GEMV.
+    pub glu: bool,
 }
 
 /// Why a model cannot be planned.

@@ -5,10 +5,11 @@
 //! split + combine (quantizing its output where head_dim is a multiple of 32, else a separate
 //! quantize), O GEMV (+residual, or post-norm then fused residual + norm),
 //! gate/up GEMV, activation + quantize, down GEMV (likewise)] -> LM head -> argmax.
-//! Every residual add is fused into a GEMV epilogue or into the next norm. Where the
-//! vector is short and the GEMVs reading a norm's output fit one wave of thread blocks
-//! (small models), the norm + quantize goes into those GEMVs' prologue instead of a
-//! launch of its own (`GemvNorm`).
+//! Every residual add is fused into a GEMV epilogue or into the next norm. With
+//! [`super::Folds`] (off by default: measured slower), where the vector is short and the
+//! GEMVs reading a norm's or the activation's Q8_1 output fit one wave of thread blocks,
+//! that kernel goes into those GEMVs' prologue instead of a launch of its own
+//! (`GemvPrologue`).
 
 use ptx_gen::kernels::{
     default_tile, Argmax, ArgmaxStage, AttentionCombine, DecodeAttention, Embed, EmbedTable, Gemv,
@@ -43,6 +44,8 @@ fn weight(role: Role, layer: Option<u32>) -> Arg {
 struct Planner<'a> {
     model: &'a ModelSpec,
     rec: Recorder,
+    /// Which kernels may fold (the plan's options).
+    may_fold: super::Folds,
     /// Kernels whose Q8_1 output (`xq`, `act_q8`) the GEMVs reading it compute in their
     /// prologue instead (see [`Folded`]); a buffer written by a launch has no entry.
     folded: Vec<Folded>,
@@ -86,7 +89,7 @@ impl Planner<'_> {
             weight_offset: self.model.behaviour.norm_weight_offset,
         };
         let prologue = GemvPrologue::Norm(norm);
-        if self.folds(prologue, reader, d.hidden)? {
+        if self.may_fold.norm && self.folds(prologue, reader, d.hidden)? {
             self.fold(Folded {
                 into: Buffer::Xq,
                 prologue,
@@ -411,6 +414,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         model,
         rec: Recorder::new(),
         folded: Vec::new(),
+        may_fold: options.folds,
     };
 
     // Rope tables, one per distinct (theta, scaling) over the layers.
@@ -738,7 +742,7 @@ pub(super) fn plan(model: &ModelSpec, options: PlanOptions) -> Result<KernelPlan
         };
         // The activation + quantize, or the down GEMV's prologue.
         let glu = GemvPrologue::Glu(act);
-        if p.folds(glu, (Role::FfnDown, l, h), ffn)? {
+        if p.may_fold.glu && p.folds(glu, (Role::FfnDown, l, h), ffn)? {
             p.fold(Folded {
                 into: Buffer::ActQ8,
                 prologue: glu,

@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ast::{StateSpace, Type};
-use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, Sreg};
+use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Module, Reg, SharedVar, Sreg};
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
@@ -716,8 +716,8 @@ impl FamilySpec for Gemv {
             });
         }
         // RMSNorm + quantize in the prologue: SmolLM2's Q, K, V (with RoPE) and gate + up,
-        // Q6_K and Q4_K at 4096 (split 4), a weight offset (Gemma-style), the largest batch
-        // at 2048.
+        // Q6_K and Q4_K at 4096 (split 4), a weight offset (Gemma-style), a batch of 4 at
+        // 2048 (at 8 and 16, ptxas takes 48 registers on sm_86 and spills 16 bytes).
         let rms = |eps: f32, weight_offset: f32| GemvNorm { eps, weight_offset };
         for (weight, n, more, k, m, rope, nm) in [
             (
@@ -764,7 +764,7 @@ impl FamilySpec for Gemv {
                 2048,
                 [0, 0],
                 2048,
-                16,
+                4,
                 None,
                 rms(1e-5, 0.0),
             ),
@@ -1174,14 +1174,18 @@ fn build<F: BlockFormat>(
     };
     // Each lane sums its parts pass by pass; in a pass, each vector's inputs are loaded
     // once and dotted with every row's part.
-    let compute = |b: &mut KernelBuilder, pass: u32, parts: &[F::Part], staged: &[Reg]| {
+    let compute = |b: &mut KernelBuilder, pass: u32, parts: &[F::Part], staged: &[SharedVar]| {
         for (v, acc_v) in accs.iter().enumerate() {
             let (xblk, space) = match x_global {
                 Some(x_lane) => (
                     b.add(Type::U64, x_lane, x_of(pass) + (v as u32 * x_bytes) as i64),
                     StateSpace::Global,
                 ),
-                None => (b.add(Type::U64, staged[v], x_of(pass)), StateSpace::Shared),
+                None => {
+                    let base = gemv_prologue::staged_address(b, &staged[v]);
+                    let x_lane = x_lane_of(b, base);
+                    (b.add(Type::U64, x_lane, x_of(pass)), StateSpace::Shared)
+                }
             };
             let inputs = F::load_x(b, &l, xblk, space);
             for (part, acc) in parts.iter().zip(acc_v) {
@@ -1225,17 +1229,24 @@ fn build<F: BlockFormat>(
         warp,
         threads,
     };
-    let norm_prologue = |b: &mut KernelBuilder| -> Vec<Reg> {
+    let norm_prologue = |b: &mut KernelBuilder| -> Vec<SharedVar> {
         match (&s.prologue, &second) {
             (Some(p), Some(second)) => {
-                let bases = gemv_prologue::prologue(b, p, (s.k, s.m), &thread, &xp, second);
-                bases.into_iter().map(|base| x_lane_of(b, base)).collect()
+                gemv_prologue::prologue(b, p, (s.k, s.m), &thread, &xp, second)
             }
             _ => Vec::new(),
         }
     };
     let mut angles = None;
     let mut staged = Vec::new();
+    // With a prologue, the weight loads start after it: held across it, they would take the
+    // registers its M vectors' work needs (ptxas spilled).
+    let waited = s.prologue.is_some();
+    if waited {
+        b.grid_dependency_wait();
+        angles = rope_prologue(&mut b);
+        staged = norm_prologue(&mut b);
+    }
     let mut queue = std::collections::VecDeque::new();
     let mut next = 0;
     for pass in 0..full {
@@ -1243,19 +1254,17 @@ fn build<F: BlockFormat>(
             queue.push_back(load(&mut b, next));
             next += 1;
         }
-        if pass == 0 {
+        if pass == 0 && !waited {
             b.grid_dependency_wait();
             angles = rope_prologue(&mut b);
-            staged = norm_prologue(&mut b);
         }
         if let Some(parts) = queue.pop_front() {
             compute(&mut b, pass, &parts, &staged);
         }
     }
-    if full == 0 {
+    if full == 0 && !waited {
         b.grid_dependency_wait();
         angles = rope_prologue(&mut b);
-        staged = norm_prologue(&mut b);
     }
     if rem > 0 {
         // The last pass: lanes whose block is past the row's end add nothing.

@@ -29,7 +29,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ast::{StateSpace, Type};
-use crate::ir::{Addr, BinOp, Cmp, FMode, KernelBuilder, Param, Reg};
+use crate::ir::{Addr, BinOp, Cmp, FMode, KernelBuilder, Param, Reg, SharedVar};
 use crate::parity::per_vector_shared_name;
 
 use super::glu::{emit_glu, GluAct};
@@ -172,7 +172,9 @@ pub(crate) struct Thread {
 }
 
 /// Emits the prologue (after the grid-dependency wait: it reads `x`, the previous kernel's
-/// output) and returns, per vector, the 64-bit shared address of its staged Q8_1 blocks.
+/// output) and returns, per vector, the shared variable of its staged Q8_1 blocks (whose
+/// address the dot products take again where they read it: a constant to the assembler,
+/// not a register held across the loop).
 /// `second` is `norm_w` or `up`. Ends with a `bar.sync`: call it from uniform control flow.
 pub(crate) fn prologue(
     b: &mut KernelBuilder,
@@ -181,7 +183,7 @@ pub(crate) fn prologue(
     t: &Thread,
     x: &Param,
     second: &Param,
-) -> Vec<Reg> {
+) -> Vec<SharedVar> {
     let x_base = b.global_ptr(x);
     let second_base = b.global_ptr(second);
     let row = k as u64 * 4;
@@ -269,7 +271,7 @@ fn norm_scales(b: &mut KernelBuilder, s: &GemvNorm, k: u32, t: &Thread, xs: &[Re
 /// ..., value j of block q is index 32 q + j, the thread's `tid + i * threads` in round i.
 /// Rounds go outside vectors, so a round's guard (the last round of a vector whose blocks
 /// do not fill it) covers every vector at once, as the single kernel's covers its one.
-/// Returns each vector's staged blocks' 64-bit shared address; ends with a `bar.sync`.
+/// Returns each vector's staged blocks' variable; ends with a `bar.sync`.
 fn stage(
     b: &mut KernelBuilder,
     k: u32,
@@ -277,33 +279,32 @@ fn stage(
     xs: &[Reg],
     ys: &[Reg],
     value: impl Fn(&mut KernelBuilder, usize, Reg, Reg) -> Reg,
-) -> Vec<Reg> {
+) -> Vec<SharedVar> {
     let warps = t.threads / 32;
     let blocks = k / Q8_1_BLOCK_VALUES;
     let rounds = blocks.div_ceil(warps);
     let voff = b.mul_wide(Type::U32, t.tid, 4u32);
     let boff = b.mul_wide(Type::U32, t.warp, Q8_1_BLOCK_BYTES);
-    let staged: Vec<Reg> = (0..xs.len() as u32)
+    let vars: Vec<SharedVar> = (0..xs.len() as u32)
         .map(|v| {
-            let var = b.shared(
+            b.shared(
                 &per_vector_shared_name(STAGED_X, v),
                 Type::B32,
                 blocks * Q8_1_BLOCK_BYTES / 4,
                 16,
-            );
-            let base = b.shared_base(&var);
-            b.cvt(Type::U64, Type::U32, FMode::NONE, base)
+            )
         })
         .collect();
     let lanes: Vec<(Reg, Reg, Reg)> = xs
         .iter()
         .zip(ys)
-        .zip(&staged)
-        .map(|((x, y), st)| {
+        .zip(&vars)
+        .map(|((x, y), var)| {
+            let base = staged_address(b, var);
             (
                 b.add(Type::U64, *x, voff),
                 b.add(Type::U64, *y, voff),
-                b.add(Type::U64, *st, boff),
+                b.add(Type::U64, base, boff),
             )
         })
         .collect();
@@ -337,5 +338,11 @@ fn stage(
         }
     }
     b.bar_sync(0);
-    staged
+    vars
+}
+
+/// The 64-bit shared address of a staged vector (the GEMV's input addressing is 64-bit).
+pub(crate) fn staged_address(b: &mut KernelBuilder, var: &SharedVar) -> Reg {
+    let base = b.shared_base(var);
+    b.cvt(Type::U64, Type::U32, FMode::NONE, base)
 }
