@@ -121,6 +121,17 @@ impl Outputs {
         }
     }
 
+    /// The outputs and caches of a GEMV with the RoPE epilogue: `[q, k, v, k_cache,
+    /// v_cache]` as [`rope_kv_per_vector`] gives them.
+    fn check_rope(&self, want: &[Vec<u8>; 5], what: &str) {
+        let [q, k, v, kc, vc] = want;
+        self.check("y", q, 4, &format!("{what}: q"));
+        self.check("y1", k, 4, &format!("{what}: k"));
+        self.check("y2", v, 4, &format!("{what}: v"));
+        self.check("k_cache", kc, 2, &format!("{what}: k_cache"));
+        self.check("v_cache", vc, 2, &format!("{what}: v_cache"));
+    }
+
     /// Buffer `name`, or `otherwise` in a dry run.
     fn bytes_or(&self, name: &str, otherwise: &[u8]) -> Vec<u8> {
         self.0
@@ -773,6 +784,25 @@ fn gemv_rope_equals_gemv_then_rope_kv() {
 /// The mirror of `rope_kv` on the GEMVs' outputs `ys` (Q, K, V, each `[vector][rows]`), each
 /// vector at its own position with its own caches (poisoned where not written): the bytes of
 /// q, k, v, the K caches and the V caches.
+/// Random `ty` weights of every matrix of a GEMV (`parts` rows each, `k` columns) and an f32
+/// bias per matrix.
+fn part_weights(
+    rng: &mut Rng,
+    ty: ptxforge::quant::GgmlType,
+    parts: &[u32],
+    k: u32,
+) -> (Vec<Vec<u8>>, Vec<Vec<f32>>) {
+    let ws = parts
+        .iter()
+        .map(|rows| ptxforge::quant::quantize(ty, &values(rng, (rows * k) as usize, 0.05)).unwrap())
+        .collect();
+    let biases = parts
+        .iter()
+        .map(|rows| values(rng, *rows as usize, 1.0))
+        .collect();
+    (ws, biases)
+}
+
 fn rope_kv_per_vector(rk: &RopeKv, table: &[f32], pos: &[u32], ys: Vec<Vec<f32>>) -> [Vec<u8>; 5] {
     let (qn, kn) = (
         (rk.n_heads * rk.head_dim) as usize,
@@ -986,14 +1016,7 @@ fn gemv_rope(dev: Option<&Device>) {
                 prologue: None,
             };
             let parts = spec.parts();
-            let ws: Vec<Vec<u8>> = parts
-                .iter()
-                .map(|rows| quantize(ty, &values(&mut rng, (rows * k) as usize, 0.05)).unwrap())
-                .collect();
-            let biases: Vec<Vec<f32>> = parts
-                .iter()
-                .map(|rows| values(&mut rng, *rows as usize, 1.0))
-                .collect();
+            let (ws, biases) = part_weights(&mut rng, ty, &parts, k);
             let x: Vec<u8> = (0..m)
                 .flat_map(|_| quantize(GgmlType::Q8_1, &values(&mut rng, k as usize, 1.0)).unwrap())
                 .collect();
@@ -1031,13 +1054,8 @@ fn gemv_rope(dev: Option<&Device>) {
                 })
                 .collect();
             let rk = epilogue.rope_kv(qn, kn, 1);
-            let [q, kk, v, kc, vc] = rope_kv_per_vector(&rk, &table, &pos, ys);
             let what = format!("{} m {m} pos {pos:?}", KernelSpec::Gemv(spec).name());
-            out.check("y", &q, 4, &format!("{what}: q"));
-            out.check("y1", &kk, 4, &format!("{what}: k"));
-            out.check("y2", &v, 4, &format!("{what}: v"));
-            out.check("k_cache", &kc, 2, &format!("{what}: k_cache"));
-            out.check("v_cache", &vc, 2, &format!("{what}: v_cache"));
+            out.check_rope(&rope_kv_per_vector(&rk, &table, &pos, ys), &what);
             if dev.is_some() {
                 println!("{what}: outputs and caches bit-identical to GEMV + rope_kv");
             }
@@ -1056,7 +1074,7 @@ fn gemv_norm_equals_rmsnorm_q8_1_then_gemv() {
 /// (per vector) and of the plain GEMV on its output: every matrix's output, and with RoPE
 /// the caches, bit for bit.
 fn gemv_norm(dev: Option<&Device>) {
-    use ptxforge::quant::{quantize, GgmlType};
+    use ptxforge::quant::GgmlType;
     let mut rng = Rng::fresh("gemv norm");
     let max_ctx = 40u32;
     let rope = GemvRope {
@@ -1149,14 +1167,7 @@ fn gemv_norm(dev: Option<&Device>) {
                 prologue: Some(GemvPrologue::Norm(norm)),
             };
             let parts = spec.parts();
-            let ws: Vec<Vec<u8>> = parts
-                .iter()
-                .map(|rows| quantize(ty, &values(&mut rng, (rows * k) as usize, 0.05)).unwrap())
-                .collect();
-            let biases: Vec<Vec<f32>> = parts
-                .iter()
-                .map(|rows| values(&mut rng, *rows as usize, 1.0))
-                .collect();
+            let (ws, biases) = part_weights(&mut rng, ty, &parts, k);
             let xs: Vec<Vec<f32>> = (0..m).map(|_| values(&mut rng, k as usize, 2.0)).collect();
             let nw: Vec<f32> = values(&mut rng, k as usize, 0.3)
                 .iter()
@@ -1203,12 +1214,7 @@ fn gemv_norm(dev: Option<&Device>) {
             match rope {
                 Some(r) => {
                     let rk = r.rope_kv(n, more[0], 1);
-                    let [q, kk, v, kc, vc] = rope_kv_per_vector(&rk, &table, &pos, ys);
-                    out.check("y", &q, 4, &format!("{what}: q"));
-                    out.check("y1", &kk, 4, &format!("{what}: k"));
-                    out.check("y2", &v, 4, &format!("{what}: v"));
-                    out.check("k_cache", &kc, 2, &format!("{what}: k_cache"));
-                    out.check("v_cache", &vc, 2, &format!("{what}: v_cache"));
+                    out.check_rope(&rope_kv_per_vector(&rk, &table, &pos, ys), &what);
                 }
                 None => {
                     for (i, y) in ys.iter().enumerate() {
