@@ -64,9 +64,9 @@ struct Folded {
 /// A GEMV's prologue with its second input's parameter and binding.
 type PrologueArgs = (GemvPrologue, (&'static str, Arg));
 
-/// Inputs up to this many values fold into the next GEMVs' prologue: each thread block
-/// computes the whole Q8_1 vector itself, which costs less than a launch only where the
-/// vector is short.
+/// Inputs up to this many values fold into the next GEMVs' prologue (with
+/// [`super::Folds`]): each thread block computes the whole Q8_1 vector itself, so its cost
+/// grows with the vector (on an H100 it exceeded a launch's already at 576 values).
 const FOLD_MAX_K: u32 = 2048;
 
 /// ... and only where those GEMVs fit in one wave of thread blocks (8 per SM on a 132-SM

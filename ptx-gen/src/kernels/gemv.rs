@@ -6,8 +6,9 @@
 //! once and its part dotted with every vector, each vector through exactly the instructions
 //! the single-vector kernel (`m` = 1, the same generator) uses.
 //!
-//! Prologue and epilogues: RMSNorm + quantize of an f32 `x` into shared memory before the
-//! dot products (`gemv_norm`), RoPE + the KV cache write after them (`gemv_rope`).
+//! Prologue and epilogues: RMSNorm + quantize (or the gated activation + quantize) of an
+//! f32 `x` into shared memory before the dot products (`gemv_prologue`), RoPE + the KV
+//! cache write after them (`gemv_rope`).
 //!
 //! One warp per row, `WARPS` rows per block. A weight block is shared by
 //! `threads_per_block` lanes (each a fixed part of it), so one pass of the warp covers
