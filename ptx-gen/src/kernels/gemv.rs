@@ -1223,14 +1223,14 @@ fn build<F: BlockFormat>(
         rope.as_ref()
             .map(|(r, p, _)| gemv_rope::prologue(b, r, p, s.m, &pair_rows, rotating))
     };
-    // The norm prologue: the staged inputs' addresses, per vector, for this lane.
+    // The input prologue (`gemv_prologue`): each vector's staged Q8_1 input.
     let thread = gemv_prologue::Thread {
         tid,
         lane,
         warp,
         threads,
     };
-    let norm_prologue = |b: &mut KernelBuilder| -> Vec<SharedVar> {
+    let input_prologue = |b: &mut KernelBuilder| -> Vec<SharedVar> {
         match (&s.prologue, &second) {
             (Some(p), Some(second)) => {
                 gemv_prologue::prologue(b, p, (s.k, s.m), &thread, &xp, second)
@@ -1246,7 +1246,7 @@ fn build<F: BlockFormat>(
     if waited {
         b.grid_dependency_wait();
         angles = rope_prologue(&mut b);
-        staged = norm_prologue(&mut b);
+        staged = input_prologue(&mut b);
     }
     let mut queue = std::collections::VecDeque::new();
     let mut next = 0;

@@ -1,8 +1,9 @@
 //! The kernel before a GEMV folded into its prologue: every thread block computes the Q8_1
 //! input itself, into shared memory, before its dot products, which then read their inputs
 //! from there. One launch fewer (the kernel and its store and reload of the Q8_1 vector go
-//! away), for some L2 reads per block: worth it where the launch is the cost (small
-//! models), not at llama3-8b's sizes (see the plan's rule). Two kinds:
+//! away), for the vector's work repeated in every block, vector after vector: on an H100
+//! that cost more than the launch it saves (docs/performance.md, eighth session), so plans
+//! fold only when asked (`PlanOptions::folds`). Two kinds:
 //!
 //! - [`GemvPrologue::Norm`]: `quantize_q8_1(rmsnorm(x))` from the f32 `x` and the norm
 //!   weight `norm_w`, the `rmsnorm_q8_1` kernel's bits;
@@ -15,8 +16,7 @@
 //!   nothing, and the warps' partials meet in the same butterfly (a warp with no chunks
 //!   contributes +0, which leaves every sum of squares unchanged);
 //! - the scale, normalization and quantization are that kernel's own code
-//!   ([`scale_of_sum`], [`normalize`], [`emit_block_in`]): warp w quantizes Q8_1 blocks
-//!   w, w + warps, ..., lane j holding value j of the block.
+//!   ([`scale_of_sum`], [`normalize`], [`emit_block_in`]).
 //!
 //! Both quantize with `quantize_q8_1`'s `emit_block`, warp w taking Q8_1 blocks w,
 //! w + warps, ..., lane j value j of the block.
