@@ -86,6 +86,15 @@ impl KernelSet {
                 None => kernels.push(g),
             }
         }
+        // Single kernels the single step does not launch are parity twins.
+        let launched = |k: &GeneratedKernel| {
+            manifest
+                .decode_steps
+                .iter()
+                .filter(|s| s.m == 1)
+                .any(|s| s.launches.iter().any(|l| l.kernel == k.name))
+        };
+        let (kernels, twins): (Vec<_>, Vec<_>) = kernels.into_iter().partition(launched);
         let step = manifest
             .decode_steps
             .iter()
@@ -135,7 +144,8 @@ impl KernelSet {
                 )));
             }
         }
-        let parity = parity_of(&kernels, &batched).map_err(|e| mismatch(e.to_string()))?;
+        let singles: Vec<GeneratedKernel> = kernels.iter().chain(&twins).cloned().collect();
+        let parity = parity_of(&singles, &batched).map_err(|e| mismatch(e.to_string()))?;
         Ok(KernelSet {
             model: model.clone(),
             options: SetOptions {
@@ -145,6 +155,7 @@ impl KernelSet {
             },
             plan,
             kernels,
+            twins,
             batched,
             parity,
         })

@@ -68,6 +68,9 @@ pub struct KernelSet {
     pub plan: KernelPlan,
     /// The plan's kernels, in order of first use.
     pub kernels: Vec<GeneratedKernel>,
+    /// Single-vector kernels no step launches: the parity twins of batched kernels whose
+    /// tile differs from their single kernel's (see `KernelSpec::parity_twin`).
+    pub twins: Vec<GeneratedKernel>,
     pub batched: Vec<BatchedPair>,
     /// Structural parity of every batched kernel with its single twin.
     pub parity: ParityReport,
@@ -125,13 +128,27 @@ impl KernelSet {
             check_binding(launch, kernels.iter().find(|k| k.name == launch.kernel))?;
         }
         let mut wanted = Vec::new();
+        let mut twin_specs: Vec<KernelSpec> = Vec::new();
         for spec in &plan.kernels {
             for m in 2..=options.batch_max {
                 if let Some(b) = spec.batched(m) {
-                    wanted.push((spec.name(), b));
+                    let single = match spec.parity_twin(&b) {
+                        Some(twin) => {
+                            let name = twin.name();
+                            if !twin_specs.iter().any(|t| t.name() == name) {
+                                twin_specs.push(twin);
+                            }
+                            name
+                        }
+                        None => spec.name(),
+                    };
+                    wanted.push((single, b));
                 }
             }
         }
+        let twins = par_map(&twin_specs, |s| gen(s, options.target))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         let batched = par_map(&wanted, |(single, b)| {
             gen(b, options.target).map(|k| BatchedPair {
                 single: single.clone(),
@@ -149,10 +166,12 @@ impl KernelSet {
                 check_binding(launch, k.map(|p| &p.batched))?;
             }
         }
-        let parity = parity_of(&kernels, &batched)?;
+        let singles: Vec<GeneratedKernel> = kernels.iter().chain(&twins).cloned().collect();
+        let parity = parity_of(&singles, &batched)?;
         tracing::info!(
             model = %model.name,
             kernels = kernels.len(),
+            twins = twins.len(),
             batched = batched.len(),
             launches = plan.step.len(),
             parity = if parity.passed() { "passed" } else { "FAILED" },
@@ -163,18 +182,32 @@ impl KernelSet {
             options,
             plan,
             kernels,
+            twins,
             batched,
             parity,
         })
     }
 
-    /// Every kernel (single, then batched) with the single kernel a batched one pairs with.
+    /// Every kernel (single, parity twins, then batched) with the single kernel a batched one
+    /// pairs with.
     pub fn all_kernels(&self) -> impl Iterator<Item = (&GeneratedKernel, Option<&str>)> {
-        self.kernels.iter().map(|k| (k, None)).chain(
-            self.batched
-                .iter()
-                .map(|p| (&p.batched, Some(p.single.as_str()))),
-        )
+        self.kernels
+            .iter()
+            .chain(&self.twins)
+            .map(|k| (k, None))
+            .chain(
+                self.batched
+                    .iter()
+                    .map(|p| (&p.batched, Some(p.single.as_str()))),
+            )
+    }
+
+    /// The single-vector kernel named `name`: one the plan launches, or a parity twin.
+    pub fn single(&self, name: &str) -> Option<&GeneratedKernel> {
+        self.kernels
+            .iter()
+            .chain(&self.twins)
+            .find(|k| k.name == name)
     }
 
     /// The manifest of the set (file names as `write_to` writes them).

@@ -87,6 +87,7 @@ fn run_case(dev: &Device, rng: &mut Rng, c: &Case, m: u32, single: Option<&Loade
         more_rows: [0, 0],
         rope: None,
         prologue: None,
+        tile: None,
     };
     let kernel = generate(&KernelSpec::Gemv(spec), Target::dp4a_default()).expect("generating");
     let loaded = LoadedKernel::load_unchecked(dev, &kernel).expect("loading");
@@ -303,34 +304,40 @@ fn batched_gemv_matches_the_reference_and_the_single_kernel_bit_for_bit() {
             more_rows: [0, 0],
             rope: None,
             prologue: None,
+            tile: None,
         };
         let single = generate(&KernelSpec::Gemv(single), Target::dp4a_default()).unwrap();
         let single = LoadedKernel::load_unchecked(&dev, &single).unwrap();
         for m in 2..=16 {
             run_case(&dev, &mut rng, &c, m, Some(&single));
         }
-        let c = Case {
-            weight,
-            n: 4096,
-            k: 4096,
-            bias: false,
-            residual: false,
-        };
-        let single = Gemv {
-            weight,
-            n: c.n,
-            k: c.k,
-            bias: false,
-            residual: false,
-            m: 1,
-            more_rows: [0, 0],
-            rope: None,
-            prologue: None,
-        };
-        let single = generate(&KernelSpec::Gemv(single), Target::dp4a_default()).unwrap();
-        let single = LoadedKernel::load_unchecked(&dev, &single).unwrap();
-        for m in [2, 5, 8, 16] {
-            run_case(&dev, &mut rng, &c, m, Some(&single));
+        // Batches take more rows per group than the single kernel (`Gemv::tile`), with
+        // split 4 at 4096 values and split 8 at 14336.
+        for (n, k, ms) in [(4096, 4096, &[2, 5, 8, 16][..]), (4096, 14336, &[8][..])] {
+            let c = Case {
+                weight,
+                n,
+                k,
+                bias: false,
+                residual: false,
+            };
+            let single = Gemv {
+                weight,
+                n,
+                k,
+                bias: false,
+                residual: false,
+                m: 1,
+                more_rows: [0, 0],
+                rope: None,
+                prologue: None,
+                tile: None,
+            };
+            let single = generate(&KernelSpec::Gemv(single), Target::dp4a_default()).unwrap();
+            let single = LoadedKernel::load_unchecked(&dev, &single).unwrap();
+            for &m in ms {
+                run_case(&dev, &mut rng, &c, m, Some(&single));
+            }
         }
         println!(
             "batched gemv {}: M = 2..=16 bit-identical to single",
@@ -367,6 +374,7 @@ fn other_tiles_equal_their_mirror_bit_for_bit() {
                 more_rows: [0, 0],
                 rope: None,
                 prologue: None,
+                tile: None,
             };
             let kernel = generate_tiled(&spec, tile, Target::dp4a_default()).unwrap();
             let loaded = LoadedKernel::load_unchecked(&dev, &kernel).unwrap();
@@ -431,6 +439,7 @@ fn several_matrices_in_one_launch_equal_their_own_gemvs_bit_for_bit() {
                 more_rows,
                 rope: None,
                 prologue: None,
+                tile: None,
             };
             let fused = generate(&KernelSpec::Gemv(spec), Target::dp4a_default()).unwrap();
             let fused_k = LoadedKernel::load_unchecked(&dev, &fused).unwrap();

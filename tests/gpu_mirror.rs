@@ -863,6 +863,7 @@ fn gemv_rope_split(dev: Option<&Device>) {
                 more_rows: [kn, 0],
                 rope: Some(rope(RopeOutputs::Qk)),
                 prologue: None,
+                tile: None,
             };
             let v_spec = Gemv {
                 weight: WeightType::Q6K,
@@ -1014,6 +1015,7 @@ fn gemv_rope(dev: Option<&Device>) {
                 more_rows: [kn, kn],
                 rope: Some(epilogue),
                 prologue: None,
+                tile: None,
             };
             let parts = spec.parts();
             let (ws, biases) = part_weights(&mut rng, ty, &parts, k);
@@ -1165,6 +1167,7 @@ fn gemv_norm(dev: Option<&Device>) {
                 more_rows: more,
                 rope,
                 prologue: Some(GemvPrologue::Norm(norm)),
+                tile: None,
             };
             let parts = spec.parts();
             let (ws, biases) = part_weights(&mut rng, ty, &parts, k);
@@ -1201,6 +1204,7 @@ fn gemv_norm(dev: Option<&Device>) {
                 .collect();
             let plain = Gemv {
                 prologue: None,
+                tile: None,
                 rope: None,
                 ..spec
             };
@@ -1281,6 +1285,7 @@ fn gemv_glu(dev: Option<&Device>) {
                 more_rows: [0, 0],
                 rope: None,
                 prologue: Some(GemvPrologue::Glu(act)),
+                tile: None,
             };
             let w = quantize(ty, &values(&mut rng, (n * k) as usize, 0.05)).unwrap();
             let gates: Vec<Vec<f32>> = (0..m).map(|_| values(&mut rng, k as usize, 2.0)).collect();
@@ -1308,6 +1313,7 @@ fn gemv_glu(dev: Option<&Device>) {
                 .collect();
             let plain = Gemv {
                 prologue: None,
+                tile: None,
                 ..spec
             };
             let r = residual.then_some(&res[..]);

@@ -50,6 +50,7 @@ fn gemv_tiles_of_the_search_pass_the_static_checks() {
             more_rows: [0, 0],
             rope: None,
             prologue: None,
+            tile: None,
         };
         let k = generate_tiled(&spec, tile.parse().unwrap(), Target::sm(90))
             .unwrap_or_else(|e| panic!("{:?} {tile}: {e}", KernelSpec::Gemv(spec)));

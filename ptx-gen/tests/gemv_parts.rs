@@ -33,6 +33,7 @@ fn qkv(m: u32) -> Gemv {
         more_rows: [128, 128],
         rope: None,
         prologue: None,
+        tile: None,
     }
 }
 
@@ -229,6 +230,7 @@ fn bad_norm_prologues_are_typed_errors() {
         more_rows: [0, 0],
         rope: None,
         prologue: Some(GemvPrologue::Norm(norm)),
+        tile: None,
     };
     assert!(s.validate().is_ok());
     assert!(Gemv { m: 16, ..s }.validate().is_ok());
@@ -236,6 +238,7 @@ fn bad_norm_prologues_are_typed_errors() {
     for eps in [0.0, -1e-5, f32::NAN, f32::INFINITY] {
         let bad = Gemv {
             prologue: Some(GemvPrologue::Norm(GemvNorm { eps, ..norm })),
+            tile: None,
             ..s
         };
         assert_eq!(field(bad), "eps", "eps {eps}");
@@ -286,6 +289,7 @@ fn a_norm_prologue_reads_f32_x_and_the_norm_weight() {
             eps: 1e-5,
             weight_offset: 0.0,
         })),
+        tile: None,
     };
     let k = generate(&KernelSpec::Gemv(s), Target::dp4a_default()).expect("generates");
     // x: 3 vectors of 576 f32 values; norm_w: one of 576, shared.
@@ -297,6 +301,7 @@ fn a_norm_prologue_reads_f32_x_and_the_norm_weight() {
     let plain = generate(
         &KernelSpec::Gemv(Gemv {
             prologue: None,
+            tile: None,
             ..s
         }),
         Target::dp4a_default(),
@@ -317,6 +322,7 @@ fn a_glu_prologue_reads_the_gate_and_up_and_fits_its_shared_memory() {
         more_rows: [0, 0],
         rope: None,
         prologue: Some(GemvPrologue::Glu(GluAct::Swiglu)),
+        tile: None,
     };
     let k = generate(&KernelSpec::Gemv(s), Target::dp4a_default()).expect("generates");
     let names: Vec<&str> = k.params.iter().map(|p| p.name.as_str()).collect();

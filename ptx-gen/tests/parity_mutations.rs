@@ -61,6 +61,7 @@ fn pair(weight: WeightType, n: u32, blocks: u32, bias: bool, residual: bool, m: 
         more_rows: [0, 0],
         rope: None,
         prologue: None,
+        tile: None,
     };
     Pair {
         spec,
@@ -332,6 +333,7 @@ fn every_real_gemv_pair_passes() {
                     more_rows: [0, 0],
                     rope: None,
                     prologue: None,
+                    tile: None,
                 });
                 for m in 2..=16 {
                     let spec = Gemv {
@@ -344,6 +346,7 @@ fn every_real_gemv_pair_passes() {
                         more_rows: [0, 0],
                         rope: None,
                         prologue: None,
+                        tile: None,
                     };
                     let batched = kernel(spec);
                     let r = validate_pair((&single).into(), (&batched).into(), &gemv_decl(&spec));
@@ -374,9 +377,17 @@ fn reference_shaped_pairs_pass() {
                 more_rows: [0, 0],
                 rope: None,
                 prologue: None,
+                tile: None,
+            };
+            // The single kernel with the batch's tile: its parity twin where the batch takes
+            // more rows per group.
+            let twin = Gemv {
+                m: 1,
+                tile: Some(spec.tile()),
+                ..spec
             };
             let r = validate_pair(
-                (&kernel(Gemv { m: 1, ..spec })).into(),
+                (&kernel(twin)).into(),
                 (&kernel(spec)).into(),
                 &gemv_decl(&spec),
             );

@@ -62,8 +62,14 @@ fn set(m: u32) -> Set {
             more_rows: [0, 0],
             rope: None,
             prologue: None,
+            tile: None,
         };
-        s.singles.push(kernel(Gemv { m: 1, ..spec }));
+        // The single kernel with the batch's tile (its parity twin where they differ).
+        s.singles.push(kernel(Gemv {
+            m: 1,
+            tile: Some(spec.tile()),
+            ..spec
+        }));
         s.batched.push(kernel(spec));
         s.decls.push(decl(&spec));
     }

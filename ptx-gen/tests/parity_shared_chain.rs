@@ -26,6 +26,7 @@ fn spec(m: u32) -> Gemv {
         more_rows: [0, 0],
         rope: None,
         prologue: None,
+        tile: None,
     }
 }
 
@@ -201,6 +202,7 @@ fn normed(m: u32) -> Gemv {
             eps: 1e-5,
             weight_offset: 0.0,
         })),
+        tile: None,
     }
 }
 

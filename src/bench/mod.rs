@@ -118,6 +118,7 @@ pub fn gemv(
                     more_rows: [0, 0],
                     rope: None,
                     prologue: None,
+                    tile: None,
                 };
                 let x_bytes = (k as u64 / 32) * 36 * m as u64;
                 let y_bytes = n as u64 * 4 * m as u64;

@@ -144,6 +144,7 @@ impl Planner<'_> {
             more_rows: [0, 0],
             rope: None,
             prologue: Some(prologue),
+            tile: None,
         };
         Ok(
             rows.div_ceil(per_block) <= FOLD_MAX_BLOCKS
@@ -269,6 +270,7 @@ impl Planner<'_> {
             more_rows,
             rope: rope.as_ref().map(|r| r.0),
             prologue: prologue.as_ref().map(|p| p.0),
+            tile: None,
         };
         if KernelSpec::Gemv(spec).validate().is_err() {
             return Ok(false);
@@ -388,6 +390,7 @@ impl Planner<'_> {
             more_rows: [0, 0],
             rope,
             prologue: None,
+            tile: None,
         })
     }
 }

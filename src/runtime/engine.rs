@@ -208,7 +208,7 @@ impl Engine {
             pairs,
             ms = started.elapsed().as_secs_f64() * 1e3,
             device = %self.device.name(),
-            "batched kernels bit-identical to their single twins on this device"
+            "batched kernels bit-identical to the single step's kernels on this device"
         );
         if let Ok(mut s) = CHECKED.lock() {
             s.insert(key);

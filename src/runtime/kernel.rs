@@ -334,7 +334,12 @@ impl LoadedSet {
     ) -> Result<LoadedSet, RuntimeError> {
         LoadedSet::check(set)?;
         let mut kernels = std::collections::BTreeMap::new();
-        for (k, _) in set.all_kernels() {
+        // Parity twins are proofs' witnesses, never launched.
+        let launched = set
+            .kernels
+            .iter()
+            .chain(set.batched.iter().map(|p| &p.batched));
+        for k in launched {
             kernels.insert(k.name.clone(), LoadedKernel::load_unchecked(device, k)?);
         }
         Ok(LoadedSet { kernels })

@@ -1,6 +1,7 @@
-//! Numeric parity on the device: for every batched kernel of a loaded set, M single-kernel
-//! runs (one per vector) and one batched run on the same random inputs must leave every
-//! output byte identical. Run once per device and set when an [`Engine`] loads (the
+//! Numeric parity on the device: for every batched kernel of a loaded set, M runs of the
+//! single kernel the step launches (one per vector; for a batched GEMV with more rows per
+//! group, the single kernel its parity twin stands in for) and one batched run on the same
+//! random inputs must leave every output byte identical. Run once per device and set when an [`Engine`] loads (the
 //! structural proof in `parity.json` says the PTX computes the same; this shows the GPU's
 //! JIT-compiled code does too).
 //!
@@ -22,11 +23,22 @@ pub(crate) fn check_set(engine: &Engine) -> Result<usize, RuntimeError> {
     let set = &engine.set;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for pair in &set.batched {
-        let single = set
-            .kernels
-            .iter()
-            .find(|k| k.name == pair.single)
-            .ok_or_else(|| RuntimeError::KernelSet(format!("no single kernel {}", pair.single)))?;
+        let missing = |name: &str| RuntimeError::KernelSet(format!("no single kernel {name}"));
+        let twin = set
+            .single(&pair.single)
+            .ok_or_else(|| missing(&pair.single))?;
+        // A parity twin (the batch's tile) stands in for the kernel the single step launches:
+        // the batched kernel must give that kernel's bits.
+        let single = match twin.spec.twin_source() {
+            Some(source) => {
+                let name = source.name();
+                set.kernels
+                    .iter()
+                    .find(|k| k.name == name)
+                    .ok_or_else(|| missing(&name))?
+            }
+            None => twin,
+        };
         let decl = pair.batched.spec.batch_decl().ok_or_else(|| {
             RuntimeError::KernelSet(format!("{} has no batching claim", pair.batched.name))
         })?;

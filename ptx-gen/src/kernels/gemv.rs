@@ -171,6 +171,11 @@ pub struct Gemv {
     /// written in shared memory (see `gemv_prologue`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prologue: Option<GemvPrologue>,
+    /// An explicit tile; `None`: [`Gemv::tile`]'s choice. Set on the single-vector twin of a
+    /// batched kernel whose tile has more rows per group than the single kernel's (see
+    /// [`Gemv::tile`]): the batched kernel's parity is proven against that twin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tile: Option<GemvTile>,
 }
 
 fn no_more_rows(r: &[u32; 2]) -> bool {
@@ -242,10 +247,10 @@ pub(crate) trait BlockFormat {
 impl FamilySpec for Gemv {
     const FAMILY: &'static str = "gemv";
     const CLI_DIMS: &'static str =
-        "TYPE N K [M] [bias] [residual] [+N1] [+N2] [rope=STYLE:HEAD_DIM:ROPE_DIMS:MAX_CTX[:qk|:v]]: y[M][N] = W[N x K] x[M], TYPE one of q4_k q6_k q5_0 q8_0 q4_1, M 1..=16 (default 1); +N1, +N2: one launch also computes y1 = W1 x (N1 rows) and y2 = W2 x; rope=...: Q, K, V (N, N1, N2 rows; :qk Q and K; :v V alone) with RoPE and the KV cache write in the epilogue";
+        "TYPE N K [M] [bias] [residual] [+N1] [+N2] [rope=STYLE:HEAD_DIM:ROPE_DIMS:MAX_CTX[:qk|:v]] [tile=rRwWlLsS]: y[M][N] = W[N x K] x[M], TYPE one of q4_k q6_k q5_0 q8_0 q4_1, M 1..=16 (default 1); +N1, +N2: one launch also computes y1 = W1 x (N1 rows) and y2 = W2 x; rope=...: Q, K, V (N, N1, N2 rows; :qk Q and K; :v V alone) with RoPE and the KV cache write in the epilogue; tile=...: an explicit tile (R rows per warp group, W warps, L passes of lookahead, S warps per row), e.g. a batch's parity twin";
 
     fn from_cli(dims: &[String]) -> Result<Self, String> {
-        cli_max(dims, 9)?;
+        cli_max(dims, 12)?;
         let ty = dims.first().ok_or("missing TYPE")?;
         let weight = WeightType::from_name(ty)
             .ok_or_else(|| format!("TYPE must be one of q4_k q6_k q5_0 q8_0 q4_1, got `{ty}`"))?;
@@ -264,6 +269,7 @@ impl FamilySpec for Gemv {
             more_rows: [0, 0],
             rope: None,
             prologue: None,
+            tile: None,
         };
         for flag in dims.iter().skip(3) {
             match flag.as_str() {
@@ -285,10 +291,11 @@ impl FamilySpec for Gemv {
                         None => return Err("at most two more matrices (+N1 +N2)".into()),
                     }
                 }
+                tile if tile.starts_with("tile=") => spec.tile = Some(tile[5..].parse()?),
                 m if m.parse::<u32>().is_ok() => spec.m = m.parse().unwrap_or(1),
                 other => {
                     return Err(format!(
-                        "unknown option `{other}` (expected M, bias, residual, +ROWS, rope=..., norm=... or glu=...)"
+                        "unknown option `{other}` (expected M, bias, residual, +ROWS, rope=..., norm=..., glu=... or tile=...)"
                     ))
                 }
             }
@@ -312,6 +319,9 @@ impl FamilySpec for Gemv {
         }
         if let Some(p) = &self.prologue {
             s.push_str(&p.suffix());
+        }
+        if let Some(t) = self.tile.filter(|t| *t != self.chosen_tile()) {
+            s.push_str(&format!("_{t}"));
         }
         if self.m > 1 {
             s.push_str(&format!("_m{}", self.m));
@@ -452,7 +462,23 @@ impl FamilySpec for Gemv {
     }
 
     fn batched(&self, m: u32) -> Option<Self> {
-        (self.m == 1).then_some(Gemv { m, ..*self })
+        (self.m == 1 && self.tile.is_none()).then_some(Gemv { m, ..*self })
+    }
+
+    fn twin_source(&self) -> Option<Self> {
+        self.tile.map(|_| Gemv {
+            tile: None,
+            ..*self
+        })
+    }
+
+    /// The single kernel with the batched kernel's tile, where that has more rows per group.
+    fn parity_twin(&self, batched: &Self) -> Option<Self> {
+        let tile = batched.tile();
+        (tile != self.tile()).then_some(Gemv {
+            tile: Some(tile),
+            ..*self
+        })
     }
 
     /// Vector v reads `x + v * x_bytes` and `residual + v * n * 4`, writes `y + v * n * 4`
@@ -535,6 +561,7 @@ impl FamilySpec for Gemv {
                         more_rows: [0, 0],
                         rope: None,
                         prologue: None,
+                        tile: None,
                     });
                 }
             }
@@ -548,6 +575,7 @@ impl FamilySpec for Gemv {
                 more_rows: [0, 0],
                 rope: None,
                 prologue: None,
+                tile: None,
             });
             for m in [2, 8, 16] {
                 out.push(Gemv {
@@ -560,6 +588,7 @@ impl FamilySpec for Gemv {
                     more_rows: [0, 0],
                     rope: None,
                     prologue: None,
+                    tile: None,
                 });
             }
         }
@@ -573,6 +602,7 @@ impl FamilySpec for Gemv {
             more_rows: [0, 0],
             rope: None,
             prologue: None,
+            tile: None,
         });
         // One launch for several matrices: Q, K, V (with biases, as qwen2) and gate + up.
         for (weight, n, more, k, bias, m) in [
@@ -594,6 +624,7 @@ impl FamilySpec for Gemv {
                 more_rows: more,
                 rope: None,
                 prologue: None,
+                tile: None,
             });
         }
         // Q, K, V with RoPE + KV write in the epilogue: SmolLM2's (pairs within a thread),
@@ -691,6 +722,7 @@ impl FamilySpec for Gemv {
                 more_rows: more,
                 rope: Some(rope),
                 prologue: None,
+                tile: None,
             });
         }
         // Q and K in one launch, V in its own (llama3-8b's layers with a Q6_K V), single and
@@ -714,6 +746,7 @@ impl FamilySpec for Gemv {
                     ..r(norm, 128, 128)
                 }),
                 prologue: None,
+                tile: None,
             });
         }
         // RMSNorm + quantize in the prologue: SmolLM2's Q, K, V (with RoPE) and gate + up,
@@ -780,6 +813,7 @@ impl FamilySpec for Gemv {
                 more_rows: more,
                 rope,
                 prologue: Some(GemvPrologue::Norm(nm)),
+                tile: None,
             });
         }
         // The gated activation + quantize in the prologue: SmolLM2's down (with its
@@ -800,6 +834,7 @@ impl FamilySpec for Gemv {
                 more_rows: [0, 0],
                 rope: None,
                 prologue: Some(GemvPrologue::Glu(act)),
+                tile: None,
             });
         }
         out
@@ -826,10 +861,9 @@ fn rope_from_cli(s: &str) -> Result<GemvRope, String> {
     })
 }
 
-/// The tile the generator uses for a GEMV, chosen per weight type and shape by
-/// measurement (docs/performance.md records the search). It does not depend on the batch:
-/// a batched kernel is its single twin with every vector's work added, thread for thread,
-/// which is what its parity proof checks.
+/// The tile of a single-vector GEMV, chosen per weight type and shape by measurement
+/// (docs/performance.md records the search). A batch takes the same tile with more rows per
+/// group ([`Gemv::tile`], [`batch_rows`]).
 pub fn default_tile(weight: WeightType, n: u32, k: u32) -> GemvTile {
     let _ = n;
     // The tile search (H100, 10 shapes from 576x1536 to 49152x576, docs/performance.md):
@@ -879,6 +913,27 @@ pub fn default_tile(weight: WeightType, n: u32, k: u32) -> GemvTile {
     }
 }
 
+/// Rows per group of a batched GEMV of `m` vectors of `weight` whose single kernel has
+/// `rows`: each lane's inputs of a pass, loaded once per vector, serve that many rows, and
+/// the inputs' L1 load instructions are what a batch is short of (ncu, fifth session: M = 8
+/// is bound by them, not by DRAM). The sweep (ninth session, H100, 4096x14336 and
+/// 14336x4096, every format, rows 1, 2, 4 at M = 2, 4, 8, 16; docs/performance.md): twice
+/// the rows at M = 2, four times from M = 3 (Q4_K M = 8: 62.5 -> 36.4 us), except Q6_K,
+/// whose 4 rows lose at M = 3..=4 and from M = 9 (M = 16: 130.9 us with 2, 181.3 with 4);
+/// never more than 4 (8 rows at M = 8 take 255 registers).
+pub fn batch_rows(weight: WeightType, rows: u32, m: u32) -> u32 {
+    let factor = match (weight, m) {
+        (_, 0 | 1) => 1,
+        (_, 2) | (WeightType::Q6K, 3..=4) | (WeightType::Q6K, 9..) => 2,
+        _ => 4,
+    };
+    (rows * factor).clamp(rows, 4.max(rows))
+}
+
+/// The fewest thread blocks a batched GEMV's rows per group may leave (two per SM of an
+/// H100): more rows per group must not cost the parallelism a short matrix needs.
+pub const FILL_BLOCKS: u32 = 264;
+
 /// The name of matrix `i`'s parameter: `w`, `w1`, `w2` (likewise `bias`, `y`).
 pub fn part_param(base: &str, i: usize) -> String {
     if i == 0 {
@@ -906,9 +961,34 @@ impl Gemv {
         }
     }
 
-    /// The tile [`generate`](FamilySpec::generate) uses.
+    /// The tile [`generate`](FamilySpec::generate) uses: the explicit `tile`, else
+    /// [`default_tile`], with more rows per group when batched ([`batch_rows`]) where the
+    /// launch's matrices and epilogue take them and the grid keeps [`FILL_BLOCKS`] blocks.
+    /// Rows per group change only which rows a group computes: each row's sum depends on
+    /// the tile through its warps per row and lanes per block alone (the mirror's
+    /// `gemv_tiled` computes it so), so a batched kernel computes every row's bits as the
+    /// single kernel does, while each lane's inputs serve more rows.
     pub fn tile(&self) -> GemvTile {
-        default_tile(self.weight, self.n, self.k)
+        self.tile.unwrap_or_else(|| self.chosen_tile())
+    }
+
+    fn chosen_tile(&self) -> GemvTile {
+        let base = default_tile(self.weight, self.n, self.k);
+        let parts = self.parts();
+        let fits = |t: &GemvTile| {
+            let per_block = t.rows * t.warps / t.split;
+            let grid: u32 = parts.iter().map(|r| r.div_ceil(per_block)).sum();
+            (parts.len() == 1 || parts.iter().all(|r| r % per_block == 0))
+                && (t.rows == base.rows || grid >= FILL_BLOCKS)
+                && self
+                    .rope
+                    .is_none_or(|r| r.check(&parts, *t, self.m).is_ok())
+        };
+        (base.rows..=batch_rows(self.weight, base.rows, self.m))
+            .rev()
+            .map(|rows| GemvTile { rows, ..base })
+            .find(fits)
+            .unwrap_or(base)
     }
 
     /// Bytes of one vector's `x`: Q8_1 blocks, or f32 values where the prologue normalizes.
@@ -1433,34 +1513,62 @@ fn build<F: BlockFormat>(
         });
     } else {
         b.if_then(writer, |b| {
-            for r in 0..tile.rows {
-                let store_row = |b: &mut KernelBuilder, row: Reg| {
-                    let off = b.mul_wide(Type::U32, row, 4u32);
+            // Every row's outputs first (bias and residual loaded for all rows at once; a
+            // ragged block reads the last row again for rows past it), then the stores:
+            // the residual may be `y` itself, and a store before a later row's residual
+            // load would keep that load from being issued early.
+            let rows: Vec<(Reg, Option<Reg>)> = (0..tile.rows)
+                .map(|r| {
+                    let row = if r == 0 {
+                        row0
+                    } else {
+                        b.add(Type::U32, row0, r)
+                    };
+                    if !ragged || (r == 0 && !clamp) {
+                        return (row, None);
+                    }
+                    let inside = b.setp(Cmp::Lt, Type::U32, row, s.n);
+                    (b.min(Type::U32, row, s.n - 1), Some(inside))
+                })
+                .collect();
+            let outputs: Vec<(Reg, Vec<Reg>)> = rows
+                .iter()
+                .enumerate()
+                .map(|(r, (row, _))| {
+                    let off = b.mul_wide(Type::U32, *row, 4u32);
                     let bias_v = load_bias(b, off);
                     let res_row = residual.as_ref().map(|p| {
                         let base = b.global_ptr(p);
                         b.add(Type::U64, base, off)
                     });
-                    let mut ys = Vec::new();
-                    for (v, totals_v) in totals.iter().enumerate() {
-                        let vec_off = (v as u64 * s.n as u64 * 4) as i64;
-                        let mut y = totals_v[r as usize];
-                        if let Some(bv) = bias_v {
-                            y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, bv);
-                        }
-                        if let Some(r) = res_row {
-                            // A plain load: the residual may be the output buffer itself.
-                            let rv = b.ld_global(Type::F32, Addr::reg_off(r, vec_off));
-                            y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, rv);
-                        }
-                        ys.push(y);
-                    }
+                    let ys = totals
+                        .iter()
+                        .enumerate()
+                        .map(|(v, totals_v)| {
+                            let vec_off = (v as u64 * s.n as u64 * 4) as i64;
+                            let mut y = totals_v[r];
+                            if let Some(bv) = bias_v {
+                                y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, bv);
+                            }
+                            if let Some(r) = res_row {
+                                // A plain load: the residual may be the output buffer itself.
+                                let rv = b.ld_global(Type::F32, Addr::reg_off(r, vec_off));
+                                y = b.bin(BinOp::Add, Type::F32, FMode::rn(), y, rv);
+                            }
+                            y
+                        })
+                        .collect();
+                    (off, ys)
+                })
+                .collect();
+            for ((_, inside), (off, ys)) in rows.iter().zip(&outputs) {
+                let store_row = |b: &mut KernelBuilder| {
                     // Each matrix's output has its own vector stride: one store per matrix,
                     // under the predicate that this block computes it.
                     for (i, (yp, rows)) in yps.iter().zip(&parts).enumerate() {
                         let store = |b: &mut KernelBuilder| {
                             let y_base = b.global_ptr(yp);
-                            let y_row = b.add(Type::U64, y_base, off);
+                            let y_row = b.add(Type::U64, y_base, *off);
                             for (v, y) in ys.iter().enumerate() {
                                 let vec_off = (v as u64 * *rows as u64 * 4) as i64;
                                 b.st_global(Type::F32, Addr::reg_off(y_row, vec_off), *y);
@@ -1474,20 +1582,9 @@ fn build<F: BlockFormat>(
                         b.if_then(mine, store);
                     }
                 };
-                if r == 0 && !clamp {
-                    store_row(b, row0);
-                } else {
-                    let row = if r == 0 {
-                        row0
-                    } else {
-                        b.add(Type::U32, row0, r)
-                    };
-                    if ragged {
-                        let inside = b.setp(Cmp::Lt, Type::U32, row, s.n);
-                        b.if_then(inside, |b| store_row(b, row));
-                    } else {
-                        store_row(b, row);
-                    }
+                match inside {
+                    Some(inside) => b.if_then(*inside, store_row),
+                    None => store_row(b),
                 }
             }
         });

@@ -37,8 +37,8 @@ pub use attention_combine::AttentionCombine;
 pub use embed::{Embed, EmbedTable, EMBED_BAD_TOKEN_BITS, EMBED_MAX_HIDDEN};
 pub use exp2::{exp2_f32, EXP2_COEFFS};
 pub use gemv::{
-    default_tile, generate_tiled, part_param, Gemv, GemvTile, WeightType, GEMV_MAX_BATCH,
-    GEMV_MAX_TILE,
+    batch_rows, default_tile, generate_tiled, part_param, Gemv, GemvTile, WeightType, FILL_BLOCKS,
+    GEMV_MAX_BATCH, GEMV_MAX_TILE,
 };
 pub use gemv_prologue::{GemvNorm, GemvPrologue};
 pub use gemv_rope::{GemvRope, RopeOutputs, RopeRole};

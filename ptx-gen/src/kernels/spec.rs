@@ -52,6 +52,17 @@ pub trait FamilySpec: Sized {
     fn batched(&self, _m: u32) -> Option<Self> {
         None
     }
+    /// The single-vector kernel a batched variant of this spec is proven equal to, where it
+    /// is not this spec's own kernel (`None`: it is). A GEMV batch takes more rows per group
+    /// than its single kernel; its twin is the single kernel with the batch's tile, which
+    /// computes every row's bits as this one does (see `Gemv::tile`).
+    fn parity_twin(&self, _batched: &Self) -> Option<Self> {
+        None
+    }
+    /// For a parity twin: the spec of the single kernel it stands in for (`None`: not a twin).
+    fn twin_source(&self) -> Option<Self> {
+        None
+    }
 }
 
 /// Calls `$m!(Variant, Type)` for every family: the one list of families.
@@ -100,6 +111,18 @@ macro_rules! define_kernel_spec {
             /// The batched variant for `m` vectors (see [`FamilySpec::batched`]).
             pub fn batched(&self, m: u32) -> Option<KernelSpec> {
                 match self { $(KernelSpec::$variant(s) => s.batched(m).map(KernelSpec::$variant),)* }
+            }
+            /// The single twin of `batched` where it is not this spec (see
+            /// [`FamilySpec::parity_twin`]).
+            pub fn parity_twin(&self, batched: &KernelSpec) -> Option<KernelSpec> {
+                match (self, batched) {
+                    $((KernelSpec::$variant(s), KernelSpec::$variant(b)) => s.parity_twin(b).map(KernelSpec::$variant),)*
+                    _ => None,
+                }
+            }
+            /// For a parity twin, the spec it stands in for (see [`FamilySpec::twin_source`]).
+            pub fn twin_source(&self) -> Option<KernelSpec> {
+                match self { $(KernelSpec::$variant(s) => s.twin_source().map(KernelSpec::$variant),)* }
             }
             /// The batching claim of a batched spec (see [`FamilySpec::batch_decl`]).
             pub fn batch_decl(&self) -> Option<crate::parity::BatchDecl> {

@@ -95,6 +95,7 @@ impl CpuForward<'_> {
                 let xq = staged.as_deref().unwrap_or_else(|| bytes(seq, *x));
                 let plain = ptx_gen::kernels::Gemv {
                     prologue: None,
+                    tile: None,
                     ..*spec
                 };
                 let out = mirror::gemv::gemv(&plain, w, xq, bias.as_deref(), res.as_deref())?;

@@ -273,6 +273,7 @@ mod tests {
                     more_rows: [0, 0],
                     rope: None,
                     prologue: None,
+                    tile: None,
                 };
                 let w = weights(wt, n as usize, blocks as usize, u64::from(k));
                 let vals: Vec<f32> = noise(2 * k as usize, 9)
@@ -328,6 +329,7 @@ mod tests {
             more_rows: [0, 0],
             rope: None,
             prologue: None,
+            tile: None,
         };
         let e = gemv(&spec, &[0; 67], &[0; 36], None, None).unwrap_err();
         assert_eq!(
