@@ -287,46 +287,33 @@ fn batched_gemv_matches_the_reference_and_the_single_kernel_bit_for_bit() {
     };
     let mut rng = Rng::fresh("batched gemv");
     for weight in WeightType::ALL {
-        let c = Case {
-            weight,
-            n: 1001,
-            k: 7 * weight.block_values(),
-            bias: true,
-            residual: true,
-        };
-        let single = Gemv {
-            weight,
-            n: c.n,
-            k: c.k,
-            bias: c.bias,
-            residual: c.residual,
-            m: 1,
-            more_rows: [0, 0],
-            rope: None,
-            prologue: None,
-            tile: None,
-        };
-        let single = generate(&KernelSpec::Gemv(single), Target::dp4a_default()).unwrap();
-        let single = LoadedKernel::load_unchecked(&dev, &single).unwrap();
-        for m in 2..=16 {
-            run_case(&dev, &mut rng, &c, m, Some(&single));
-        }
-        // Batches take more rows per group than the single kernel (`Gemv::tile`), with
+        // Rows not a multiple of the rows per block, both epilogues, every batch; then
+        // batches that take more rows per group than the single kernel (`Gemv::tile`), with
         // split 4 at 4096 values and split 8 at 14336.
-        for (n, k, ms) in [(4096, 4096, &[2, 5, 8, 16][..]), (4096, 14336, &[8][..])] {
+        let cases = [
+            (
+                1001,
+                7 * weight.block_values(),
+                true,
+                &[2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16][..],
+            ),
+            (4096, 4096, false, &[2, 5, 8, 16][..]),
+            (4096, 14336, false, &[8][..]),
+        ];
+        for (n, k, epilogues, ms) in cases {
             let c = Case {
                 weight,
                 n,
                 k,
-                bias: false,
-                residual: false,
+                bias: epilogues,
+                residual: epilogues,
             };
             let single = Gemv {
                 weight,
                 n,
                 k,
-                bias: false,
-                residual: false,
+                bias: epilogues,
+                residual: epilogues,
                 m: 1,
                 more_rows: [0, 0],
                 rope: None,
