@@ -11,16 +11,9 @@ use ptx_gen::{generate, GeneratedKernel, KernelSpec, Target};
 
 fn gemv(weight: WeightType, n: u32, k: u32, m: u32) -> Gemv {
     Gemv {
-        weight,
-        n,
-        k,
-        bias: false,
         residual: true,
         m,
-        more_rows: [0, 0],
-        rope: None,
-        prologue: None,
-        tile: None,
+        ..Gemv::plain(weight, n, k)
     }
 }
 

@@ -259,18 +259,7 @@ impl FamilySpec for Gemv {
             s.parse()
                 .map_err(|_| format!("{what} must be a number, got `{s}`"))
         };
-        let mut spec = Gemv {
-            weight,
-            n: num(1, "N")?,
-            k: num(2, "K")?,
-            bias: false,
-            residual: false,
-            m: 1,
-            more_rows: [0, 0],
-            rope: None,
-            prologue: None,
-            tile: None,
-        };
+        let mut spec = Gemv::plain(weight, num(1, "N")?, num(2, "K")?);
         for flag in dims.iter().skip(3) {
             match flag.as_str() {
                 "bias" => spec.bias = true,
@@ -551,18 +540,7 @@ impl FamilySpec for Gemv {
         for weight in WeightType::ALL {
             for (n, k) in shapes {
                 if k % weight.block_values() == 0 {
-                    out.push(Gemv {
-                        weight,
-                        n,
-                        k,
-                        bias: false,
-                        residual: false,
-                        m: 1,
-                        more_rows: [0, 0],
-                        rope: None,
-                        prologue: None,
-                        tile: None,
-                    });
+                    out.push(Gemv::plain(weight, n, k));
                 }
             }
             out.push(Gemv {
@@ -944,6 +922,23 @@ pub fn part_param(base: &str, i: usize) -> String {
 }
 
 impl Gemv {
+    /// `y = W x` of one vector, nothing else in the launch: the base that specs with more
+    /// (`Gemv { m: 8, residual: true, ..Gemv::plain(w, n, k) }`) start from.
+    pub fn plain(weight: WeightType, n: u32, k: u32) -> Gemv {
+        Gemv {
+            weight,
+            n,
+            k,
+            bias: false,
+            residual: false,
+            m: 1,
+            more_rows: [0, 0],
+            rope: None,
+            prologue: None,
+            tile: None,
+        }
+    }
+
     /// Rows of every matrix the launch computes: `n`, then the nonzero `more_rows`.
     pub fn parts(&self) -> Vec<u32> {
         std::iter::once(self.n)

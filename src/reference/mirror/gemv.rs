@@ -319,18 +319,7 @@ mod tests {
 
     #[test]
     fn wrong_sizes_are_typed_errors() {
-        let spec = Gemv {
-            weight: WeightType::Q8_0,
-            n: 2,
-            k: 32,
-            bias: false,
-            residual: false,
-            m: 1,
-            more_rows: [0, 0],
-            rope: None,
-            prologue: None,
-            tile: None,
-        };
+        let spec = Gemv::plain(WeightType::Q8_0, 2, 32);
         let e = gemv(&spec, &[0; 67], &[0; 36], None, None).unwrap_err();
         assert_eq!(
             e,
