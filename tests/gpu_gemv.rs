@@ -57,13 +57,14 @@ fn random_weights(rng: &mut Rng, w: WeightType, n: u32, k: u32) -> Vec<u8> {
     bytes
 }
 
-/// Random activations quantized to Q8_1 blocks (and their bytes).
+/// Random activations quantized to Q8_1 blocks (and their bytes in the kernels' planar
+/// device layout).
 fn random_x(rng: &mut Rng, k: u32) -> (Vec<q8_1::BlockQ8_1>, Vec<u8>) {
     let sd = 10f32.powf(rng.uniform(-1.0, 1.0));
     let x: Vec<f32> = (0..k).map(|_| rng.normal(sd)).collect();
     let blocks = q8_1::quantize_row(&x).expect("k % 32 == 0");
-    let bytes = blocks.iter().flat_map(|b| b.to_bytes()).collect();
-    (blocks, bytes)
+    let ggml: Vec<u8> = blocks.iter().flat_map(|b| b.to_bytes()).collect();
+    (blocks, q8_1::to_device(&ggml))
 }
 
 struct Case {

@@ -25,6 +25,7 @@ use ptx_gen::kernels::{
     RopeOutputs, RopeStyle, WeightType,
 };
 use ptx_gen::Target;
+use ptxforge::quant::q8_1::{from_device_batch, to_device};
 use ptxforge::reference::mirror;
 use ptxforge::runtime::{Device, DeviceBuffer, KernelArg, LoadedKernel};
 
@@ -121,6 +122,21 @@ impl Outputs {
         }
     }
 
+    /// [`Outputs::check`] of an output in `fmt`, `n` values per vector: Q8_1 compared block
+    /// by block as GGML blocks (the planar layout's padding is no kernel's output).
+    fn check_out(&self, name: &str, want: &[u8], fmt: OutFormat, n: usize, what: &str) {
+        match (fmt, &self.0) {
+            (OutFormat::F32, _) => self.check(name, want, 4, what),
+            (OutFormat::Q8_1, Some(out)) => same(
+                &from_device_batch(&out[name], n),
+                &from_device_batch(want, n),
+                36,
+                what,
+            ),
+            (OutFormat::Q8_1, None) => {}
+        }
+    }
+
     /// The outputs and caches of a GEMV with the RoPE epilogue: `[q, k, v, k_cache,
     /// v_cache]` as [`rope_kv_per_vector`] gives them.
     fn check_rope(&self, want: &[Vec<u8>; 5], what: &str) {
@@ -168,14 +184,6 @@ fn same(gpu: &[u8], cpu: &[u8], unit: usize, what: &str) {
             show(g),
             show(c)
         );
-    }
-}
-
-/// Unit of comparison of an output: an f32 or a Q8_1 block.
-fn unit(out: OutFormat) -> usize {
-    match out {
-        OutFormat::F32 => 4,
-        OutFormat::Q8_1 => 36,
     }
 }
 
@@ -255,7 +263,13 @@ fn row_norms(dev: Option<&Device>) {
             .chunks(n)
             .flat_map(|xv| mirror::rmsnorm_q8_1::rmsnorm_q8_1(&single, xv, &w).unwrap())
             .collect();
-        out.check("y", &want, 36, &format!("rmsnorm_q8_1 {hidden} m{m}"));
+        out.check_out(
+            "y",
+            &want,
+            OutFormat::Q8_1,
+            n,
+            &format!("rmsnorm_q8_1 {hidden} m{m}"),
+        );
     }
     // `post`: the residual is normalized first (Gemma's post-norms), with its own weight.
     for (hidden, out_fmt, m, post, woff) in [
@@ -307,7 +321,7 @@ fn row_norms(dev: Option<&Device>) {
         }
         let what = format!("residual_rmsnorm {hidden} {out_fmt:?} m{m} post {post}");
         out.check("x", &hs, 4, &format!("{what}: x"));
-        out.check("y", &ys, unit(out_fmt), &format!("{what}: y"));
+        out.check_out("y", &ys, out_fmt, n, &format!("{what}: y"));
     }
     // `k`: a second set of heads (K) with its own gamma in the same launch.
     for (heads, k, d, m) in [
@@ -379,7 +393,13 @@ fn elementwise(dev: Option<&Device>) {
             .chunks(k as usize)
             .flat_map(|xv| mirror::quantize_q8_1::quantize_q8_1(&single, xv).unwrap())
             .collect();
-        out.check("y", &want, 36, &format!("quantize_q8_1 {k} m{m}"));
+        out.check_out(
+            "y",
+            &want,
+            OutFormat::Q8_1,
+            k as usize,
+            &format!("quantize_q8_1 {k} m{m}"),
+        );
     }
     for (n, scale, m) in [
         (1001, 1.0, 1),
@@ -438,10 +458,11 @@ fn elementwise(dev: Option<&Device>) {
             .zip(u.chunks(ffn as usize))
             .flat_map(|(gv, uv)| mirror::glu::glu(&single, gv, uv).unwrap())
             .collect();
-        out.check(
+        out.check_out(
             "y",
             &want,
-            unit(out_fmt),
+            out_fmt,
+            ffn as usize,
             &format!("glu {act:?} {ffn} {out_fmt:?} m{m}"),
         );
     }
@@ -711,7 +732,13 @@ fn attention_case(dev: Option<&Device>, rng: &mut Rng, s: DecodeAttention, seq_l
                     ("seq_len", lens.clone()),
                 ],
             );
-            quantized.check("out", &all_q8, 36, &format!("{what}: combine, q8_1 out"));
+            quantized.check_out(
+                "out",
+                &all_q8,
+                OutFormat::Q8_1,
+                h * d,
+                &format!("{what}: combine, q8_1 out"),
+            );
         }
     }
 }
@@ -881,7 +908,10 @@ fn gemv_rope_split(dev: Option<&Device>) {
             .map(|(ty, rows)| quantize(*ty, &values(&mut rng, (rows * k) as usize, 0.05)).unwrap())
             .collect();
             let x: Vec<u8> = (0..m)
-                .flat_map(|_| quantize(GgmlType::Q8_1, &values(&mut rng, k as usize, 1.0)).unwrap())
+                .flat_map(|_| {
+                    let q = quantize(GgmlType::Q8_1, &values(&mut rng, k as usize, 1.0)).unwrap();
+                    to_device(&q)
+                })
                 .collect();
             let pos: Vec<u32> = (0..m)
                 .map(|v| {
@@ -1020,7 +1050,10 @@ fn gemv_rope(dev: Option<&Device>) {
             let parts = spec.parts();
             let (ws, biases) = part_weights(&mut rng, ty, &parts, k);
             let x: Vec<u8> = (0..m)
-                .flat_map(|_| quantize(GgmlType::Q8_1, &values(&mut rng, k as usize, 1.0)).unwrap())
+                .flat_map(|_| {
+                    let q = quantize(GgmlType::Q8_1, &values(&mut rng, k as usize, 1.0)).unwrap();
+                    to_device(&q)
+                })
                 .collect();
             // Vector 1 (of 3) sits past the cache.
             let pos: Vec<u32> = (0..m)

@@ -59,7 +59,9 @@ fn q8_1_quantize_is_bit_exact_with_the_cpu_reference() {
             let x = q8_1_input(&mut rng, k as usize);
             let want = reference::quantize_q8_1(&x).expect("k % 32 == 0");
             let xb = DeviceBuffer::from_f32(&dev, &x).unwrap();
-            let out = poisoned(&dev, want.len());
+            // The kernel writes the planar device layout: compared as GGML blocks.
+            let len = ptxforge::quant::q8_1::device_bytes(k as usize);
+            let out = poisoned(&dev, len);
             loaded
                 .launch(
                     &[KernelArg::Ptr(xb.ptr()), KernelArg::Ptr(out.ptr_at(GUARD))],
@@ -67,7 +69,10 @@ fn q8_1_quantize_is_bit_exact_with_the_cpu_reference() {
                 )
                 .unwrap();
             dev.synchronize().unwrap();
-            let got = read_checked(&out, want.len(), &kernel.name);
+            let got = ptxforge::quant::q8_1::from_device(
+                &read_checked(&out, len, &kernel.name),
+                k as usize,
+            );
             for (blk, (g, w)) in got.chunks(36).zip(want.chunks(36)).enumerate() {
                 assert_eq!(
                     g,

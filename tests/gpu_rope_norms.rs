@@ -29,7 +29,9 @@ use ptx_gen::kernels::{
     RmsNorm, RmsNormQ8_1, RopeKv, RopeStyle,
 };
 use ptx_gen::Target;
-use ptxforge::quant::q8_1::{quantize_row_bytes, BlockQ8_1, BLOCK_Q8_1_BYTES};
+use ptxforge::quant::q8_1::{
+    device_bytes, from_device, quantize_row_bytes, BlockQ8_1, BLOCK_Q8_1_BYTES,
+};
 use ptxforge::reference;
 use ptxforge::runtime::{Device, DeviceBuffer, KernelArg, LoadedKernel};
 
@@ -87,6 +89,11 @@ fn check_f32(got: &[f32], want: &[f32], tol: f64, abs: f64, what: &str) -> f64 {
         }
     }
     worst
+}
+
+/// A Q8_1 output of `n` values (the kernels' planar layout) as GGML blocks.
+fn read_q8_1(buf: &DeviceBuffer, n: usize, what: &str) -> Vec<u8> {
+    from_device(&read_checked(buf, device_bytes(n), what), n)
 }
 
 /// Checks Q8_1 blocks against the exact values they quantize. For a block quantized from
@@ -202,7 +209,7 @@ fn rmsnorm_q8_1_equals_rmsnorm_then_quantize() {
             KernelSpec::QuantizeQ8_1(QuantizeQ8_1 { k: hidden, m: 1 }),
         );
         let n = hidden as usize;
-        let qbytes = n / 32 * BLOCK_Q8_1_BYTES;
+        let qbytes = device_bytes(n);
         for round in 0..3 {
             let what = format!("{} round {round}", fused.name());
             let sd = 10f32.powf(rng.uniform(-2.0, 2.0));
@@ -220,7 +227,7 @@ fn rmsnorm_q8_1_equals_rmsnorm_then_quantize() {
                     data(&out),
                 ],
             );
-            let got = read_checked(&out, qbytes, &what);
+            let got = read_q8_1(&out, n, &what);
 
             let y = poisoned(&dev, n * 4);
             launch(
@@ -231,7 +238,7 @@ fn rmsnorm_q8_1_equals_rmsnorm_then_quantize() {
             let y_gpu = f32s(&read_checked(&y, n * 4, &what));
             let two = poisoned(&dev, qbytes);
             launch(&dev, &quant, &[data(&y), data(&two)]);
-            let two = read_checked(&two, qbytes, &what);
+            let two = read_q8_1(&two, n, &what);
             assert!(
                 got == two,
                 "{what}: differs from rmsnorm then quantize_q8_1 on the GPU"
@@ -313,7 +320,12 @@ fn residual_rmsnorm_updates_x_and_normalizes_the_sum() {
         let n = hidden as usize;
         let y_len = match out {
             OutFormat::F32 => n * 4,
-            OutFormat::Q8_1 => n / 32 * BLOCK_Q8_1_BYTES,
+            OutFormat::Q8_1 => device_bytes(n),
+        };
+        // Q8_1 outputs compared as GGML blocks.
+        let read_y = |buf: &DeviceBuffer, what: &str| match out {
+            OutFormat::F32 => read_checked(buf, y_len, what),
+            OutFormat::Q8_1 => read_q8_1(buf, n, what),
         };
         for round in 0..3 {
             let what = format!("{} round {round}", kernel.name());
@@ -345,7 +357,7 @@ fn residual_rmsnorm_updates_x_and_normalizes_the_sum() {
                     "{what}: x[{i}] = {g:e}, x + residual = {want:e}"
                 );
             }
-            let got = read_checked(&yb, y_len, &format!("{what} y"));
+            let got = read_y(&yb, &format!("{what} y"));
 
             // The twin kernel on the CPU-computed sum.
             let hb = DeviceBuffer::from_f32(&dev, &h_ref).unwrap();
@@ -359,7 +371,7 @@ fn residual_rmsnorm_updates_x_and_normalizes_the_sum() {
                     data(&tb),
                 ],
             );
-            let twin_out = read_checked(&tb, y_len, &format!("{what} twin"));
+            let twin_out = read_y(&tb, &format!("{what} twin"));
             assert!(
                 got == twin_out,
                 "{what}: y differs from {} on x + residual",
@@ -643,13 +655,13 @@ fn glu_matches_the_f64_reference_and_q8_1_is_quantize_of_f32() {
 
             if let Some((fused, quant)) = &q8 {
                 let what = format!("{} round {round}", fused.name());
-                let len = n / 32 * BLOCK_Q8_1_BYTES;
+                let len = device_bytes(n);
                 let ob = poisoned(&dev, len);
                 launch(&dev, fused, &[gu[0], gu[1], data(&ob)]);
-                let got = read_checked(&ob, len, &what);
+                let got = read_q8_1(&ob, n, &what);
                 let tb = poisoned(&dev, len);
                 launch(&dev, quant, &[data(&yb), data(&tb)]);
-                let two = read_checked(&tb, len, &what);
+                let two = read_q8_1(&tb, n, &what);
                 assert!(
                     got == two,
                     "{what}: differs from quantize_q8_1 of the f32 kernel's output (GPU)"

@@ -8,7 +8,7 @@
 //! real pair must pass. A small hand-written pair batched over `%ctaid.y` (with a table of
 //! per-vector scalars, a runtime loop and a shared-memory reduction) shows that style too.
 
-use ptx_gen::kernels::{Gemv, WeightType, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
+use ptx_gen::kernels::{q8_1_vector_bytes, Gemv, WeightType};
 use ptx_gen::launch::LaunchSpec;
 use ptx_gen::parity::{
     validate_pair, BatchDecl, CheckKind, CheckStatus, GridAxis, KernelSource, PairReport,
@@ -29,7 +29,7 @@ fn kernel(spec: Gemv) -> GeneratedKernel {
 }
 
 fn x_bytes(g: &Gemv) -> u32 {
-    g.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES
+    q8_1_vector_bytes(g.k)
 }
 
 /// The claim the GEMV generator makes about its batched kernel.
@@ -182,7 +182,7 @@ impl Layout<'_> {
             .collect()
     }
 
-    /// The register holding this lane's first Q8_1 block of `x`.
+    /// The register holding the quants of this lane's first Q8_1 block of `x`.
     fn x_lane(&self, t: &Text) -> String {
         let ld = t.find(0, |l| l.ends_with("[x];"));
         let x = t.operands(t.find(ld, |l| l.starts_with("cvta.to.global.u64")))[0].clone();
@@ -193,16 +193,12 @@ impl Layout<'_> {
     }
 
     /// Lines `[start, end]` of vector `v`'s dot product in pass `pass`: from the add of
-    /// its x offset to its accumulate.
+    /// the lane's offset to its x quants (one per vector and pass, in that order; the
+    /// vector's and pass's offsets are in the loads' addresses) to its accumulate.
     fn region(&self, t: &Text, v: u32, pass: u32) -> (usize, usize) {
-        let s = &self.p.spec;
-        let per_pass = 32 * s.tile().split / s.weight.threads_per_block();
-        let x_per_block = s.weight.block_values() / Q8_1_BLOCK_VALUES;
-        let off = pass * per_pass * x_per_block * Q8_1_BLOCK_BYTES + v * x_bytes(s);
         let lane = self.x_lane(t);
-        let start = t.find(0, |l| {
-            l.starts_with("add.u64") && l.ends_with(&format!(", {lane}, {off};"))
-        });
+        let adds = t.find_all(|l| l.starts_with("add.u64") && l.contains(&format!(", {lane}, ")));
+        let start = adds[(pass * self.p.spec.m + v) as usize];
         let acc = self.accs(t)[v as usize].clone();
         let end = t.find(start, |l| {
             l.starts_with(&format!("add.rn.f32 {acc}, {acc}, "))
@@ -663,15 +659,15 @@ fn m12_change_a_float_scale() {
 fn m13_change_a_cache_modifier() {
     let p = q8_0();
     let r = mutate(&p, Which::Batched, |t, l| {
-        let k = l.in_region(t, 1, |s| s.starts_with("ld.global.nc.b32"));
-        t.replace(k, "ld.global.nc.b32", "ld.global.b32");
+        let k = l.in_region(t, 1, |s| s.starts_with("ld.global.nc.v2.b32"));
+        t.replace(k, "ld.global.nc.v2.b32", "ld.global.v2.b32");
     });
     expect(
         "ld.global.nc -> ld.global for vector 1's x",
         &r,
         CheckKind::Dataflow,
         Some(&[1]),
-        "ld.global.b32",
+        "ld.global.v2.b32",
     );
 }
 
@@ -680,8 +676,9 @@ fn m14_vector_1_reads_vector_0s_x() {
     let p = q4k();
     let xb = x_bytes(&p.spec);
     let r = mutate(&p, Which::Batched, |t, l| {
-        let (start, _) = l.region(t, 1, 0);
-        t.replace(start, &format!(", {xb};"), ", 0;");
+        // Vector 1's first load of its quants: the vector's offset is in the address.
+        let k = l.in_region(t, 1, |s| s.starts_with("ld.global.nc.v4.b32"));
+        t.replace(k, &format!("+{xb}];"), "];");
     });
     expect(
         "vector 1 uses vector 0's x offset",

@@ -120,7 +120,7 @@ pub fn gemv(
                     prologue: None,
                     tile: None,
                 };
-                let x_bytes = (k as u64 / 32) * 36 * m as u64;
+                let x_bytes = crate::quant::q8_1::device_bytes(k as usize) as u64 * m as u64;
                 let y_bytes = n as u64 * 4 * m as u64;
                 let x = DeviceBuffer::from_bytes(device, &noise(x_bytes as usize, 3))?;
                 let y = DeviceBuffer::filled(device, y_bytes as usize, 0)?;

@@ -17,13 +17,13 @@ pub enum Buffer {
     SeqLen,
     /// `f32[hidden]`: the residual stream.
     X,
-    /// `block_q8_1[hidden / 32]`: the normalized residual stream, quantized for the GEMVs.
+    /// `block_q8_1_planar[hidden / 32]` (Q8_1, the kernels' planar layout): the normalized residual stream, quantized for the GEMVs.
     Xq,
     /// `f32[q_dim + 2 * kv_dim]`: Q, then K, then V.
     Qkv,
     /// `f32[q_dim]`: attention output.
     Attn,
-    /// `block_q8_1[q_dim / 32]`.
+    /// `block_q8_1_planar[q_dim / 32]`.
     AttnQ8,
     /// Attention split partials: `f32[heads][chunks][head_dim]`.
     PartO,
@@ -33,7 +33,7 @@ pub enum Buffer {
     Tmp,
     /// `f32[2 * ffn]`: gate, then up.
     GateUp,
-    /// `block_q8_1[ffn / 32]`: the activation's output.
+    /// `block_q8_1_planar[ffn / 32]`: the activation's output.
     ActQ8,
     /// `f32[vocab]`.
     Logits,
@@ -82,9 +82,9 @@ impl Buffer {
     }
 }
 
-/// Bytes of a Q8_1 vector of `n` values.
+/// Bytes of a Q8_1 vector of `n` values, in the kernels' planar layout (padded to 16).
 pub fn q8_1_bytes(n: u32) -> u64 {
-    n as u64 / 32 * 36
+    ptx_gen::kernels::q8_1_vector_bytes(n) as u64
 }
 
 /// Layout and byte size of every buffer for one model.
@@ -140,7 +140,7 @@ pub fn workspace(dims: &ModelDims, chunks: u32, argmax_partials: u32) -> Vec<Buf
         ),
         d(
             Buffer::Xq,
-            format!("block_q8_1[{}]", h / 32),
+            ptx_gen::kernels::q8_1_layout(h / 32),
             q8_1_bytes(h),
             "normalized residual stream, Q8_1",
         ),
@@ -158,7 +158,7 @@ pub fn workspace(dims: &ModelDims, chunks: u32, argmax_partials: u32) -> Vec<Buf
         ),
         d(
             Buffer::AttnQ8,
-            format!("block_q8_1[{}]", q / 32),
+            ptx_gen::kernels::q8_1_layout(q / 32),
             q8_1_bytes(q),
             "attention output, Q8_1",
         ),
@@ -188,7 +188,7 @@ pub fn workspace(dims: &ModelDims, chunks: u32, argmax_partials: u32) -> Vec<Buf
         ),
         d(
             Buffer::ActQ8,
-            format!("block_q8_1[{}]", f / 32),
+            ptx_gen::kernels::q8_1_layout(f / 32),
             q8_1_bytes(f),
             "act(gate) * up, Q8_1",
         ),

@@ -1,6 +1,7 @@
 //! Q8_1: GGML's activation format for integer dot products. 32 values per block stored as
 //! `half2 {d, s}` then `int8 qs[32]` (36 bytes), `x ~= d * q`, `s = d * sum(q)`.
-//! Written from `quantize_row_q8_1_ref`'s definition.
+//! Written from `quantize_row_q8_1_ref`'s definition. The GPU's buffers hold the same blocks
+//! in a planar layout ([`device_bytes`], [`to_device`], [`from_device`]).
 
 use half::f16;
 
@@ -85,6 +86,52 @@ pub fn quantize_row_bytes(x: &[f32]) -> Option<Vec<u8>> {
     Some(quantize_row(x)?.iter().flat_map(|b| b.to_bytes()).collect())
 }
 
+/// Bytes of a vector of `n` values (`n % 32 == 0`) in ptxforge's planar device layout, the
+/// layout of every Q8_1 buffer the kernels read and write: the `n` quants, then the `n / 32`
+/// `{d, s}` pairs, padded to a multiple of 16 bytes (`ptx_gen::kernels::q8_1_vector_bytes`).
+pub fn device_bytes(n: usize) -> usize {
+    (n / QK8_1 * BLOCK_Q8_1_BYTES).next_multiple_of(16)
+}
+
+/// One vector's GGML blocks (36 bytes each) in the device layout.
+pub fn to_device(ggml: &[u8]) -> Vec<u8> {
+    let blocks = ggml.len() / BLOCK_Q8_1_BYTES;
+    let n = blocks * QK8_1;
+    let mut out = vec![0u8; device_bytes(n)];
+    for (j, b) in ggml.chunks_exact(BLOCK_Q8_1_BYTES).enumerate() {
+        out[QK8_1 * j..QK8_1 * (j + 1)].copy_from_slice(&b[4..]);
+        out[n + 4 * j..n + 4 * j + 4].copy_from_slice(&b[..4]);
+    }
+    out
+}
+
+/// Vectors of `n` values each, as GGML blocks back to back, in the device layout (each
+/// vector padded: vector v starts at `v * device_bytes(n)`).
+pub fn to_device_batch(ggml: &[u8], n: usize) -> Vec<u8> {
+    ggml.chunks(n / QK8_1 * BLOCK_Q8_1_BYTES)
+        .flat_map(to_device)
+        .collect()
+}
+
+/// One vector of `n` values in the device layout (at least `n + n / 8` bytes) back to GGML
+/// blocks.
+pub fn from_device(dev: &[u8], n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n / QK8_1 * BLOCK_Q8_1_BYTES);
+    for j in 0..n / QK8_1 {
+        out.extend_from_slice(&dev[n + 4 * j..n + 4 * j + 4]);
+        out.extend_from_slice(&dev[QK8_1 * j..QK8_1 * (j + 1)]);
+    }
+    out
+}
+
+/// Vectors of `n` values each in the device layout (`device_bytes(n)` apart) back to GGML
+/// blocks back to back.
+pub fn from_device_batch(dev: &[u8], n: usize) -> Vec<u8> {
+    dev.chunks(device_bytes(n))
+        .flat_map(|v| from_device(v, n))
+        .collect()
+}
+
 /// `d * q` for every value of the blocks.
 pub fn dequantize_row(blocks: &[BlockQ8_1]) -> Vec<f32> {
     blocks
@@ -94,4 +141,37 @@ pub fn dequantize_row(blocks: &[BlockQ8_1]) -> Vec<f32> {
             b.qs.iter().map(move |q| d * *q as f32)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_layout_puts_quants_first_then_scales_and_round_trips() {
+        // 3 blocks of distinct values: 96 quants, 3 {d, s}, padded from 108 to 112 bytes.
+        let x: Vec<f32> = (0..96).map(|i| (i as f32 - 40.5) * 0.37).collect();
+        let ggml = quantize_row_bytes(&x).unwrap();
+        let dev = to_device(&ggml);
+        assert_eq!(dev.len(), 112);
+        assert_eq!(device_bytes(96), 112);
+        assert_eq!(
+            device_bytes(96) as u32,
+            ptx_gen::kernels::q8_1_vector_bytes(96)
+        );
+        for j in 0..3 {
+            let b = &ggml[36 * j..36 * (j + 1)];
+            assert_eq!(&dev[32 * j..32 * (j + 1)], &b[4..], "block {j}'s quants");
+            assert_eq!(&dev[96 + 4 * j..100 + 4 * j], &b[..4], "block {j}'s d, s");
+        }
+        assert_eq!(&dev[108..], &[0; 4]);
+        assert_eq!(from_device(&dev, 96), ggml);
+        let two: Vec<u8> = ggml.iter().chain(&ggml).copied().collect();
+        let dev2 = to_device_batch(&two, 96);
+        assert_eq!(dev2.len(), 224);
+        assert_eq!(&dev2[112..], &dev[..]);
+        assert_eq!(from_device_batch(&dev2, 96), two);
+        // 4096 values: 4608 bytes, already a multiple of 16.
+        assert_eq!(device_bytes(4096), 4608);
+    }
 }

@@ -43,7 +43,6 @@ use ptx_gen::kernels::{
 
 use crate::model::ModelWeights;
 use crate::plan::{tensor_name, Arg, Buffer, KernelPlan, RopeTable};
-use crate::quant::q8_1::BLOCK_Q8_1_BYTES;
 use crate::quant::GgmlType;
 
 mod mirror_step;
@@ -366,8 +365,9 @@ fn embed_type(t: EmbedTable) -> GgmlType {
     }
 }
 
+/// A Q8_1 vector's bytes in the workspace: the kernels' planar layout.
 fn q8_1_bytes(n: usize) -> usize {
-    n / 32 * BLOCK_Q8_1_BYTES
+    crate::quant::q8_1::device_bytes(n)
 }
 
 fn out_bytes(out: OutFormat, n: usize) -> usize {
@@ -773,7 +773,7 @@ impl<'a> CpuForward<'a> {
                 let xv = read(seq, *x);
                 let q = super::rmsnorm_q8_1::rmsnorm_q8_1(&xv, w, spec.eps, spec.weight_offset)
                     .unwrap_or_default();
-                bytes_mut(seq, *y).copy_from_slice(&q);
+                bytes_mut(seq, *y).copy_from_slice(&crate::quant::q8_1::to_device(&q));
             }
             Op::RmsNorm { spec, x, w, y } => {
                 let xv = read(seq, *x);
@@ -837,11 +837,10 @@ impl<'a> CpuForward<'a> {
                     }
                     Some(Prologue::Glu(glu, up)) => {
                         let v = super::glu::glu(glu.act, &read(seq, *x), &read(seq, *up));
-                        let mut q = vec![0u8; q8_1_bytes(v.len())];
-                        write_out(&mut q, OutFormat::Q8_1, &v);
+                        let q = crate::quant::q8_1::quantize_row_bytes(&v).unwrap_or_default();
                         fast::x_blocks(&q)
                     }
-                    None => fast::x_blocks(bytes(seq, *x)),
+                    None => fast::x_blocks(&crate::quant::q8_1::from_device(bytes(seq, *x), *k)),
                 };
                 let res = residual.map(|r| read(seq, r));
                 let out = fast::gemv(
@@ -1416,7 +1415,7 @@ fn write_out(dst: &mut [u8], out: OutFormat, v: &[f32]) {
         OutFormat::F32 => put_f32s(dst, v),
         OutFormat::Q8_1 => {
             if let Some(q) = crate::quant::q8_1::quantize_row_bytes(v) {
-                dst.copy_from_slice(&q);
+                dst.copy_from_slice(&crate::quant::q8_1::to_device(&q));
             }
         }
     }

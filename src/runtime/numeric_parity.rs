@@ -213,15 +213,52 @@ pub(crate) fn random(layout: &str, bytes: u64, rng: &mut Rng) -> Vec<u8> {
         out.extend_from_slice(&w.to_le_bytes());
     }
     out.truncate(n);
-    if layout.starts_with("block_q8_1") {
-        // d: a small positive scale (f16 in [2^-7, 2^-6)), s: ±[0.5, 1).
-        for block in out.chunks_exact_mut(36) {
-            let r = rng.next();
-            let d = 0x2000u16 | (r as u16 & 0x03FF);
-            let s = 0x3800u16 | ((r >> 16) as u16 & 0x83FF);
-            block[0..2].copy_from_slice(&d.to_le_bytes());
-            block[2..4].copy_from_slice(&s.to_le_bytes());
+    if layout.starts_with(ptx_gen::kernels::Q8_1_LAYOUT_NAME) {
+        // Planar vectors (`..[m][blocks]` or `..[blocks]`): after each vector's quants, per
+        // block d, a small positive scale (f16 in [2^-7, 2^-6)), and s, ±[0.5, 1).
+        let blocks: usize = layout
+            .rsplit('[')
+            .next()
+            .and_then(|b| b.trim_end_matches(']').parse().ok())
+            .unwrap_or(0);
+        let n = blocks * 32;
+        if n > 0 {
+            for vector in out.chunks_exact_mut(crate::quant::q8_1::device_bytes(n)) {
+                for ds in vector[n..n + 4 * blocks].chunks_exact_mut(4) {
+                    let r = rng.next();
+                    let d = 0x2000u16 | (r as u16 & 0x03FF);
+                    let s = 0x3800u16 | ((r >> 16) as u16 & 0x83FF);
+                    ds[0..2].copy_from_slice(&d.to_le_bytes());
+                    ds[2..4].copy_from_slice(&s.to_le_bytes());
+                }
+            }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_q8_1_inputs_have_sane_scales_in_every_planar_block() {
+        // Two vectors of 96 values: 112 bytes each, the scales at 96..108 of each.
+        let mut rng = Rng(5);
+        let layout = format!("{}[2][3]", ptx_gen::kernels::Q8_1_LAYOUT_NAME);
+        let bytes = random(&layout, 224, &mut rng);
+        assert_eq!(bytes.len(), 224);
+        for v in 0..2 {
+            for j in 0..3 {
+                let at = 112 * v + 96 + 4 * j;
+                let d = half::f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32();
+                let s = half::f16::from_le_bytes([bytes[at + 2], bytes[at + 3]]).to_f32();
+                assert!(
+                    (2f32.powi(-7)..2f32.powi(-6)).contains(&d),
+                    "vector {v} block {j}: d {d}"
+                );
+                assert!((0.5..1.0).contains(&s.abs()), "vector {v} block {j}: s {s}");
+            }
+        }
+    }
 }

@@ -39,7 +39,7 @@ use super::attention::{
 use super::exp2::emit_exp2;
 use super::quantize_q8_1::{
     batch_params, batch_suffix, cli_batch, emit_block, is_one, one, validate_batch, vector_ptr,
-    Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES,
+    Q8Ptr, Q8_1_BLOCK_VALUES,
 };
 use super::reduce::warp_reduce;
 use super::rmsnorm_q8_1::OutFormat;
@@ -381,7 +381,7 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
         OutFormat::Q8_1 => {
             // Warp w of head h holds values h * d + 32 w ..: one whole Q8_1 block.
             let blk = b.shr(Type::U32, hd, Q8_1_BLOCK_VALUES.trailing_zeros());
-            let ya = b.mad_wide(Type::U32, blk, Q8_1_BLOCK_BYTES, outp);
+            let ya = Q8Ptr::vector(&mut b, outp, s.n_heads * d).at(&mut b, blk);
             emit_block(&mut b, res, lane, ya);
         }
     }
@@ -421,12 +421,15 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
             "out",
             s.out_buffer().0,
             s.out_buffer().1,
-            4,
+            match s.out {
+                OutFormat::F32 => 4,
+                OutFormat::Q8_1 => 16,
+            },
             Access::Write,
             match s.out {
                 OutFormat::F32 => "attention output of each query head, f32[n_heads][head_dim]",
                 OutFormat::Q8_1 => {
-                    "attention output of each query head (values h * head_dim + d), quantized"
+                    "attention output of each query head (values h * head_dim + d), quantized: Q8_1, planar: int8 qs[k], then half2 {d, s} per 32 values, padded to 16 bytes"
                 }
             },
         ),

@@ -26,7 +26,7 @@ use crate::target::Target;
 use super::gemv_prologue::{self, GemvNorm, GemvPrologue};
 use super::gemv_rope::{self, GemvRope, Pairing, RopeOutputs};
 use super::glu::GluAct;
-use super::quantize_q8_1::{Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
+use super::quantize_q8_1::{q8_1_vector_bytes, Q8Ptr, Q8_1_BLOCK_VALUES, Q8_1_LAYOUT_NAME};
 use super::reduce::warp_reduce;
 use super::rope_kv::RopeStyle;
 use super::spec::{cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
@@ -127,8 +127,13 @@ macro_rules! block_format {
             fn load(b: &mut KernelBuilder, l: &Lane, wblk: Reg) -> Part {
                 load(b, l, wblk)
             }
-            fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg, space: StateSpace) -> Inputs {
-                load_x(b, l, xblk, space)
+            fn load_x(
+                b: &mut KernelBuilder,
+                l: &Lane,
+                x: &$crate::kernels::quantize_q8_1::Q8Ptr,
+                space: StateSpace,
+            ) -> Inputs {
+                load_x(b, l, x, space)
             }
             fn dot($b: &mut KernelBuilder, $l: &Lane, $w: &Part, $x: &Inputs) -> Reg {
                 $dot
@@ -238,8 +243,8 @@ pub(crate) trait BlockFormat {
     const LANES: u32;
     fn lane(b: &mut KernelBuilder, part: Reg) -> Self::Lane;
     fn load(b: &mut KernelBuilder, l: &Self::Lane, wblk: Reg) -> Self::Part;
-    /// The lane's inputs in the Q8_1 blocks at `xblk` (those of one weight block).
-    fn load_x(b: &mut KernelBuilder, l: &Self::Lane, xblk: Reg, space: StateSpace) -> Self::Inputs;
+    /// The lane's inputs in the Q8_1 blocks from `x` on (those of one weight block).
+    fn load_x(b: &mut KernelBuilder, l: &Self::Lane, x: &Q8Ptr, space: StateSpace) -> Self::Inputs;
     /// The lane's partial dot product of one weight block with one vector's inputs.
     fn dot(b: &mut KernelBuilder, l: &Self::Lane, w: &Self::Part, x: &Self::Inputs) -> Reg;
 }
@@ -990,7 +995,7 @@ impl Gemv {
     pub fn x_bytes(&self) -> u32 {
         match self.prologue {
             Some(_) => self.k * 4,
-            None => self.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES,
+            None => q8_1_vector_bytes(self.k),
         }
     }
 }
@@ -1226,18 +1231,22 @@ fn build<F: BlockFormat>(
             b.mad_wide(Type::U32, slot, w.block_bytes(), row_addr)
         })
         .collect();
+    // The slot's first Q8_1 block (planar layout: quants and scales apart).
     let x_per_block = w.block_values() / Q8_1_BLOCK_VALUES;
-    let x_lane_of = |b: &mut KernelBuilder, base: Reg| {
-        b.mad_wide(Type::U32, slot, x_per_block * Q8_1_BLOCK_BYTES, base)
+    let x_slot = if x_per_block > 1 {
+        b.mul(Type::U32, slot, x_per_block)
+    } else {
+        slot
     };
+    let x_lane_of = |b: &mut KernelBuilder, base: Reg| Q8Ptr::vector(b, base, s.k).at(b, x_slot);
     let x_global = x_global.map(|base| x_lane_of(&mut b, base));
 
-    let x_bytes = s.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES;
+    let x_bytes = q8_1_vector_bytes(s.k);
     // accs[v][r]: vector v, row r.
     let accs: Vec<Vec<Reg>> = (0..s.m)
         .map(|_| (0..tile.rows).map(|_| b.mov(Type::F32, 0.0f32)).collect())
         .collect();
-    let x_of = |pass: u32| (pass * per_pass * x_per_block * Q8_1_BLOCK_BYTES) as i64;
+    let x_of = |pass: u32| pass * per_pass * x_per_block;
     let w_of = |pass: u32| (pass * per_pass * w.block_bytes()) as i64;
     let load = |b: &mut KernelBuilder, pass: u32| -> Vec<F::Part> {
         w_lane
@@ -1254,16 +1263,16 @@ fn build<F: BlockFormat>(
         for (v, acc_v) in accs.iter().enumerate() {
             let (xblk, space) = match x_global {
                 Some(x_lane) => (
-                    b.add(Type::U64, x_lane, x_of(pass) + (v as u32 * x_bytes) as i64),
+                    x_lane.plus(x_of(pass)).bytes_on(v as i64 * x_bytes as i64),
                     StateSpace::Global,
                 ),
                 None => {
                     let base = gemv_prologue::staged_address(b, &staged[v]);
                     let x_lane = x_lane_of(b, base);
-                    (b.add(Type::U64, x_lane, x_of(pass)), StateSpace::Shared)
+                    (x_lane.plus(x_of(pass)), StateSpace::Shared)
                 }
             };
-            let inputs = F::load_x(b, &l, xblk, space);
+            let inputs = F::load_x(b, &l, &xblk, space);
             for (part, acc) in parts.iter().zip(acc_v) {
                 let partial = F::dot(b, &l, part, &inputs);
                 b.to(*acc)
@@ -1609,11 +1618,11 @@ fn build<F: BlockFormat>(
     match s.prologue {
         None => params.push(ParamSpec::buffer(
             "x",
-            format!("block_q8_1{m_dim}[{}]", s.k / Q8_1_BLOCK_VALUES),
+            format!("{Q8_1_LAYOUT_NAME}{m_dim}[{}]", s.k / Q8_1_BLOCK_VALUES),
             x_bytes as u64 * s.m as u64,
-            4,
+            16,
             Access::Read,
-            "input vector, Q8_1",
+            "input vector, Q8_1, planar: int8 qs[k], then half2 {d, s} per 32 values, padded to 16 bytes",
         )),
         Some(GemvPrologue::Glu(_)) => {
             for (name, what) in [("x", "gate (f32)"), ("up", "up (f32)")] {

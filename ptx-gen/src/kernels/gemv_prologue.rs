@@ -33,7 +33,7 @@ use crate::ir::{Addr, BinOp, Cmp, FMode, KernelBuilder, Param, Reg, SharedVar};
 use crate::parity::per_vector_shared_name;
 
 use super::glu::{emit_glu, GluAct};
-use super::quantize_q8_1::{emit_block_in, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES};
+use super::quantize_q8_1::{emit_block_in, q8_1_vector_bytes, Q8Ptr, Q8_1_BLOCK_VALUES};
 use super::reduce::{stash_partial, total_of_partials, warp_reduce};
 use super::rmsnorm::{add_squares, load_chunk, normalize, scale_of_sum, RowLayout};
 use super::rmsnorm_q8_1::{validate_norm, woff_suffix, OutFormat, RmsNormQ8_1};
@@ -82,7 +82,7 @@ impl GemvPrologue {
             GemvPrologue::Norm(_) => warps * 4,
             GemvPrologue::Glu(_) => 0,
         };
-        m * (k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES + partials)
+        m * (q8_1_vector_bytes(k) + partials)
     }
 
     /// The prologue's constraints for a GEMV of `k` columns and `m` vectors in blocks of
@@ -101,7 +101,7 @@ impl GemvPrologue {
             return Err(super::spec::invalid(
                 "gemv",
                 "prologue",
-                &format!("staged inputs of at most {MAX_STAGED_BYTES} bytes of shared memory (m x (k / 32 x 36 + partials))"),
+                &format!("staged inputs of at most {MAX_STAGED_BYTES} bytes of shared memory (m x (Q8_1 vector + partials))"),
                 format!("{bytes} bytes for m = {m}, k = {k}"),
             ));
         }
@@ -284,27 +284,27 @@ fn stage(
     let blocks = k / Q8_1_BLOCK_VALUES;
     let rounds = blocks.div_ceil(warps);
     let voff = b.mul_wide(Type::U32, t.tid, 4u32);
-    let boff = b.mul_wide(Type::U32, t.warp, Q8_1_BLOCK_BYTES);
     let vars: Vec<SharedVar> = (0..xs.len() as u32)
         .map(|v| {
             b.shared(
                 &per_vector_shared_name(STAGED_X, v),
                 Type::B32,
-                blocks * Q8_1_BLOCK_BYTES / 4,
+                q8_1_vector_bytes(k) / 4,
                 16,
             )
         })
         .collect();
-    let lanes: Vec<(Reg, Reg, Reg)> = xs
+    let lanes: Vec<(Reg, Reg, Q8Ptr)> = xs
         .iter()
         .zip(ys)
         .zip(&vars)
         .map(|((x, y), var)| {
             let base = staged_address(b, var);
+            let staged = Q8Ptr::vector(b, base, k).at(b, t.warp);
             (
                 b.add(Type::U64, *x, voff),
                 b.add(Type::U64, *y, voff),
-                b.add(Type::U64, base, boff),
+                staged,
             )
         })
         .collect();
@@ -325,8 +325,7 @@ fn stage(
                 let xv = load(b, *xa);
                 let yv = load(b, *ya);
                 let q = value(b, v, xv, yv);
-                let at = b.add(Type::U64, *sa, (i * warps * Q8_1_BLOCK_BYTES) as i64);
-                emit_block_in(b, q, t.lane, at, StateSpace::Shared);
+                emit_block_in(b, q, t.lane, sa.plus(i * warps), StateSpace::Shared);
             }
         };
         if (i + 1) * warps > blocks {

@@ -8,6 +8,7 @@ use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, Cmp, FMode, KernelBuilder, Reg, Value};
 
 use super::loads::{half2_as_f32, word4, word4_in};
+use super::quantize_q8_1::Q8Ptr;
 
 /// Lanes sharing one block.
 const LANES: u32 = 4;
@@ -52,11 +53,11 @@ pub(crate) struct Inputs {
     s: Reg,
 }
 
-pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg, space: StateSpace) -> Inputs {
-    let xq = b.add(Type::U64, xblk, l.off);
-    let lo = word4_in(b, space, Addr::reg_off(xq, 4));
-    let hi = word4_in(b, space, Addr::reg_off(xq, 20));
-    let (d, s) = half2_as_f32(b, space, Addr::reg(xblk));
+pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, x: &Q8Ptr, space: StateSpace) -> Inputs {
+    let xl = x.lane(b, Some(l.off), None);
+    let lo = word4_in(b, space, xl.qs_addr(0));
+    let hi = word4_in(b, space, xl.qs_addr(16));
+    let (d, s) = half2_as_f32(b, space, x.ds_addr(0));
     Inputs { lo, hi, d, s }
 }
 

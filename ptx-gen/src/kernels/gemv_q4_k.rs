@@ -6,6 +6,8 @@
 //! Eight lanes per block; lane p reads qs bytes 16p..16p+15 with one 16-byte load: values
 //! 16h..16h+15 (h = p % 2) of sub-blocks 2c and 2c+1 (c = p / 2). The block's first 16
 //! bytes (d, dmin, scales) come with one more 16-byte load, the same for the eight lanes.
+//! Its inputs, from the planar Q8_1 vector: the same 16 quants of Q8_1 blocks 2c and 2c+1
+//! with one 16-byte load each, their two `{d, s}` with one 8-byte load.
 //! As GGML's `vec_dot_q4_K_q8_1`:
 //! `d * sum_s(d_x[s] * (sum(q*q_x) * sc[s])) - dmin * sum_s(d_x[s] * (sum(q_x) * m[s]))`,
 //! every sum of products an exact integer from `dp4a`.
@@ -14,7 +16,8 @@ use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Reg, Value};
 use crate::target::Feature;
 
-use super::loads::{half_as_f32_in, word4_in};
+use super::loads::{low_half_as_f32, words_in};
+use super::quantize_q8_1::Q8Ptr;
 
 const NIBBLES: Value = Value::Hex(0x0F0F_0F0F);
 const ONES: Value = Value::Hex(0x0101_0101);
@@ -27,10 +30,11 @@ pub(crate) struct Lane {
     /// Byte offset of the lane's 16 qs bytes in the block: 16 + 16p.
     w_off: i64,
     w_reg: Reg,
-    /// Byte offsets, from the block's first Q8_1 block, of Q8_1 blocks 2c and 2c + 1.
-    x_a: Reg,
-    /// Byte offset of the lane's 16 inputs inside a Q8_1 block: 4 + 16h.
-    x_in: Reg,
+    /// Byte offset, from the weight block's first Q8_1 block's quants, of the lane's 16
+    /// inputs in Q8_1 block 2c (the same 16 of block 2c + 1 are 32 bytes on): 64c + 16h.
+    x_q: Reg,
+    /// Byte offset of the `{d, s}` of Q8_1 blocks 2c and 2c + 1 (8-byte aligned): 8c.
+    x_d: Reg,
     /// Scale unpacking: c < 2, the shifts 16(c%2), 16(c%2)+2 and (c < 2 ? 0 : 4) + 16(c%2),
     /// and the masks of the low and high scale bits.
     low: Reg,
@@ -45,9 +49,10 @@ pub(crate) fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
     let c = b.shr(Type::U32, part, 1u32);
     let h = b.and(Type::B32, part, 1u32);
     let w_reg = b.mul_wide(Type::U32, part, 16u32);
-    let x_a = b.mul_wide(Type::U32, c, 72u32);
-    let x_in = b.mad(Type::U32, FMode::NONE, h, 16u32, 4u32);
-    let x_in = b.cvt(Type::U64, Type::U32, FMode::NONE, x_in);
+    let x_q = b.shl(Type::B32, c, 2u32);
+    let x_q = b.add(Type::U32, x_q, h);
+    let x_q = b.mul_wide(Type::U32, x_q, 16u32);
+    let x_d = b.mul_wide(Type::U32, c, 8u32);
     let low = b.setp(Cmp::Lt, Type::U32, c, 2u32);
     let odd = b.and(Type::B32, c, 1u32);
     let sh = b.shl(Type::B32, odd, 4u32);
@@ -59,8 +64,8 @@ pub(crate) fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
     Lane {
         w_off: 16,
         w_reg,
-        x_a,
-        x_in,
+        x_q,
+        x_d,
         low,
         sh,
         sh2,
@@ -156,24 +161,23 @@ pub(crate) struct Inputs {
     d: [Reg; 2],
 }
 
-pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg, space: StateSpace) -> Inputs {
-    let xa = b.add(Type::U64, xblk, l.x_a);
-    let xq = b.add(Type::U64, xa, l.x_in);
-    let mut q = [[xq; 4]; 2];
-    let mut sum = [xq; 2];
-    let mut d = [xq; 2];
-    for s in 0..2 {
-        let base = 36 * s as i64;
-        for (i, w) in q[s].iter_mut().enumerate() {
-            *w = word4_in(b, space, Addr::reg_off(xq, base + 4 * i as i64));
-        }
-        let mut acc = b.dp4a(Type::U32, Type::S32, ONES, q[s][0], 0i32);
-        for w in &q[s][1..] {
+/// Each Q8_1 block's sixteen quants come with one 16-byte load, the two blocks' scales with
+/// one 8-byte load.
+pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, x: &Q8Ptr, space: StateSpace) -> Inputs {
+    let xl = x.lane(b, Some(l.x_q), Some(l.x_d));
+    let q = [0, 1].map(|s| {
+        let w = words_in(b, space, 4, xl.qs_addr(32 * s));
+        [w[0], w[1], w[2], w[3]]
+    });
+    let sum = q.map(|qs| {
+        let mut acc = b.dp4a(Type::U32, Type::S32, ONES, qs[0], 0i32);
+        for w in &qs[1..] {
             acc = b.dp4a(Type::U32, Type::S32, ONES, *w, acc);
         }
-        sum[s] = acc;
-        d[s] = half_as_f32_in(b, space, Addr::reg_off(xa, base));
-    }
+        acc
+    });
+    let ds = words_in(b, space, 2, xl.ds_addr(0));
+    let d = [ds[0], ds[1]].map(|w| low_half_as_f32(b, w));
     Inputs { q, sum, d }
 }
 

@@ -13,7 +13,7 @@ use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, CacheHint, FMode, KernelBuilder, Reg, Value};
 
 use super::loads::{half_as_f32, half_as_f32_in, word2, word4_in};
-use super::quantize_q8_1::Q8_1_BLOCK_BYTES;
+use super::quantize_q8_1::Q8Ptr;
 
 const ONES: Value = Value::Hex(0x0101_0101);
 
@@ -29,11 +29,12 @@ pub(crate) struct Lane {
     sc: Reg,
     /// Shift of quarter h's two high bits in the qh bytes: 2h.
     two_bits: Reg,
-    /// Byte offsets, from the block's first Q8_1 block, of the Q8_1 blocks of quarters
-    /// h and h + 2: 4n + h and 4n + h + 2.
-    x: [Reg; 2],
-    /// Byte offset of the lane's inputs inside those blocks' qs: 4k.
-    x_in: Reg,
+    /// Byte offset, from the weight block's first Q8_1 block's quants, of the lane's four
+    /// inputs in quarter h's Q8_1 block 4n + h: 32 (4n + h) + 4k (quarter h + 2's, block
+    /// 4n + h + 2, are 64 bytes on).
+    x_q: Reg,
+    /// Byte offset of that block's `{d, s}`: 4 (4n + h) (quarter h + 2's 8 bytes on).
+    x_d: Reg,
 }
 
 pub(crate) fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
@@ -56,16 +57,16 @@ pub(crate) fn lane(b: &mut KernelBuilder, part: Reg) -> Lane {
     let two_bits = b.shl(Type::B32, h, 1u32);
     let x_idx = b.shl(Type::B32, n, 2u32);
     let x_idx = b.add(Type::U32, x_idx, h);
-    let x0 = b.mul_wide(Type::U32, x_idx, Q8_1_BLOCK_BYTES);
-    let x1 = b.add(Type::U64, x0, (2 * Q8_1_BLOCK_BYTES) as i64);
-    let x_in = b.cvt(Type::U64, Type::U32, FMode::NONE, k4);
+    let x_q = b.mad(Type::U32, FMode::NONE, x_idx, 32u32, k4);
+    let x_q = b.cvt(Type::U64, Type::U32, FMode::NONE, x_q);
+    let x_d = b.mul_wide(Type::U32, x_idx, 4u32);
     Lane {
         ql,
         qh,
         sc,
         two_bits,
-        x: [x0, x1],
-        x_in,
+        x_q,
+        x_d,
     }
 }
 
@@ -130,21 +131,12 @@ pub(crate) struct Inputs {
     d: [Reg; 2],
 }
 
-pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg, space: StateSpace) -> Inputs {
-    let mut out = Inputs {
-        x: [xblk; 2],
-        sum: [xblk; 2],
-        d: [xblk; 2],
-    };
-    for quarter in 0..2 {
-        let xb = b.add(Type::U64, xblk, l.x[quarter]);
-        let xq = b.add(Type::U64, xb, l.x_in);
-        let x = word4_in(b, space, Addr::reg_off(xq, 4));
-        out.sum[quarter] = b.dp4a(Type::U32, Type::S32, ONES, x, 0i32);
-        out.x[quarter] = x;
-        out.d[quarter] = half_as_f32_in(b, space, Addr::reg(xb));
-    }
-    out
+pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, x: &Q8Ptr, space: StateSpace) -> Inputs {
+    let xl = x.lane(b, Some(l.x_q), Some(l.x_d));
+    let x = [0, 1].map(|quarter| word4_in(b, space, xl.qs_addr(64 * quarter)));
+    let sum = x.map(|w| b.dp4a(Type::U32, Type::S32, ONES, w, 0i32));
+    let d = [0, 1].map(|quarter| half_as_f32_in(b, space, xl.ds_addr(8 * quarter)));
+    Inputs { x, sum, d }
 }
 
 pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, x: &Inputs) -> Reg {

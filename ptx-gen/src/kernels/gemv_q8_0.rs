@@ -5,7 +5,8 @@
 use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, FMode, KernelBuilder, Reg};
 
-use super::loads::{half_as_f32, half_as_f32_in, word2, word4_in};
+use super::loads::{half_as_f32, half_as_f32_in, word2, words_in};
+use super::quantize_q8_1::Q8Ptr;
 
 /// Lanes sharing one block.
 const LANES: u32 = 4;
@@ -43,14 +44,12 @@ pub(crate) struct Inputs {
     d: Reg,
 }
 
-pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, xblk: Reg, space: StateSpace) -> Inputs {
-    let xq = b.add(Type::U64, xblk, l.off);
-    let q = [
-        word4_in(b, space, Addr::reg_off(xq, 4)),
-        word4_in(b, space, Addr::reg_off(xq, 8)),
-    ];
-    let d = half_as_f32_in(b, space, Addr::reg(xblk));
-    Inputs { q, d }
+/// The eight quants with one 8-byte load.
+pub(crate) fn load_x(b: &mut KernelBuilder, l: &Lane, x: &Q8Ptr, space: StateSpace) -> Inputs {
+    let xl = x.lane(b, Some(l.off), None);
+    let q = words_in(b, space, 2, xl.qs_addr(0));
+    let d = half_as_f32_in(b, space, x.ds_addr(0));
+    Inputs { q: [q[0], q[1]], d }
 }
 
 pub(crate) fn dot(b: &mut KernelBuilder, w: &Part, x: &Inputs) -> Reg {

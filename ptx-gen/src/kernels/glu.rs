@@ -36,7 +36,7 @@ use crate::target::Target;
 use super::exp2::emit_exp2;
 use super::quantize_q8_1::{
     batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, emit_block,
-    grid_decl, is_one, one, validate_batch, vector_ptr, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES,
+    grid_decl, is_one, one, validate_batch, vector_ptr, Q8Ptr, Q8_1_BLOCK_VALUES,
 };
 use super::rmsnorm_q8_1::OutFormat;
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
@@ -331,8 +331,7 @@ fn generate(s: &Glu, target: Target) -> Result<GeneratedKernel, GenError> {
             )[0];
             let v = emit_glu(&mut b, s.act, g, u);
             let yp = vector_ptr(&mut b, &y, vi, y_bytes);
-            let yoff = b.mul_wide(Type::U32, blk, Q8_1_BLOCK_BYTES);
-            let ya = b.add(Type::U64, yp, yoff);
+            let ya = Q8Ptr::vector(&mut b, yp, s.ffn).at(&mut b, blk);
             emit_block(&mut b, v, lane, ya);
             (LaunchSpec::fixed(grid, 1, warps * 32), 4)
         }
@@ -343,9 +342,12 @@ fn generate(s: &Glu, target: Target) -> Result<GeneratedKernel, GenError> {
     let row = format!("f32[{}]", s.ffn);
     let bytes = s.ffn as u64 * 4;
     let (y_layout, y_bytes) = s.out.buffer(s.ffn);
-    let y_meaning = match s.out {
-        OutFormat::F32 => "act(gate) * up",
-        OutFormat::Q8_1 => "act(gate) * up, quantized: per 32 values half2 {d, s} then int8 qs[32]",
+    let (y_meaning, y_align) = match s.out {
+        OutFormat::F32 => ("act(gate) * up", align),
+        OutFormat::Q8_1 => (
+            "act(gate) * up, quantized: Q8_1, planar: int8 qs[k], then half2 {d, s} per 32 values, padded to 16 bytes",
+            16,
+        ),
     };
     let mut params = vec![
         ParamSpec::buffer(
@@ -357,7 +359,7 @@ fn generate(s: &Glu, target: Target) -> Result<GeneratedKernel, GenError> {
             "gate projection",
         ),
         ParamSpec::buffer("up", row, bytes, align, Access::Read, "up projection"),
-        ParamSpec::buffer("y", y_layout, y_bytes, align, Access::Write, y_meaning),
+        ParamSpec::buffer("y", y_layout, y_bytes, y_align, Access::Write, y_meaning),
     ];
     batch_params(&mut params, s.m, &[]);
     Ok(GeneratedKernel {

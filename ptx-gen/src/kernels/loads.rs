@@ -33,6 +33,18 @@ pub fn word2(b: &mut KernelBuilder, addr: Addr) -> Reg {
     b.pack(Type::B32, &[lo, hi])
 }
 
+/// `n` consecutive 32-bit words (2 or 4: one vector load) at an address aligned to `4 n`
+/// bytes in `space`.
+pub fn words_in(b: &mut KernelBuilder, space: StateSpace, n: usize, addr: Addr) -> Vec<Reg> {
+    b.load(space, Type::B32, n, addr, hints(space), None)
+}
+
+/// The low f16 of a 32-bit word (the `d` of a Q8_1 block's `{d, s}`), widened to f32.
+pub fn low_half_as_f32(b: &mut KernelBuilder, w: Reg) -> Reg {
+    let parts = b.unpack(Type::B32, w, Type::B16);
+    b.cvt(Type::F32, Type::F16, FMode::NONE, parts[0])
+}
+
 /// An f16 at a 2-byte-aligned address, widened to f32 (exact).
 pub fn half_as_f32(b: &mut KernelBuilder, addr: Addr) -> Reg {
     half_as_f32_in(b, StateSpace::Global, addr)

@@ -1,7 +1,11 @@
-//! Q8_1 quantization of an f32 vector, GGML's `block_q8_1` layout:
-//! `half2 {d, s}` then `int8 qs[32]` (36 bytes per 32 values), with
-//! `d = amax / 127`, `q = roundf(x * (1/d))` (0 where d == 0), `s = d * sum(q)`
-//! (`quantize_row_q8_1_ref`). One warp quantizes one block, lane j holding value j.
+//! Q8_1 quantization of an f32 vector: GGML's `block_q8_1` values (per 32 values
+//! `half2 {d, s}` and `int8 qs[32]`, with `d = amax / 127`, `q = roundf(x * (1/d))` (0 where
+//! d == 0), `s = d * sum(q)`, `quantize_row_q8_1_ref`) in ptxforge's *planar* device layout:
+//! a vector of k values is its k quants `qs[k]` (block j's at byte 32j), then the k / 32
+//! `half2 {d, s}` (block j's at byte k + 4j), padded to a multiple of 16 bytes
+//! ([`q8_1_vector_bytes`]). The quants of a block are 32-byte aligned, so a GEMV lane reads
+//! its 8 or 16 inputs with one vector load, and the scales of neighbouring blocks share
+//! cache lines. One warp quantizes one block, lane j holding value j.
 //! Every float step is IEEE-rounded (`div.rn`, `rcp.rn`, `mul.rn`) and the integer sum is
 //! exact, so the result is bit-identical to the CPU reference.
 //!
@@ -24,8 +28,97 @@ use super::GeneratedKernel;
 
 /// Values per Q8_1 block.
 pub const Q8_1_BLOCK_VALUES: u32 = 32;
-/// Bytes per Q8_1 block: two f16 then 32 int8.
+/// Bytes per Q8_1 block: 32 int8 quants and two f16.
 pub const Q8_1_BLOCK_BYTES: u32 = 36;
+
+/// Bytes of one vector of `k` values (`k % 32 == 0`) in the planar device layout: `qs[k]`,
+/// then `half2 ds[k / 32]`, padded to 16 bytes so every vector of a batch starts 16-byte
+/// aligned.
+pub const fn q8_1_vector_bytes(k: u32) -> u32 {
+    (k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES).next_multiple_of(16)
+}
+
+/// The layout name of a Q8_1 vector in the planar device layout.
+pub const Q8_1_LAYOUT_NAME: &str = "block_q8_1_planar";
+
+/// The layout string of `blocks` Q8_1 blocks (a batch inserts `[m]` before the `[`).
+pub fn q8_1_layout(blocks: u32) -> String {
+    format!("{Q8_1_LAYOUT_NAME}[{blocks}]")
+}
+
+/// What a Q8_1 buffer parameter says of its layout.
+pub const Q8_1_LAYOUT_NOTE: &str =
+    "Q8_1, planar: int8 qs[k], then half2 {d, s} per 32 values, padded to 16 bytes";
+
+/// A Q8_1 block of a vector in the planar layout: its quants at `qs + 32 * off + bytes`,
+/// its `{d, s}` at `ds + 4 * off + bytes` (`off` a constant number of blocks and `bytes` a
+/// constant shift of the whole vector, such as a batch's vector stride: both free in the
+/// address).
+#[derive(Clone, Copy)]
+pub(crate) struct Q8Ptr {
+    qs: Reg,
+    ds: Reg,
+    off: i64,
+    bytes: i64,
+}
+
+impl Q8Ptr {
+    /// Block 0 of the vector of `k` values at `base`.
+    pub fn vector(b: &mut KernelBuilder, base: Reg, k: u32) -> Q8Ptr {
+        let ds = b.add(Type::U64, base, k as i64);
+        Q8Ptr {
+            qs: base,
+            ds,
+            off: 0,
+            bytes: 0,
+        }
+    }
+
+    /// `blocks` (a register) blocks on.
+    pub fn at(self, b: &mut KernelBuilder, blocks: Reg) -> Q8Ptr {
+        Q8Ptr {
+            qs: b.mad_wide(Type::U32, blocks, Q8_1_BLOCK_VALUES, self.qs),
+            ds: b.mad_wide(Type::U32, blocks, 4u32, self.ds),
+            ..self
+        }
+    }
+
+    /// `n` blocks on.
+    pub fn plus(self, n: u32) -> Q8Ptr {
+        Q8Ptr {
+            off: self.off + n as i64,
+            ..self
+        }
+    }
+
+    /// The same block of the vector `bytes` further on.
+    pub fn bytes_on(self, bytes: i64) -> Q8Ptr {
+        Q8Ptr {
+            bytes: self.bytes + bytes,
+            ..self
+        }
+    }
+
+    /// A lane's place in the block: its quants `qs` (a byte offset, u64) and its scales `ds`
+    /// further on, where given.
+    pub fn lane(self, b: &mut KernelBuilder, qs: Option<Reg>, ds: Option<Reg>) -> Q8Ptr {
+        Q8Ptr {
+            qs: qs.map_or(self.qs, |o| b.add(Type::U64, self.qs, o)),
+            ds: ds.map_or(self.ds, |o| b.add(Type::U64, self.ds, o)),
+            ..self
+        }
+    }
+
+    /// The address of the block's quants, `bytes` in.
+    pub fn qs_addr(&self, bytes: i64) -> Addr {
+        Addr::reg_off(self.qs, 32 * self.off + self.bytes + bytes)
+    }
+
+    /// The address of the block's `{d, s}`, `bytes` in (4 for the next block's).
+    pub fn ds_addr(&self, bytes: i64) -> Addr {
+        Addr::reg_off(self.ds, 4 * self.off + self.bytes + bytes)
+    }
+}
 
 /// Warps (Q8_1 blocks) per thread block.
 const WARPS: u32 = 8;
@@ -201,9 +294,9 @@ impl FamilySpec for QuantizeQ8_1 {
         (self.m == 1 && b.validate().is_ok()).then_some(b)
     }
 
-    /// Vector v reads `x + v * k * 4` and writes `y + v * (k / 32) * 36`.
+    /// Vector v reads `x + v * k * 4` and writes `y + v * q8_1_vector_bytes(k)`.
     fn batch_decl(&self) -> Option<BatchDecl> {
-        let y_bytes = (self.k / Q8_1_BLOCK_VALUES * Q8_1_BLOCK_BYTES) as u64;
+        let y_bytes = q8_1_vector_bytes(self.k) as u64;
         grid_decl(self.m, &[("x", self.k as u64 * 4), ("y", y_bytes)], &[])
     }
 }
@@ -236,7 +329,7 @@ fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, GenErro
     }
     let vi = batch_vector(&mut b, s.m);
     let xp = vector_ptr(&mut b, &x, vi, s.k as u64 * 4);
-    let yp = vector_ptr(&mut b, &y, vi, (nblocks * Q8_1_BLOCK_BYTES) as u64);
+    let yp = vector_ptr(&mut b, &y, vi, q8_1_vector_bytes(s.k) as u64);
     let idx = b.mad(Type::U32, FMode::NONE, blk, Q8_1_BLOCK_VALUES, lane);
     let xoff = b.mul_wide(Type::U32, idx, 4u32);
     let xa = b.add(Type::U64, xp, xoff);
@@ -248,8 +341,7 @@ fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, GenErro
         &[CacheHint::NonCoherent],
         None,
     )[0];
-    let yoff = b.mul_wide(Type::U32, blk, Q8_1_BLOCK_BYTES);
-    let ya = b.add(Type::U64, yp, yoff);
+    let ya = Q8Ptr::vector(&mut b, yp, s.k).at(&mut b, blk);
     emit_block(&mut b, v, lane, ya);
     let kernel = b.finish()?;
     let ptx = crate::emit::emit_module(&Module::single(kernel));
@@ -264,11 +356,11 @@ fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, GenErro
         ),
         ParamSpec::buffer(
             "y",
-            format!("block_q8_1[{nblocks}]"),
-            (nblocks * Q8_1_BLOCK_BYTES) as u64,
-            4,
+            q8_1_layout(nblocks),
+            q8_1_vector_bytes(s.k) as u64,
+            16,
             Access::Write,
-            "quantized vector: per 32 values half2 {d, s} then int8 qs[32]",
+            Q8_1_LAYOUT_NOTE,
         ),
     ];
     batch_params(&mut params, s.m, &[]);
@@ -287,12 +379,18 @@ fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, GenErro
 
 /// Quantizes the warp's 32 values (`v` in lane j is value j) into the Q8_1 block at `ya`.
 /// Shared with the fused norm + quantize kernels so both round identically.
-pub(crate) fn emit_block(b: &mut KernelBuilder, v: Reg, lane: Reg, ya: Reg) {
+pub(crate) fn emit_block(b: &mut KernelBuilder, v: Reg, lane: Reg, ya: Q8Ptr) {
     emit_block_in(b, v, lane, ya, StateSpace::Global);
 }
 
 /// [`emit_block`] into `space` (a GEMV's prologue stages its input in shared memory).
-pub(crate) fn emit_block_in(b: &mut KernelBuilder, v: Reg, lane: Reg, ya: Reg, space: StateSpace) {
+pub(crate) fn emit_block_in(
+    b: &mut KernelBuilder,
+    v: Reg,
+    lane: Reg,
+    ya: Q8Ptr,
+    space: StateSpace,
+) {
     let a = b.un(UnOp::Abs, Type::F32, FMode::NONE, v);
     let amax = warp_reduce(b, BinOp::Max, Type::F32, a);
     let d = b.bin(BinOp::Div, Type::F32, FMode::rn(), amax, 127.0f32);
@@ -322,7 +420,7 @@ pub(crate) fn emit_block_in(b: &mut KernelBuilder, v: Reg, lane: Reg, ya: Reg, s
         b.store(
             space,
             Type::B16,
-            Addr::reg(ya),
+            ya.ds_addr(0),
             &[dh.into(), sh.into()],
             &[],
             None,
@@ -336,13 +434,13 @@ pub(crate) fn emit_block_in(b: &mut KernelBuilder, v: Reg, lane: Reg, ya: Reg, s
     let hi = b.prmt(None, q2, q3, Value::Hex(0x0040));
     let word = b.prmt(None, lo, hi, Value::Hex(0x5410));
     let lane_off = b.cvt(Type::U64, Type::U32, FMode::NONE, lane);
-    let qa = b.add(Type::U64, ya, lane_off);
+    let qa = ya.lane(b, Some(lane_off), None);
     let quad = b.and(Type::B32, lane, 3u32);
     let first = b.setp(Cmp::Eq, Type::B32, quad, 0u32);
     b.when(first).store(
         space,
         Type::B32,
-        Addr::reg_off(qa, 4),
+        qa.qs_addr(0),
         &[Value::Reg(word)],
         &[],
         None,

@@ -371,11 +371,7 @@ fn generate(s: &ResidualRmsNorm, target: Target) -> Result<GeneratedKernel, GenE
     let (y_layout, y_bytes) = s.out.buffer(s.hidden);
     let (w_align, y_align, y_meaning) = match s.out {
         OutFormat::F32 => (stride, stride, "normalized vector"),
-        OutFormat::Q8_1 => (
-            4,
-            4,
-            "normalized vector, quantized: per 32 values half2 {d, s} then int8 qs[32]",
-        ),
+        OutFormat::Q8_1 => (4, 16, super::rmsnorm_q8_1::Q8_1_NORMALIZED),
     };
     let mut params = vec![
         ParamSpec::buffer(

@@ -19,7 +19,8 @@ use crate::target::Target;
 
 use super::quantize_q8_1::{
     batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, emit_block,
-    grid_decl, is_one, one, validate_batch, vector_ptr, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES,
+    grid_decl, is_one, one, q8_1_layout, q8_1_vector_bytes, validate_batch, vector_ptr, Q8Ptr,
+    Q8_1_BLOCK_VALUES,
 };
 use super::rmsnorm::{
     add_squares, chunk_guards, load_chunk, normalize, row_scale, RowLayout, RMSNORM_MAX_HIDDEN,
@@ -34,7 +35,7 @@ use super::GeneratedKernel;
 pub enum OutFormat {
     /// Plain f32 values.
     F32,
-    /// GGML `block_q8_1` (36 bytes per 32 values), quantized as `quantize_q8_1` does.
+    /// Q8_1 in the planar device layout (`quantize_q8_1`'s), quantized as it does.
     Q8_1,
 }
 
@@ -60,16 +61,16 @@ impl OutFormat {
     pub fn buffer(self, n: u32) -> (String, u64) {
         match self {
             OutFormat::F32 => (format!("f32[{n}]"), n as u64 * 4),
-            OutFormat::Q8_1 => {
-                let blocks = n / Q8_1_BLOCK_VALUES;
-                (
-                    format!("block_q8_1[{blocks}]"),
-                    blocks as u64 * Q8_1_BLOCK_BYTES as u64,
-                )
-            }
+            OutFormat::Q8_1 => (
+                q8_1_layout(n / Q8_1_BLOCK_VALUES),
+                q8_1_vector_bytes(n) as u64,
+            ),
         }
     }
 }
+
+/// What a norm's Q8_1 output parameter says of itself.
+pub(crate) const Q8_1_NORMALIZED: &str = "normalized vector, quantized: Q8_1, planar: int8 qs[k], then half2 {d, s} per 32 values, padded to 16 bytes";
 
 /// RMSNorm of an f32 vector of `hidden` values, written as Q8_1 blocks.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -322,14 +323,7 @@ fn generate(s: &RmsNormQ8_1, target: Target) -> Result<GeneratedKernel, GenError
             "input vector",
         ),
         ParamSpec::buffer("w", row, bytes, 4, Access::Read, "norm weight (gamma)"),
-        ParamSpec::buffer(
-            "y",
-            y_layout,
-            y_bytes,
-            4,
-            Access::Write,
-            "normalized vector, quantized: per 32 values half2 {d, s} then int8 qs[32]",
-        ),
+        ParamSpec::buffer("y", y_layout, y_bytes, 16, Access::Write, Q8_1_NORMALIZED),
     ];
     batch_params(&mut params, s.m, &["w"]);
     Ok(GeneratedKernel {
@@ -458,29 +452,33 @@ fn pass2_bases(
     lane: Reg,
     slice: Option<BlockSlice>,
     hidden: u32,
-) -> ([Reg; 3], u32) {
+) -> (Pass2Bases, u32) {
     let all = hidden / Q8_1_BLOCK_VALUES;
     // The blocks this thread block quantizes: [first, first + nblocks) of the row.
     let (first_block, nblocks) = match slice {
         Some(sl) => (Some(b.mul(Type::U32, sl.index, sl.blocks)), sl.blocks),
         None => (None, all),
     };
+    let y = Q8Ptr::vector(b, y, hidden);
     let (x, w, y) = match first_block {
         Some(f) => {
             let xo = b.mul_wide(Type::U32, f, Q8_1_BLOCK_VALUES * 4);
-            let yo = b.mul_wide(Type::U32, f, Q8_1_BLOCK_BYTES);
-            (
-                b.add(Type::U64, x, xo),
-                b.add(Type::U64, w, xo),
-                b.add(Type::U64, y, yo),
-            )
+            (b.add(Type::U64, x, xo), b.add(Type::U64, w, xo), y.at(b, f))
         }
         None => (x, w, y),
     };
     let lane_off = b.mul_wide(Type::U32, lane, 4u32);
     let xl = b.add(Type::U64, x, lane_off);
     let wl = b.add(Type::U64, w, lane_off);
-    ([xl, wl, y], nblocks)
+    (Pass2Bases { xl, wl, y }, nblocks)
+}
+
+/// Pass 2's per-lane addresses of x and w, and the Q8_1 output, at the thread block's first
+/// Q8_1 block.
+struct Pass2Bases {
+    xl: Reg,
+    wl: Reg,
+    y: Q8Ptr,
 }
 
 /// A warp's group of Q8_1 blocks: `size` blocks `warps` apart, of `nblocks`.
@@ -496,14 +494,14 @@ struct Group {
 
 /// The values of one group, loaded; zeros where a block is past the row.
 pub(crate) struct Pass2Loads {
-    ya: Reg,
+    ya: Q8Ptr,
     warps: u32,
     loaded: Vec<(Reg, Reg, Option<Reg>)>,
 }
 
 fn load_group(
     b: &mut KernelBuilder,
-    [xl, wl, y]: &[Reg; 3],
+    Pass2Bases { xl, wl, y }: &Pass2Bases,
     first: Reg,
     g: &Group,
     x_hints: &[CacheHint],
@@ -512,8 +510,7 @@ fn load_group(
     let boff = b.mul_wide(Type::U32, first, Q8_1_BLOCK_VALUES * 4);
     let xa = b.add(Type::U64, *xl, boff);
     let wa = b.add(Type::U64, *wl, boff);
-    let yoff = b.mul_wide(Type::U32, first, Q8_1_BLOCK_BYTES);
-    let ya = b.add(Type::U64, *y, yoff);
+    let ya = y.at(b, first);
     let loaded = (0..g.size)
         .map(|j| {
             let guard = (if j == 0 { g.guard_first } else { g.ragged }).then(|| {
@@ -551,10 +548,9 @@ fn quantize_group(
     lane: Reg,
 ) {
     for (j, (xv, wv, guard)) in loads.loaded.into_iter().enumerate() {
-        let yj = (j as u32 * loads.warps * Q8_1_BLOCK_BYTES) as i64;
+        let yb = loads.ya.plus(j as u32 * loads.warps);
         let body = |b: &mut KernelBuilder| {
             let v = normalize(b, xv, scale, wv, weight_offset);
-            let yb = b.add(Type::U64, loads.ya, yj);
             emit_block(b, v, lane, yb);
         };
         match guard {

@@ -208,7 +208,8 @@ pub enum Access {
 /// A device buffer parameter: what it holds and how many bytes the kernel touches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BufferParam {
-    /// Layout of the data, e.g. `f32[4096]` or `block_q8_1[128]` (36-byte GGML blocks).
+    /// Layout of the data, e.g. `f32[4096]` or `block_q8_1_planar[128]` (128 Q8_1 blocks in
+    /// the planar layout of `quantize_q8_1`).
     pub layout: String,
     pub bytes: u64,
     /// Required alignment of the pointer in bytes.

@@ -8,7 +8,7 @@
 //! lane `g` taking part `g % LANES` of block `g / LANES` of the pass. Each lane adds its parts
 //! pass by pass to an f32 that starts at 0; each warp sums its lanes with the butterfly
 //! (`v[l] + v[l ^ m]` for m = 16, 8, 4, 2, 1); the warps' sums are added in warp order; then
-//! `+ bias`, `+ residual`. Sizes are in bytes (`w`, `x`) or values (`bias`, `residual`). Every product and sum is one IEEE f32 operation rounded to
+//! `+ bias`, `+ residual`. Sizes are in bytes (`w`; `x` in the planar device layout of Q8_1) or values (`bias`, `residual`). Every product and sum is one IEEE f32 operation rounded to
 //! nearest, as the PTX (`mul.rn`, `add.rn`, `cvt.rn.f32.s32`); integer dot products are
 //! exact (`dp4a`).
 
@@ -16,7 +16,7 @@ use half::f16;
 use ptx_gen::kernels::{Gemv, GemvTile, WeightType};
 
 use super::{check_len, MirrorError};
-use crate::quant::q8_1::BLOCK_Q8_1_BYTES;
+use crate::quant::q8_1::{device_bytes, from_device_batch, BLOCK_Q8_1_BYTES};
 
 fn f16_at(b: &[u8], off: usize) -> f32 {
     f16::from_le_bytes([b[off], b[off + 1]]).to_f32()
@@ -161,7 +161,7 @@ pub fn gemv_tiled(
     let x_bytes = blocks * x_per_block;
     let sizes = [
         ("w", w.len(), n * blocks * bb),
-        ("x", x.len(), m * x_bytes),
+        ("x", x.len(), m * device_bytes(spec.k as usize)),
         ("bias", bias.map_or(n, <[f32]>::len), n),
         ("residual", residual.map_or(n * m, <[f32]>::len), n * m),
     ];
@@ -178,6 +178,8 @@ pub fn gemv_tiled(
         WeightType::Q4_1 => q4_1,
         WeightType::Q8_0 => q8_0,
     };
+    // The kernel's planar inputs, as GGML blocks (the same values, one decode per block).
+    let x = &from_device_batch(x, spec.k as usize)[..];
     let mut y = vec![0f32; n * m];
     for v in 0..m {
         let xv = &x[v * x_bytes..(v + 1) * x_bytes];
@@ -285,6 +287,7 @@ mod tests {
                     .map(|row| crate::quant::q8_1::quantize_row(row).expect("whole blocks"))
                     .collect();
                 let xb: Vec<u8> = xq.iter().flatten().flat_map(|b| b.to_bytes()).collect();
+                let xb = crate::quant::q8_1::to_device_batch(&xb, k as usize);
                 let bias: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 0.5).collect();
                 let res: Vec<f32> = (0..2 * n).map(|i| 1.0 - i as f32 * 0.125).collect();
                 let got = gemv(&spec, &w, &xb, Some(&bias), Some(&res)).expect("mirror");

@@ -96,7 +96,8 @@ mod tests {
             out: OutFormat::Q8_1,
             m: 1,
         };
-        assert_eq!(glu(&spec, &[1.0; 64], &[1.0; 64]).unwrap().len(), 72);
+        // Two blocks, planar: 64 quants and 2 x {d, s}, padded from 72 to 80 bytes.
+        assert_eq!(glu(&spec, &[1.0; 64], &[1.0; 64]).unwrap().len(), 80);
         assert!(glu(&spec, &[1.0; 63], &[1.0; 64]).is_err());
     }
 }

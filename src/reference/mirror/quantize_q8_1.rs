@@ -3,20 +3,23 @@
 //! `d = div.rn(amax, 127)`, `q = roundf(mul.rn(x, rcp.rn(d)))` (0 where d is 0),
 //! `s = mul.rn(cvt.rn(sum q), d)`, both stored with `cvt.rn.f16.f32`. Every step is exact or
 //! one IEEE rounding, in the order [`crate::quant::q8_1::quantize_block`] takes them, so the
-//! mirror is that function.
+//! mirror is that function. Its bytes are in the kernels' planar device layout
+//! ([`crate::quant::q8_1::to_device`]).
 
 use ptx_gen::kernels::QuantizeQ8_1;
 
 use super::{check_len, MirrorError};
 
-/// The Q8_1 bytes of `x` (a whole number of 32-value blocks), as `kernel` writes them.
+/// The Q8_1 bytes of `x` (a whole number of 32-value blocks), as `kernel` writes them (the
+/// device layout).
 pub(crate) fn quantize_row(kernel: &'static str, x: &[f32]) -> Result<Vec<u8>, MirrorError> {
-    crate::quant::q8_1::quantize_row_bytes(x).ok_or(MirrorError::Length {
+    let ggml = crate::quant::q8_1::quantize_row_bytes(x).ok_or(MirrorError::Length {
         kernel,
         what: "x (whole Q8_1 blocks)",
         expected: x.len().next_multiple_of(32),
         found: x.len(),
-    })
+    })?;
+    Ok(crate::quant::q8_1::to_device(&ggml))
 }
 
 /// The `quantize_q8_1` kernel on one vector.
@@ -39,6 +42,7 @@ mod tests {
         let x = rng.vec(896, 4.0);
         let q = quantize_q8_1(&QuantizeQ8_1 { k: 896, m: 1 }, &x).unwrap();
         assert_eq!(q.len(), 28 * 36);
+        let q = crate::quant::q8_1::from_device(&q, 896);
         let blocks: Vec<BlockQ8_1> = q
             .chunks_exact(36)
             .map(|c| BlockQ8_1::from_bytes(c.try_into().unwrap()))

@@ -8,7 +8,7 @@ use ptx_gen::kernels::{RmsNorm, RmsNormQ8_1};
 use super::quantize_q8_1::quantize_row;
 use super::{check_len, MirrorError};
 
-/// The `rmsnorm_q8_1` kernel on one vector: `hidden / 32` Q8_1 blocks (36 bytes each).
+/// The `rmsnorm_q8_1` kernel on one vector: `hidden / 32` Q8_1 blocks, device layout.
 pub fn rmsnorm_q8_1(spec: &RmsNormQ8_1, x: &[f32], w: &[f32]) -> Result<Vec<u8>, MirrorError> {
     const K: &str = "rmsnorm_q8_1";
     super::check_spec(K, spec)?;
@@ -42,6 +42,7 @@ mod tests {
                 m: 1,
             };
             let got = rmsnorm_q8_1(&spec, &x, &w).unwrap();
+            let got = crate::quant::q8_1::from_device(&got, hidden);
             let want = crate::reference::rmsnorm_q8_1::rmsnorm_q8_1(&x, &w, 1e-6, 0.0).unwrap();
             let blocks = |b: &[u8]| -> Vec<BlockQ8_1> {
                 b.chunks_exact(36)
