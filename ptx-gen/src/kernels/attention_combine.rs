@@ -429,7 +429,9 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
             match s.out {
                 OutFormat::F32 => "attention output of each query head, f32[n_heads][head_dim]",
                 OutFormat::Q8_1 => {
-                    "attention output of each query head (values h * head_dim + d), quantized: Q8_1, planar: int8 qs[k], then half2 {d, s} per 32 values, padded to 16 bytes"
+                    super::quantize_q8_1::q8_1_meaning!(
+                        "attention output of each query head (values h * head_dim + d), quantized: "
+                    )
                 }
             },
         ),

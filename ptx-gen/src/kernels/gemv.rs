@@ -1622,7 +1622,7 @@ fn build<F: BlockFormat>(
             x_bytes as u64 * s.m as u64,
             16,
             Access::Read,
-            "input vector, Q8_1, planar: int8 qs[k], then half2 {d, s} per 32 values, padded to 16 bytes",
+            super::quantize_q8_1::q8_1_meaning!("input vector, "),
         )),
         Some(GemvPrologue::Glu(_)) => {
             for (name, what) in [("x", "gate (f32)"), ("up", "up (f32)")] {

@@ -345,7 +345,7 @@ fn generate(s: &Glu, target: Target) -> Result<GeneratedKernel, GenError> {
     let (y_meaning, y_align) = match s.out {
         OutFormat::F32 => ("act(gate) * up", align),
         OutFormat::Q8_1 => (
-            "act(gate) * up, quantized: Q8_1, planar: int8 qs[k], then half2 {d, s} per 32 values, padded to 16 bytes",
+            super::quantize_q8_1::q8_1_meaning!("act(gate) * up, quantized: "),
             16,
         ),
     };

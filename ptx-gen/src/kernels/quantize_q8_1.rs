@@ -46,9 +46,16 @@ pub fn q8_1_layout(blocks: u32) -> String {
     format!("{Q8_1_LAYOUT_NAME}[{blocks}]")
 }
 
-/// What a Q8_1 buffer parameter says of its layout.
-pub const Q8_1_LAYOUT_NOTE: &str =
-    "Q8_1, planar: int8 qs[k], then half2 {d, s} per 32 values, padded to 16 bytes";
+/// What a Q8_1 buffer parameter says of itself: `prefix`, then the layout.
+macro_rules! q8_1_meaning {
+    ($prefix:literal) => {
+        concat!(
+            $prefix,
+            "Q8_1, planar: int8 qs[k], then half2 {d, s} per 32 values, padded to 16 bytes"
+        )
+    };
+}
+pub(crate) use q8_1_meaning;
 
 /// A Q8_1 block of a vector in the planar layout: its quants at `qs + 32 * off + bytes`,
 /// its `{d, s}` at `ds + 4 * off + bytes` (`off` a constant number of blocks and `bytes` a
@@ -360,7 +367,7 @@ fn generate(s: &QuantizeQ8_1, target: Target) -> Result<GeneratedKernel, GenErro
             q8_1_vector_bytes(s.k) as u64,
             16,
             Access::Write,
-            Q8_1_LAYOUT_NOTE,
+            q8_1_meaning!("quantized vector, "),
         ),
     ];
     batch_params(&mut params, s.m, &[]);

@@ -70,7 +70,8 @@ impl OutFormat {
 }
 
 /// What a norm's Q8_1 output parameter says of itself.
-pub(crate) const Q8_1_NORMALIZED: &str = "normalized vector, quantized: Q8_1, planar: int8 qs[k], then half2 {d, s} per 32 values, padded to 16 bytes";
+pub(crate) const Q8_1_NORMALIZED: &str =
+    super::quantize_q8_1::q8_1_meaning!("normalized vector, quantized: ");
 
 /// RMSNorm of an f32 vector of `hidden` values, written as Q8_1 blocks.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
