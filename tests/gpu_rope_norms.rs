@@ -91,9 +91,15 @@ fn check_f32(got: &[f32], want: &[f32], tol: f64, abs: f64, what: &str) -> f64 {
     worst
 }
 
-/// A Q8_1 output of `n` values (the kernels' planar layout) as GGML blocks.
+/// A Q8_1 output of `n` values (the kernels' planar layout) as GGML blocks; the layout's
+/// padding must be untouched.
 fn read_q8_1(buf: &DeviceBuffer, n: usize, what: &str) -> Vec<u8> {
-    from_device(&read_checked(buf, device_bytes(n), what), n)
+    let all = read_checked(buf, device_bytes(n), what);
+    assert!(
+        all[n + n / 8..].iter().all(|b| *b == POISON),
+        "{what}: the Q8_1 vector's padding was written"
+    );
+    from_device(&all, n)
 }
 
 /// Checks Q8_1 blocks against the exact values they quantize. For a block quantized from
