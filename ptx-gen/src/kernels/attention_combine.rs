@@ -37,9 +37,9 @@ use super::attention::{
     ATTENTION_MAX_CTX,
 };
 use super::exp2::emit_exp2;
+use super::q8_1_layout::{Q8Ptr, Q8_1_BLOCK_VALUES};
 use super::quantize_q8_1::{
     batch_params, batch_suffix, cli_batch, emit_block, is_one, one, validate_batch, vector_ptr,
-    Q8Ptr, Q8_1_BLOCK_VALUES,
 };
 use super::reduce::warp_reduce;
 use super::rmsnorm_q8_1::OutFormat;
@@ -429,7 +429,7 @@ fn generate(s: &AttentionCombine, target: Target) -> Result<GeneratedKernel, Gen
             match s.out {
                 OutFormat::F32 => "attention output of each query head, f32[n_heads][head_dim]",
                 OutFormat::Q8_1 => {
-                    super::quantize_q8_1::q8_1_meaning!(
+                    super::q8_1_layout::q8_1_meaning!(
                         "attention output of each query head (values h * head_dim + d), quantized: "
                     )
                 }

@@ -26,7 +26,7 @@ use crate::target::Target;
 use super::gemv_prologue::{self, GemvNorm, GemvPrologue};
 use super::gemv_rope::{self, GemvRope, Pairing, RopeOutputs};
 use super::glu::GluAct;
-use super::quantize_q8_1::{q8_1_vector_bytes, Q8Ptr, Q8_1_BLOCK_VALUES, Q8_1_LAYOUT_NAME};
+use super::q8_1_layout::{q8_1_vector_bytes, Q8Ptr, Q8_1_BLOCK_VALUES, Q8_1_LAYOUT_NAME};
 use super::reduce::warp_reduce;
 use super::rope_kv::RopeStyle;
 use super::spec::{cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
@@ -130,7 +130,7 @@ macro_rules! block_format {
             fn load_x(
                 b: &mut KernelBuilder,
                 l: &Lane,
-                x: &$crate::kernels::quantize_q8_1::Q8Ptr,
+                x: &$crate::kernels::q8_1_layout::Q8Ptr,
                 space: StateSpace,
             ) -> Inputs {
                 load_x(b, l, x, space)
@@ -1622,7 +1622,7 @@ fn build<F: BlockFormat>(
             x_bytes as u64 * s.m as u64,
             16,
             Access::Read,
-            super::quantize_q8_1::q8_1_meaning!("input vector, "),
+            super::q8_1_layout::q8_1_meaning!("input vector, "),
         )),
         Some(GemvPrologue::Glu(_)) => {
             for (name, what) in [("x", "gate (f32)"), ("up", "up (f32)")] {

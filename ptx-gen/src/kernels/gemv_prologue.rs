@@ -33,7 +33,8 @@ use crate::ir::{Addr, BinOp, Cmp, FMode, KernelBuilder, Param, Reg, SharedVar};
 use crate::parity::per_vector_shared_name;
 
 use super::glu::{emit_glu, GluAct};
-use super::quantize_q8_1::{emit_block_in, q8_1_vector_bytes, Q8Ptr, Q8_1_BLOCK_VALUES};
+use super::q8_1_layout::{q8_1_vector_bytes, Q8Ptr, Q8_1_BLOCK_VALUES};
+use super::quantize_q8_1::emit_block_in;
 use super::reduce::{stash_partial, total_of_partials, warp_reduce};
 use super::rmsnorm::{add_squares, load_chunk, normalize, scale_of_sum, RowLayout};
 use super::rmsnorm_q8_1::{validate_norm, woff_suffix, OutFormat, RmsNormQ8_1};

@@ -8,7 +8,7 @@ use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, Cmp, FMode, KernelBuilder, Reg, Value};
 
 use super::loads::{half2_as_f32, word4, word4_in};
-use super::quantize_q8_1::Q8Ptr;
+use super::q8_1_layout::Q8Ptr;
 
 /// Lanes sharing one block.
 const LANES: u32 = 4;

@@ -17,7 +17,7 @@ use crate::ir::{Addr, BinOp, CacheHint, Cmp, FMode, KernelBuilder, Reg, Value};
 use crate::target::Feature;
 
 use super::loads::{low_half_as_f32, words_in};
-use super::quantize_q8_1::Q8Ptr;
+use super::q8_1_layout::Q8Ptr;
 
 const NIBBLES: Value = Value::Hex(0x0F0F_0F0F);
 const ONES: Value = Value::Hex(0x0101_0101);

@@ -13,7 +13,7 @@ use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, CacheHint, FMode, KernelBuilder, Reg, Value};
 
 use super::loads::{half_as_f32, half_as_f32_in, word2, word4_in};
-use super::quantize_q8_1::Q8Ptr;
+use super::q8_1_layout::Q8Ptr;
 
 const ONES: Value = Value::Hex(0x0101_0101);
 

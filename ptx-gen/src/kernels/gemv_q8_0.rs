@@ -6,7 +6,7 @@ use crate::ast::{StateSpace, Type};
 use crate::ir::{Addr, BinOp, FMode, KernelBuilder, Reg};
 
 use super::loads::{half_as_f32, half_as_f32_in, word2, words_in};
-use super::quantize_q8_1::Q8Ptr;
+use super::q8_1_layout::Q8Ptr;
 
 /// Lanes sharing one block.
 const LANES: u32 = 4;

@@ -34,9 +34,10 @@ use crate::launch::LaunchSpec;
 use crate::target::Target;
 
 use super::exp2::emit_exp2;
+use super::q8_1_layout::{Q8Ptr, Q8_1_BLOCK_VALUES};
 use super::quantize_q8_1::{
     batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, emit_block,
-    grid_decl, is_one, one, validate_batch, vector_ptr, Q8Ptr, Q8_1_BLOCK_VALUES,
+    grid_decl, is_one, one, validate_batch, vector_ptr,
 };
 use super::rmsnorm_q8_1::OutFormat;
 use super::spec::{cli_dim, cli_max, invalid, Access, FamilySpec, GenError, KernelSpec, ParamSpec};
@@ -345,7 +346,7 @@ fn generate(s: &Glu, target: Target) -> Result<GeneratedKernel, GenError> {
     let (y_meaning, y_align) = match s.out {
         OutFormat::F32 => ("act(gate) * up", align),
         OutFormat::Q8_1 => (
-            super::quantize_q8_1::q8_1_meaning!("act(gate) * up, quantized: "),
+            super::q8_1_layout::q8_1_meaning!("act(gate) * up, quantized: "),
             16,
         ),
     };

@@ -17,6 +17,7 @@ mod gemv_rope;
 mod glu;
 mod head_rmsnorm;
 mod loads;
+mod q8_1_layout;
 mod quantize_q8_1;
 mod reduce;
 mod residual_add;
@@ -44,10 +45,10 @@ pub use gemv_prologue::{GemvNorm, GemvPrologue};
 pub use gemv_rope::{GemvRope, RopeOutputs, RopeRole};
 pub use glu::{Glu, GluAct, GELU_COEF_A};
 pub use head_rmsnorm::{HeadRmsNorm, HEAD_RMSNORM_MAX_HEAD_DIM};
-pub use quantize_q8_1::{
-    q8_1_layout, q8_1_vector_bytes, QuantizeQ8_1, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES,
-    Q8_1_LAYOUT_NAME,
+pub use q8_1_layout::{
+    q8_1_layout, q8_1_vector_bytes, Q8_1_BLOCK_BYTES, Q8_1_BLOCK_VALUES, Q8_1_LAYOUT_NAME,
 };
+pub use quantize_q8_1::QuantizeQ8_1;
 pub use residual_add::{ResidualAdd, RESIDUAL_ADD_MAX_N};
 pub use residual_rmsnorm::ResidualRmsNorm;
 pub use rmsnorm::{RmsNorm, RMSNORM_MAX_HIDDEN};

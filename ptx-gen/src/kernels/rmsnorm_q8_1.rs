@@ -17,10 +17,10 @@ use crate::ir::{Addr, CacheHint, Cmp, KernelBuilder, Module, Reg, Sreg};
 use crate::launch::LaunchSpec;
 use crate::target::Target;
 
+use super::q8_1_layout::{q8_1_layout, q8_1_vector_bytes, Q8Ptr, Q8_1_BLOCK_VALUES};
 use super::quantize_q8_1::{
     batch_describe, batch_launch, batch_params, batch_suffix, batch_vector, cli_batch, emit_block,
-    grid_decl, is_one, one, q8_1_layout, q8_1_vector_bytes, validate_batch, vector_ptr, Q8Ptr,
-    Q8_1_BLOCK_VALUES,
+    grid_decl, is_one, one, validate_batch, vector_ptr,
 };
 use super::rmsnorm::{
     add_squares, chunk_guards, load_chunk, normalize, row_scale, RowLayout, RMSNORM_MAX_HIDDEN,
@@ -71,7 +71,7 @@ impl OutFormat {
 
 /// What a norm's Q8_1 output parameter says of itself.
 pub(crate) const Q8_1_NORMALIZED: &str =
-    super::quantize_q8_1::q8_1_meaning!("normalized vector, quantized: ");
+    super::q8_1_layout::q8_1_meaning!("normalized vector, quantized: ");
 
 /// RMSNorm of an f32 vector of `hidden` values, written as Q8_1 blocks.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
